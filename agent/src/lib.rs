@@ -1,0 +1,1 @@
+//! The kbridge agent and its wire protocol.

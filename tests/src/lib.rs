@@ -1,0 +1,1 @@
+//! Shared helpers for kbridge's end-to-end tests.
