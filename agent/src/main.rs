@@ -1,4 +1,134 @@
-//! `kbridge-agent` command line.
+//! `kbridge-agent` command line: serve (default) or `restore-watch`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kbridge_agent::restore_watch::{self, WatchOptions};
+use kbridge_agent::{Agent, AgentConfig};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "kbridge-agent",
+    version,
+    about = "The in-cluster half of kbridge"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (the default); configured by KBRIDGE_* environment variables.
+    Serve,
+    /// Watch one agent and restore its workload when the agent is orphaned.
+    RestoreWatch {
+        /// Agent health endpoint, host:port.
+        #[arg(long, env = "KBRIDGE_RESTORE_AGENT")]
+        agent: String,
+        /// Namespace of the workload.
+        #[arg(long, env = "KBRIDGE_RESTORE_NAMESPACE")]
+        namespace: String,
+        /// Workload as KIND/NAME, e.g. deployment/todo-api.
+        #[arg(long, env = "KBRIDGE_RESTORE_WORKLOAD")]
+        workload: String,
+        /// Session id (the kbridge.dev/session annotation it must match).
+        #[arg(long, env = "KBRIDGE_SESSION_ID")]
+        session: String,
+        /// Seconds between checks.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+        /// Seconds an unreachable agent is tolerated.
+        #[arg(long, env = "KBRIDGE_IDLE_RESTORE_SECS", default_value_t = 60)]
+        grace: u64,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("kbridge-agent is not built yet")
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KBRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    rt.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve().await,
+            Command::RestoreWatch {
+                agent,
+                namespace,
+                workload,
+                session,
+                interval,
+                grace,
+            } => {
+                let cancel = CancellationToken::new();
+                tokio::spawn(on_signal(cancel.clone()));
+                let outcome = restore_watch::run(
+                    WatchOptions {
+                        agent,
+                        namespace,
+                        workload,
+                        session,
+                        interval: Duration::from_secs(interval.max(1)),
+                        unreachable_grace: Duration::from_secs(grace),
+                    },
+                    cancel,
+                )
+                .await?;
+                tracing::info!(%outcome, "restore-watch finished");
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let config = AgentConfig::from_vars(std::env::vars())?;
+    tracing::info!(?config, "starting kbridge-agent {}", kbridge_agent::VERSION);
+    let agent = Agent::start(config).await?;
+    let ports: serde_json::Map<String, serde_json::Value> = agent
+        .port_addrs
+        .iter()
+        .map(|(p, a)| (p.to_string(), a.to_string().into()))
+        .collect();
+    // One machine-readable line on stdout, for tests and for humans reading pod logs.
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "ready",
+            "control": agent.control_addr.to_string(),
+            "health": agent.health_addr.to_string(),
+            "ports": ports,
+        })
+    );
+    let cancel = CancellationToken::new();
+    on_signal(cancel.clone()).await;
+    tracing::info!("stopping: closing listeners and sessions");
+    agent.shutdown(Duration::from_millis(800)).await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (and cancels `cancel`).
+async fn on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGTERM handler");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    cancel.cancel();
 }

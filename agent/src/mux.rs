@@ -1,0 +1,280 @@
+//! yamux over the session's byte stream: one driver task owns the connection, other tasks ask it
+//! for new streams through a channel, and every stream is handed out as a [`TunnelStream`].
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+use tokio_util::sync::CancellationToken;
+
+/// Streams open at once per session; 1000 concurrent connections must fit with room to spare.
+const MAX_STREAMS: usize = 16 * 1024;
+/// How long a graceful close (yamux GoAway) may take before the driver just drops the socket.
+const CLOSE_GRACE: Duration = Duration::from_millis(300);
+
+/// yamux settings shared by both sides.
+pub(crate) fn yamux_config() -> yamux::Config {
+    let mut cfg = yamux::Config::default();
+    // Raise the window budget first: set_max_num_streams asserts it covers 256 KiB per stream.
+    cfg.set_max_connection_receive_window(Some(MAX_STREAMS * yamux::DEFAULT_CREDIT as usize));
+    cfg.set_max_num_streams(MAX_STREAMS);
+    cfg
+}
+
+/// Why a session ended; shared with every stream so their errors can say it.
+#[derive(Debug, Default)]
+pub(crate) struct SessionEnd {
+    reason: OnceLock<String>,
+}
+
+impl SessionEnd {
+    pub(crate) fn set(&self, reason: impl Into<String>) {
+        let _ = self.reason.set(reason.into());
+    }
+
+    pub(crate) fn get(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
+    }
+}
+
+type OpenRequest = oneshot::Sender<Result<yamux::Stream, String>>;
+
+/// Cheap handle that asks the driver for new outbound streams.
+#[derive(Clone)]
+pub(crate) struct Opener {
+    tx: mpsc::Sender<OpenRequest>,
+    end: Arc<SessionEnd>,
+}
+
+impl Opener {
+    /// Opens a new stream; fails once the session is gone.
+    pub(crate) async fn open(&self) -> Result<TunnelStream, String> {
+        let (tx, rx) = oneshot::channel();
+        let lost = || {
+            self.end
+                .get()
+                .unwrap_or("the multiplexed session closed")
+                .to_string()
+        };
+        self.tx.send(tx).await.map_err(|_| lost())?;
+        match rx.await {
+            Ok(Ok(s)) => Ok(TunnelStream::new(s, self.end.clone())),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(lost()),
+        }
+    }
+
+    pub(crate) fn end(&self) -> &Arc<SessionEnd> {
+        &self.end
+    }
+}
+
+/// A running multiplexed session.
+pub(crate) struct Session {
+    /// Opens streams towards the peer.
+    pub(crate) opener: Opener,
+    /// Streams the peer opened.
+    pub(crate) incoming: mpsc::UnboundedReceiver<TunnelStream>,
+    /// Resolves when the driver stops (socket closed, error, or cancellation).
+    pub(crate) driver: tokio::task::JoinHandle<()>,
+}
+
+/// Starts yamux on `io` and spawns its driver; cancelling `cancel` closes the session.
+pub(crate) fn start<T>(io: T, mode: yamux::Mode, cancel: CancellationToken) -> Session
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = yamux::Connection::new(io.compat(), yamux_config(), mode);
+    let (open_tx, open_rx) = mpsc::channel::<OpenRequest>(64);
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let end = Arc::new(SessionEnd::default());
+    let driver = tokio::spawn(drive(conn, open_rx, in_tx, cancel, end.clone()));
+    Session {
+        opener: Opener { tx: open_tx, end },
+        incoming: in_rx,
+        driver,
+    }
+}
+
+async fn drive<T>(
+    mut conn: yamux::Connection<T>,
+    mut open_rx: mpsc::Receiver<OpenRequest>,
+    in_tx: mpsc::UnboundedSender<TunnelStream>,
+    cancel: CancellationToken,
+    end: Arc<SessionEnd>,
+) where
+    T: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
+    let mut pending: Option<OpenRequest> = None;
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    // Ok(true): asked to close; Ok(false): peer closed; Err: connection error.
+    let outcome: Result<bool, String> = poll_fn(|cx| {
+        if cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(true));
+        }
+        loop {
+            let mut progressed = false;
+            if pending.is_none() {
+                if let Poll::Ready(Some(req)) = open_rx.poll_recv(cx) {
+                    pending = Some(req);
+                }
+            }
+            if let Some(req) = pending.take() {
+                match conn.poll_new_outbound(cx) {
+                    Poll::Ready(Ok(s)) => {
+                        let _ = req.send(Ok(s));
+                        progressed = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        let msg = format!("cannot open a stream: {e}");
+                        let _ = req.send(Err(msg.clone()));
+                        return Poll::Ready(Err(msg));
+                    }
+                    Poll::Pending => pending = Some(req),
+                }
+            }
+            match conn.poll_next_inbound(cx) {
+                Poll::Ready(Some(Ok(s))) => {
+                    // A closed receiver means nobody serves new streams; dropping resets them.
+                    let _ = in_tx.send(TunnelStream::new(s, end.clone()));
+                    progressed = true;
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e.to_string())),
+                Poll::Ready(None) => return Poll::Ready(Ok(false)),
+                Poll::Pending => {}
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await;
+    match outcome {
+        Ok(true) => {
+            end.set("the session was shut down");
+            let _ = tokio::time::timeout(CLOSE_GRACE, poll_fn(|cx| conn.poll_close(cx))).await;
+        }
+        Ok(false) => end.set("the peer closed the session"),
+        Err(e) => end.set(format!("connection error: {e}")),
+    }
+    tracing::debug!(reason = end.get().unwrap_or(""), "mux session ended");
+    // Dropping `conn` marks every stream closed, which wakes their readers and writers.
+}
+
+/// One multiplexed stream, as a tokio `AsyncRead + AsyncWrite`.
+///
+/// Semantics on top of yamux: `shutdown()` half-closes (the peer reads EOF); dropping the stream
+/// without `shutdown()` resets it (the peer sees `ConnectionReset`); a read after the peer reset
+/// the stream, or after the whole session was lost, fails with `ConnectionReset` or
+/// `ConnectionAborted` instead of looking like a clean EOF.
+pub struct TunnelStream {
+    inner: Compat<yamux::Stream>,
+    end: Arc<SessionEnd>,
+    wrote_fin: bool,
+}
+
+impl std::fmt::Debug for TunnelStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelStream")
+            .field("id", &self.inner.get_ref().id())
+            .finish()
+    }
+}
+
+impl TunnelStream {
+    fn new(s: yamux::Stream, end: Arc<SessionEnd>) -> Self {
+        TunnelStream {
+            inner: s.compat(),
+            end,
+            wrote_fin: false,
+        }
+    }
+
+    /// Resets the stream: the peer sees `ConnectionReset` rather than EOF.
+    pub fn reset(self) {
+        drop(self);
+    }
+
+    /// The error to report for an unexpected end of the stream.
+    fn broken(&self) -> io::Error {
+        match self.end.get() {
+            Some(reason) => io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!("the kbridge session was lost: {reason}"),
+            ),
+            None => io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "the stream was reset by the other side",
+            ),
+        }
+    }
+
+    /// Classifies an EOF from yamux: a closed state we did not cause by half-closing is a reset.
+    fn eof_is_reset(&self) -> bool {
+        self.inner.get_ref().is_closed() && !self.wrote_fin
+    }
+
+    /// Reads the next chunk yamux received, without copying it into a caller buffer.
+    /// `Ok(None)` is a clean EOF.
+    pub(crate) fn poll_packet(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<yamux::Packet>>> {
+        match ready!(self.inner.get_mut().poll_next_unpin(cx)) {
+            Some(Ok(p)) => Poll::Ready(Ok(Some(p))),
+            Some(Err(e)) => Poll::Ready(Err(e)),
+            None if self.eof_is_reset() => Poll::Ready(Err(self.broken())),
+            None => Poll::Ready(Ok(None)),
+        }
+    }
+}
+
+impl AsyncRead for TunnelStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if buf.filled().len() == before && buf.remaining() > 0 && self.eof_is_reset() {
+            return Poll::Ready(Err(self.broken()));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for TunnelStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match ready!(Pin::new(&mut self.inner).poll_write(cx, buf)) {
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WriteZero => Poll::Ready(Err(self.broken())),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match ready!(Pin::new(&mut self.inner).poll_flush(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(e) if e.kind() == io::ErrorKind::WriteZero => Poll::Ready(Err(self.broken())),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.wrote_fin = true;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

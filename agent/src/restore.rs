@@ -1,0 +1,311 @@
+//! The restore contract shared by the adapter, `kbridge restore` and the in-cluster restorer:
+//! the `kbridge.dev/*` annotation keys, the restore record they hold, the patch that puts a
+//! workload back, and the restorer's decision logic (pure, so it is unit-tested).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::idle::SessionState;
+
+/// Prefix of every kbridge annotation.
+pub const ANNOTATION_PREFIX: &str = "kbridge.dev/";
+/// Session id that holds the workload.
+pub const ANNOTATION_SESSION: &str = "kbridge.dev/session";
+/// Who started the session (`user@host`), for `kbridge status` and polite refusals.
+pub const ANNOTATION_OWNER: &str = "kbridge.dev/owner";
+/// RFC 3339 start time of the session.
+pub const ANNOTATION_STARTED: &str = "kbridge.dev/started";
+/// The original container, as JSON, exactly as it was in the pod template.
+pub const ANNOTATION_ORIGINAL_CONTAINER: &str = "kbridge.dev/original-container";
+
+/// Every annotation a session writes (and a restore removes).
+pub const ALL_ANNOTATIONS: &[&str] = &[
+    ANNOTATION_SESSION,
+    ANNOTATION_OWNER,
+    ANNOTATION_STARTED,
+    ANNOTATION_ORIGINAL_CONTAINER,
+];
+
+/// Errors reading or applying a restore record.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RestoreError {
+    /// An annotation is missing although the session annotation is present.
+    #[error("annotation '{0}' is missing; the restore record is incomplete")]
+    Missing(&'static str),
+    /// The original container annotation is not a container object with a name.
+    #[error(
+        "annotation '{ANNOTATION_ORIGINAL_CONTAINER}' is not a container JSON with a name: {0}"
+    )]
+    BadContainer(String),
+    /// The workload has no pod template containers (not a Deployment/StatefulSet/…).
+    #[error(
+        "the workload has no spec.template.spec.containers; restore it with 'kbridge restore'"
+    )]
+    NoTemplate,
+}
+
+/// What a session stored so that anyone can undo it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreRecord {
+    /// Session id.
+    pub session: String,
+    /// Owner (`user@host`).
+    pub owner: String,
+    /// RFC 3339 start time.
+    pub started: String,
+    /// The original container object from the pod template.
+    pub original_container: Value,
+}
+
+impl RestoreRecord {
+    /// The name of the swapped container (the agent kept it).
+    pub fn container_name(&self) -> Result<&str, RestoreError> {
+        self.original_container
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RestoreError::BadContainer("no \"name\" field".into()))
+    }
+
+    /// The annotations that store this record.
+    pub fn to_annotations(&self) -> BTreeMap<String, String> {
+        [
+            (ANNOTATION_SESSION, self.session.clone()),
+            (ANNOTATION_OWNER, self.owner.clone()),
+            (ANNOTATION_STARTED, self.started.clone()),
+            (
+                ANNOTATION_ORIGINAL_CONTAINER,
+                self.original_container.to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Reads a record from annotations: `Ok(None)` when no session holds the workload.
+    pub fn from_annotations(a: &BTreeMap<String, String>) -> Result<Option<Self>, RestoreError> {
+        let Some(session) = a.get(ANNOTATION_SESSION) else {
+            return Ok(None);
+        };
+        let get = |k: &'static str| a.get(k).cloned().ok_or(RestoreError::Missing(k));
+        let raw = get(ANNOTATION_ORIGINAL_CONTAINER)?;
+        let original_container: Value =
+            serde_json::from_str(&raw).map_err(|e| RestoreError::BadContainer(e.to_string()))?;
+        let rec = RestoreRecord {
+            session: session.clone(),
+            owner: get(ANNOTATION_OWNER)?,
+            started: get(ANNOTATION_STARTED)?,
+            original_container,
+        };
+        rec.container_name()?;
+        Ok(Some(rec))
+    }
+}
+
+/// Builds the JSON merge patch that restores `workload` (Deployment, StatefulSet, ReplicaSet,
+/// DaemonSet as JSON): the original container goes back in place of the agent, the kbridge
+/// annotations are removed, and `metadata.resourceVersion` makes the API server refuse the patch
+/// (409) if the workload changed since it was read.
+pub fn restore_patch(workload: &Value, record: &RestoreRecord) -> Result<Value, RestoreError> {
+    let name = record.container_name()?;
+    let containers = workload
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .ok_or(RestoreError::NoTemplate)?;
+    let mut replaced = false;
+    let new: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            if c.get("name").and_then(Value::as_str) == Some(name) {
+                replaced = true;
+                record.original_container.clone()
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    let mut new = new;
+    if !replaced {
+        // The agent container vanished (someone edited the workload); put the original back anyway.
+        new.push(record.original_container.clone());
+    }
+    let annotations: serde_json::Map<String, Value> = ALL_ANNOTATIONS
+        .iter()
+        .map(|k| (k.to_string(), Value::Null))
+        .collect();
+    let mut metadata = json!({ "annotations": annotations });
+    if let Some(rv) = workload.pointer("/metadata/resourceVersion") {
+        metadata["resourceVersion"] = rv.clone();
+    }
+    Ok(json!({
+        "metadata": metadata,
+        "spec": { "template": { "spec": { "containers": new } } }
+    }))
+}
+
+/// What the restorer saw of the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentObservation {
+    /// The agent answered `/status` with this state.
+    State(SessionState),
+    /// The agent did not answer, for this long already.
+    Unreachable(Duration),
+}
+
+/// What the restorer should do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Keep watching.
+    Wait,
+    /// Put the workload back from this record.
+    Restore(RestoreRecord),
+    /// Nothing left to do (the workload is already restored or belongs to another session).
+    Done(String),
+}
+
+/// The restorer's decision for session `session`, given the workload's annotations and what the
+/// agent says. `unreachable_grace` is how long an unreachable agent is tolerated (the idle
+/// threshold: a pod being rescheduled may be briefly unreachable while kbridge is fine).
+pub fn decide(
+    session: &str,
+    annotations: Option<&BTreeMap<String, String>>,
+    agent: AgentObservation,
+    unreachable_grace: Duration,
+) -> Result<Decision, RestoreError> {
+    let Some(annotations) = annotations else {
+        return Ok(Decision::Done("the workload no longer exists".into()));
+    };
+    let record = match RestoreRecord::from_annotations(annotations)? {
+        None => return Ok(Decision::Done("the workload is already restored".into())),
+        Some(r) if r.session != session => {
+            return Ok(Decision::Done(format!(
+                "the workload now belongs to session {}",
+                r.session
+            )))
+        }
+        Some(r) => r,
+    };
+    Ok(match agent {
+        AgentObservation::State(SessionState::Orphaned) => Decision::Restore(record),
+        AgentObservation::State(_) => Decision::Wait,
+        AgentObservation::Unreachable(d) if d >= unreachable_grace => Decision::Restore(record),
+        AgentObservation::Unreachable(_) => Decision::Wait,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(session: &str) -> RestoreRecord {
+        RestoreRecord {
+            session: session.into(),
+            owner: "alice@laptop".into(),
+            started: "2026-12-01T13:00:00Z".into(),
+            original_container: json!({"name": "api", "image": "todo-api:1", "ports": [{"containerPort": 80}]}),
+        }
+    }
+
+    #[test]
+    fn annotations_round_trip() {
+        let r = record("s1");
+        let a = r.to_annotations();
+        assert_eq!(RestoreRecord::from_annotations(&a).unwrap(), Some(r));
+        assert_eq!(
+            RestoreRecord::from_annotations(&BTreeMap::new()).unwrap(),
+            None
+        );
+        let mut broken = a.clone();
+        broken.remove(ANNOTATION_OWNER);
+        assert_eq!(
+            RestoreRecord::from_annotations(&broken),
+            Err(RestoreError::Missing(ANNOTATION_OWNER))
+        );
+        let mut broken = a;
+        broken.insert(ANNOTATION_ORIGINAL_CONTAINER.into(), "{}".into());
+        assert!(RestoreRecord::from_annotations(&broken).is_err());
+    }
+
+    #[test]
+    fn decisions() {
+        let a = record("s1").to_annotations();
+        let grace = Duration::from_secs(60);
+        let st = |s| AgentObservation::State(s);
+        assert_eq!(
+            decide("s1", Some(&a), st(SessionState::Active), grace).unwrap(),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide("s1", Some(&a), st(SessionState::Idle), grace).unwrap(),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide("s1", Some(&a), st(SessionState::Orphaned), grace).unwrap(),
+            Decision::Restore(record("s1"))
+        );
+        assert_eq!(
+            decide(
+                "s1",
+                Some(&a),
+                AgentObservation::Unreachable(Duration::from_secs(5)),
+                grace
+            )
+            .unwrap(),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide("s1", Some(&a), AgentObservation::Unreachable(grace), grace).unwrap(),
+            Decision::Restore(record("s1"))
+        );
+        // Another session took over, or kbridge already restored: never touch it.
+        assert!(matches!(
+            decide("s0", Some(&a), st(SessionState::Orphaned), grace).unwrap(),
+            Decision::Done(_)
+        ));
+        assert!(matches!(
+            decide(
+                "s1",
+                Some(&BTreeMap::new()),
+                st(SessionState::Orphaned),
+                grace
+            )
+            .unwrap(),
+            Decision::Done(_)
+        ));
+        assert!(matches!(
+            decide("s1", None, st(SessionState::Orphaned), grace).unwrap(),
+            Decision::Done(_)
+        ));
+    }
+
+    #[test]
+    fn patch_puts_the_original_container_back() {
+        let workload = json!({
+            "metadata": {"name": "todo-api", "resourceVersion": "42", "annotations": record("s1").to_annotations()},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "sidecar", "image": "envoy"},
+                {"name": "api", "image": "kbridge/agent:dev"}
+            ]}}}
+        });
+        let p = restore_patch(&workload, &record("s1")).unwrap();
+        assert_eq!(p["metadata"]["resourceVersion"], "42");
+        assert_eq!(
+            p["metadata"]["annotations"][ANNOTATION_SESSION],
+            Value::Null
+        );
+        let c = p["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0]["image"], "envoy");
+        assert_eq!(c[1]["image"], "todo-api:1");
+        assert_eq!(
+            restore_patch(&json!({"spec": {}}), &record("s1")),
+            Err(RestoreError::NoTemplate)
+        );
+    }
+}
