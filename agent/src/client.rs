@@ -239,6 +239,12 @@ impl AgentClient {
             })?
     }
 
+    /// Opens a bare stream. The caller must first send a [`StreamHeader`] frame
+    /// ([`crate::wire::write_frame`]); this exists for protocol extensions and tests.
+    pub async fn open_stream(&self) -> Result<TunnelStream, ClientError> {
+        self.opener.open().await.map_err(ClientError::SessionLost)
+    }
+
     /// Asks the agent to connect to `host:port` (IP or DNS name) from inside the cluster.
     ///
     /// A refused, unresolvable or unreachable destination is [`ClientError::Outbound`].

@@ -175,7 +175,8 @@ pub(crate) async fn serve(stream: TunnelStream, io: Arc<IoHandler>) {
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "control stream broken");
+                // Usually the session ending under it; the session logs why.
+                tracing::debug!(error = %e, "control stream ended");
                 return;
             }
         };
