@@ -1,1 +1,102 @@
-fn main() {}
+//! The `kbridge` binary: parses the command line and hands off to the library.
+
+mod cli;
+mod doctor;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{Cli, Command, SchemaKind};
+use kbridge::proxy::{self, Outcome, ProxyOptions};
+use kbridge::session::{guardian, SessionId};
+use std::process::ExitCode;
+use tokio::sync::watch;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kbridge: error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("kbridge: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    };
+    // tokio reads stdin on a blocking thread that cannot be interrupted; do not wait
+    // for it (or the process would linger until the editor closes our stdin).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Dap { debugger, port } => {
+            let log = kbridge::logging::init(&format!("dap-{}", SessionId::generate()));
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                ?debugger,
+                ?port,
+                ?log,
+                "kbridge dap"
+            );
+            let options = ProxyOptions { debugger };
+            let shutdown = shutdown_on_signals()?;
+            let outcome = match port {
+                None => proxy::serve_stdio(options, shutdown).await,
+                Some(port) => {
+                    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                        .await
+                        .with_context(|| format!("cannot listen on 127.0.0.1:{port} (is the port taken? pick another with --port, or 0 for a free one)"))?;
+                    let address = listener.local_addr()?;
+                    // Test clients and editors read this line to learn the port.
+                    println!("kbridge: listening on {address}");
+                    proxy::serve_tcp(options, listener, shutdown).await
+                }
+            };
+            Ok(match outcome {
+                Outcome::Clean => ExitCode::SUCCESS,
+                Outcome::TeardownFailed(failures) => {
+                    eprintln!("kbridge: teardown failed: {}", failures.join("; "));
+                    ExitCode::FAILURE
+                }
+            })
+        }
+        Command::Schema { which } => {
+            let schema = match which {
+                SchemaKind::Launch => kbridge_config::schema::launch_schema(),
+                SchemaKind::Config => kbridge_config::schema::config_schema(),
+            };
+            print!("{}", kbridge_config::schema::to_file_text(&schema));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => Ok(doctor::run()),
+        Command::Guard { session } => {
+            kbridge::logging::init(&session);
+            guardian::run(SessionId(session))
+                .await
+                .context("guardian failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A flag that turns true on SIGTERM or SIGINT, so sessions end with teardown.
+fn shutdown_on_signals() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM"),
+            _ = interrupt.recv() => tracing::info!("SIGINT"),
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}

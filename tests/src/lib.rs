@@ -1,1 +1,54 @@
-//! Shared helpers for kbridge's end-to-end tests.
+//! Shared helpers for kbridge's end-to-end tests: finding the built binaries, an
+//! editor-side DAP client written independently of the proxy's own codec, and the
+//! small programs the debuggers run.
+
+pub mod dap_client;
+pub mod programs;
+
+use std::path::PathBuf;
+
+/// The directory holding the workspace's built binaries (`target/debug` or the
+/// `CARGO_TARGET_DIR` equivalent), found from the running test executable.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test-binary> → target/debug
+    let deps = exe.parent().expect("deps dir");
+    deps.parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| deps.to_path_buf())
+}
+
+/// Path of a workspace binary; fails with the command that builds it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// The `kbridge` binary.
+pub fn kbridge_bin() -> PathBuf {
+    workspace_bin("kbridge")
+}
+
+/// Whether an executable is on PATH; tests of a debugger that is missing fail with the
+/// install command rather than passing silently.
+pub fn require_tool(name: &str, install: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(found, "`{name}` is needed by this test: {install}");
+}
+
+/// A fresh temporary directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("kbridge-test-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}

@@ -1,0 +1,57 @@
+//! The command line, as DESIGN §2 lists it. Commands of the cluster session join as
+//! they are built.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kbridge_config::Preset;
+
+/// Run and debug one service of a Kubernetes application locally, wired into the cluster.
+#[derive(Debug, Parser)]
+#[command(name = "kbridge", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kbridge's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Debug Adapter Protocol proxy on stdio (or TCP with --port): what editors launch.
+    Dap {
+        /// Start this debug adapter at `initialize` instead of waiting for `launch`.
+        #[arg(long, value_parser = parse_preset)]
+        debugger: Option<Preset>,
+        /// Listen on this TCP port on 127.0.0.1 instead of stdio (0 picks a free port);
+        /// every connection is its own session.
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Print a JSON Schema.
+    Schema {
+        /// Which schema.
+        #[arg(value_enum)]
+        which: SchemaKind,
+    },
+    /// Check the setup: debuggers found, kubeconfig.
+    Doctor,
+    /// Internal: the teardown guardian of a session (started by kbridge itself).
+    #[command(hide = true)]
+    Guard {
+        /// The session id.
+        #[arg(long)]
+        session: String,
+    },
+}
+
+/// The schemas `kbridge schema` prints.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaKind {
+    /// The `"type": "bridge"` launch configuration.
+    Launch,
+    /// `KubernetesLocalProcessConfig.yaml`.
+    Config,
+}
+
+fn parse_preset(name: &str) -> Result<Preset, String> {
+    Preset::from_name(name)
+}

@@ -1,0 +1,332 @@
+//! `Content-Length` framing. The reader never panics on input: a bad header, an
+//! oversized length or a truncated body yields a [`FrameError`] and the reader
+//! resynchronises on the next `Content-Length:` header, so the next well-formed
+//! message still gets through.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+
+/// Bodies larger than this are refused; no DAP message comes near it.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// A header block longer than this is garbage, not a header.
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+const HEADER_NAME: &[u8] = b"content-length:";
+
+/// Why some bytes on the wire were not a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The header block had no usable `Content-Length`.
+    #[error(
+        "malformed DAP header {0:?}: expected `Content-Length: <bytes>` followed by an empty line"
+    )]
+    BadHeader(String),
+    /// The announced body is larger than [`MAX_BODY_BYTES`].
+    #[error("DAP message of {0} bytes refused (limit {MAX_BODY_BYTES} bytes)")]
+    TooLarge(u64),
+    /// Bytes that are not a header at all were skipped.
+    #[error("skipped {0} bytes of garbage between DAP messages")]
+    Garbage(usize),
+}
+
+/// One read result: a complete body, or a framing error the reader recovered from.
+#[derive(Debug)]
+pub enum Frame {
+    /// A complete message body (not yet checked to be JSON).
+    Body(Bytes),
+    /// A framing problem; reading can go on.
+    Error(FrameError),
+}
+
+/// Reads DAP frames from a byte stream.
+pub struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+    /// Set after an oversized length: discard input until the next header.
+    resyncing: bool,
+    eof: bool,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wraps a byte stream.
+    pub fn new(inner: R) -> Self {
+        FrameReader {
+            inner,
+            buf: BytesMut::with_capacity(16 * 1024),
+            resyncing: false,
+            eof: false,
+        }
+    }
+
+    /// Puts bytes back in front of the unread input. Used when a body turned out to hold
+    /// the start of the next message (its sender announced more bytes than it wrote).
+    pub fn unread(&mut self, bytes: &[u8]) {
+        let mut joined = BytesMut::with_capacity(bytes.len() + self.buf.len());
+        joined.extend_from_slice(bytes);
+        joined.extend_from_slice(&self.buf);
+        self.buf = joined;
+    }
+
+    /// The next frame, or `None` at a clean end of input. Bytes left over at the end
+    /// (a truncated message) are reported once as an error before `None`.
+    pub async fn next_frame(&mut self) -> std::io::Result<Option<Frame>> {
+        loop {
+            if let Some(frame) = self.parse_buffered() {
+                return Ok(Some(frame));
+            }
+            if self.eof {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let leftover = self.buf.len();
+                self.buf.clear();
+                return Ok(Some(Frame::Error(FrameError::Garbage(leftover))));
+            }
+            if self.inner.read_buf(&mut self.buf).await? == 0 {
+                self.eof = true;
+            }
+        }
+    }
+
+    /// Tries to take one frame out of the buffer without reading more.
+    fn parse_buffered(&mut self) -> Option<Frame> {
+        if self.resyncing {
+            match find_header_start(&self.buf, 0) {
+                Some(at) => {
+                    self.buf.advance(at);
+                    self.resyncing = false;
+                }
+                None => {
+                    // Keep a tail that might be the start of a header split across reads.
+                    let keep = HEADER_NAME.len().min(self.buf.len());
+                    self.buf.advance(self.buf.len() - keep);
+                    return None;
+                }
+            }
+        }
+        match header_shape(&self.buf) {
+            HeaderShape::NeedMore if self.buf.len() <= MAX_HEADER_BYTES => return None,
+            HeaderShape::Header => {}
+            HeaderShape::NeedMore | HeaderShape::Garbage => {
+                // Not a header: skip to the next `Content-Length:`, keeping a tail that
+                // may be the start of one split across reads.
+                let skip = find_header_start(&self.buf, 1)
+                    .unwrap_or(self.buf.len().saturating_sub(HEADER_NAME.len()));
+                if skip == 0 {
+                    return None;
+                }
+                self.buf.advance(skip);
+                return Some(Frame::Error(FrameError::Garbage(skip)));
+            }
+        }
+        let header_end = match find(&self.buf, b"\r\n\r\n") {
+            Some(end) => end,
+            None => {
+                if self.buf.len() > MAX_HEADER_BYTES {
+                    let header = String::from_utf8_lossy(&self.buf[..64]).into_owned();
+                    self.buf.advance(1);
+                    self.resyncing = true;
+                    return Some(Frame::Error(FrameError::BadHeader(header)));
+                }
+                return None;
+            }
+        };
+        let length = match parse_content_length(&self.buf[..header_end]) {
+            Ok(length) => length,
+            Err(error) => {
+                self.buf.advance(header_end + 4);
+                return Some(Frame::Error(error));
+            }
+        };
+        if length > MAX_BODY_BYTES as u64 {
+            self.buf.advance(header_end + 4);
+            self.resyncing = true;
+            return Some(Frame::Error(FrameError::TooLarge(length)));
+        }
+        let length = length as usize;
+        let total = header_end + 4 + length;
+        if self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
+            return None;
+        }
+        self.buf.advance(header_end + 4);
+        Some(Frame::Body(self.buf.split_to(length).freeze()))
+    }
+}
+
+/// Parses the header block (without its final empty line).
+fn parse_content_length(header: &[u8]) -> Result<u64, FrameError> {
+    let bad = || FrameError::BadHeader(String::from_utf8_lossy(header).into_owned());
+    let text = std::str::from_utf8(header).map_err(|_| bad())?;
+    let mut length = None;
+    for line in text.split("\r\n") {
+        let (name, value) = line.split_once(':').ok_or_else(bad)?;
+        if name.trim().eq_ignore_ascii_case("content-length") {
+            length = Some(value.trim().parse::<u64>().map_err(|_| bad())?);
+        }
+        // Other headers (Content-Type) are allowed by the spec and ignored.
+    }
+    length.ok_or_else(bad)
+}
+
+enum HeaderShape {
+    Header,
+    Garbage,
+    NeedMore,
+}
+
+/// Whether the buffer starts like a header line (`Token-Name:`).
+fn header_shape(buf: &[u8]) -> HeaderShape {
+    for (i, &byte) in buf.iter().enumerate() {
+        match byte {
+            b':' if i > 0 => return HeaderShape::Header,
+            b'A'..=b'Z' | b'a'..=b'z' => {}
+            b'0'..=b'9' | b'-' if i > 0 => {}
+            _ => return HeaderShape::Garbage,
+        }
+    }
+    HeaderShape::NeedMore
+}
+
+/// Position of the next `Content-Length:` at or after `from`.
+fn find_header_start(haystack: &[u8], from: usize) -> Option<usize> {
+    if haystack.len() < HEADER_NAME.len() {
+        return None;
+    }
+    (from..=haystack.len() - HEADER_NAME.len())
+        .find(|&i| haystack[i..i + HEADER_NAME.len()].eq_ignore_ascii_case(HEADER_NAME))
+}
+
+/// Position of the `Content-Length:` inside a body, if the body holds one: the sign that
+/// its sender announced more bytes than it wrote.
+pub fn find_embedded_header(body: &[u8]) -> Option<usize> {
+    find_header_start(body, 0)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Writes DAP frames; each frame goes out in one buffered write and is flushed.
+pub struct FrameWriter<W: AsyncWrite> {
+    inner: BufWriter<W>,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    /// Wraps a byte sink.
+    pub fn new(inner: W) -> Self {
+        FrameWriter {
+            inner: BufWriter::with_capacity(64 * 1024, inner),
+        }
+    }
+
+    /// Writes one message body with its header and flushes it.
+    pub async fn send(&mut self, body: &[u8]) -> std::io::Result<()> {
+        let header = format!("Content-Length: {}\r\n\r\n", body.len());
+        self.inner.write_all(header.as_bytes()).await?;
+        self.inner.write_all(body).await?;
+        self.inner.flush().await
+    }
+
+    /// Flushes and closes the write side (the peer sees end of input).
+    pub async fn close(&mut self) -> std::io::Result<()> {
+        self.inner.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(body: &str) -> Vec<u8> {
+        format!("Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    }
+
+    async fn read_all(input: Vec<u8>) -> Vec<Frame> {
+        let mut reader = FrameReader::new(&input[..]);
+        let mut frames = Vec::new();
+        while let Some(frame) = reader.next_frame().await.expect("in-memory read") {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    fn bodies(frames: &[Frame]) -> Vec<String> {
+        frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Body(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                Frame::Error(_) => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn reads_consecutive_frames_and_extra_headers() {
+        let mut input = frame(r#"{"seq":1}"#);
+        input.extend(
+            b"Content-Type: application/vscode-jsonrpc\r\ncontent-length: 9\r\n\r\n{\"seq\":2}",
+        );
+        let frames = read_all(input).await;
+        assert_eq!(bodies(&frames), [r#"{"seq":1}"#, r#"{"seq":2}"#]);
+        assert_eq!(frames.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn bad_header_is_reported_and_skipped() {
+        let mut input = b"Content-Length: abc\r\n\r\n".to_vec();
+        input.extend(frame(r#"{"seq":2}"#));
+        let frames = read_all(input).await;
+        assert!(matches!(frames[0], Frame::Error(FrameError::BadHeader(_))));
+        assert_eq!(bodies(&frames), [r#"{"seq":2}"#]);
+    }
+
+    #[tokio::test]
+    async fn garbage_before_a_header_is_skipped() {
+        let mut input = b"hello there\r\n".to_vec();
+        input.extend(frame(r#"{"seq":3}"#));
+        let frames = read_all(input).await;
+        assert!(matches!(frames[0], Frame::Error(FrameError::Garbage(13))));
+        assert_eq!(bodies(&frames), [r#"{"seq":3}"#]);
+    }
+
+    #[tokio::test]
+    async fn huge_length_is_refused_then_resynchronised() {
+        let mut input = b"Content-Length: 99999999999\r\n\r\n{\"partial\":".to_vec();
+        input.extend(frame(r#"{"seq":4}"#));
+        let frames = read_all(input).await;
+        assert!(matches!(
+            frames[0],
+            Frame::Error(FrameError::TooLarge(99999999999))
+        ));
+        assert_eq!(bodies(&frames), [r#"{"seq":4}"#]);
+    }
+
+    #[tokio::test]
+    async fn truncated_tail_at_eof_is_reported() {
+        let input = b"Content-Length: 50\r\n\r\n{\"seq\":".to_vec();
+        let frames = read_all(input).await;
+        assert_eq!(frames.len(), 1);
+        assert!(matches!(frames[0], Frame::Error(FrameError::Garbage(_))));
+    }
+
+    #[tokio::test]
+    async fn unread_puts_bytes_back_in_front() {
+        let input = frame(r#"{"seq":6}"#);
+        let mut reader = FrameReader::new(&input[..]);
+        reader.unread(&frame(r#"{"seq":5}"#));
+        let mut seen = Vec::new();
+        while let Some(Frame::Body(b)) = reader.next_frame().await.expect("read") {
+            seen.push(String::from_utf8_lossy(&b).into_owned());
+        }
+        assert_eq!(seen, [r#"{"seq":5}"#, r#"{"seq":6}"#]);
+    }
+
+    #[tokio::test]
+    async fn writer_frames_bodies() {
+        let mut out = Vec::new();
+        let mut writer = FrameWriter::new(&mut out);
+        writer.send(br#"{"a":1}"#).await.expect("write");
+        drop(writer);
+        assert_eq!(out, b"Content-Length: 7\r\n\r\n{\"a\":1}");
+    }
+}

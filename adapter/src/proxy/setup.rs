@@ -1,0 +1,243 @@
+//! What happens between the client's `launch` and its forwarding: the configuration is
+//! checked, the adapter started if it is not running yet (its `initialize` replayed),
+//! the bridge session opened, and the request rewritten. It runs as a task so the
+//! proxy keeps serving the client meanwhile; dropping it cancels the launch cleanly
+//! (the adapter is killed, the guardian undoes the session's changes).
+
+use super::reader::{check, Inbound};
+use super::rewrite;
+use crate::dap::codec::{Frame, FrameReader};
+use crate::dap::FrameWriter;
+use crate::debugger::{self, process, AdapterProcess, AdapterSpec};
+use crate::env::{dotenv, EnvLayers};
+use crate::session::{
+    backend_for, local::create_private_dir, state_root, BridgeSession, EventSink, Guardian,
+    SessionEvent, SessionId, SessionRequest,
+};
+use bytes::Bytes;
+use kbridge_config::{DebuggerChoice, EnvVars, LaunchConfig, Preset};
+use serde_json::{Map, Value};
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::AsyncRead;
+
+/// How long an adapter may take to answer the replayed `initialize`.
+const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An adapter started during setup, with what it said so far.
+pub struct StartedAdapter {
+    /// The process.
+    pub process: AdapterProcess,
+    /// Its message stream, possibly with buffered input.
+    pub reader: FrameReader<Box<dyn AsyncRead + Send + Unpin>>,
+    /// Its input.
+    pub writer: FrameWriter<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
+    /// Its answer to `initialize`.
+    pub capabilities: Map<String, Value>,
+    /// Messages it sent before that answer (events), to forward after it.
+    pub early: Vec<Bytes>,
+}
+
+/// A launch ready to forward.
+pub struct Prepared {
+    /// The adapter the request goes to.
+    pub spec: AdapterSpec,
+    /// Set when setup had to start the adapter.
+    pub adapter: Option<StartedAdapter>,
+    /// The open session.
+    pub session: Box<dyn BridgeSession>,
+    /// Its guardian.
+    pub guardian: Guardian,
+    /// The debuggee's environment.
+    pub env: EnvVars,
+    /// The rewritten request.
+    pub request: Bytes,
+}
+
+/// Everything setup needs, owned so the task can run on its own.
+pub struct LaunchInput {
+    /// The client's `launch`/`attach` message.
+    pub message: Value,
+    /// The adapter already running (eager start), if any.
+    pub running: Option<AdapterSpec>,
+    /// `--debugger`, if given.
+    pub flag: Option<Preset>,
+    /// The client's `initialize`, to replay to an adapter started now.
+    pub initialize: Option<Bytes>,
+    /// The session id.
+    pub session_id: SessionId,
+    /// Progress sink.
+    pub events: EventSink,
+}
+
+/// Runs setup; the error is the message for the user.
+pub async fn prepare(input: LaunchInput) -> Result<Prepared, String> {
+    let LaunchInput {
+        mut message,
+        running,
+        flag,
+        initialize,
+        session_id,
+        events,
+    } = input;
+    let arguments = message
+        .get("arguments")
+        .cloned()
+        .unwrap_or(Value::Object(Map::new()));
+    let config = LaunchConfig::from_arguments(&arguments).map_err(|e| e.to_string())?;
+    let already_running = running.is_some();
+    let spec = choose_adapter(&config, running, flag)?;
+
+    let mut layers = EnvLayers::default();
+    if let Some(path) = &config.env_file {
+        let cwd = arguments.get("cwd").and_then(Value::as_str).map(Path::new);
+        layers.env_file = dotenv::read(path, cwd).map_err(|e| e.to_string())?;
+    }
+    layers.user = config.env.clone().unwrap_or_default();
+
+    let adapter = if already_running {
+        None
+    } else {
+        let _ = events.send(SessionEvent::Step(format!("starting {}", spec.name)));
+        let initialize = initialize.ok_or("the client sent `launch` before `initialize`")?;
+        Some(
+            start_and_initialize(&spec, &initialize)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+    };
+
+    let settings = config.bridge.clone().unwrap_or_default();
+    let target = settings.target().map_err(|e| e.to_string())?;
+    let backend = backend_for(target.as_ref()).map_err(|e| e.to_string())?;
+    let private_dir = state_root().join("sessions").join(&session_id.0);
+    if let Some(parent) = private_dir.parent() {
+        create_private_dir(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let guardian = Guardian::spawn(&session_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = SessionRequest {
+        id: session_id,
+        settings,
+        target,
+        private_dir,
+    };
+    let session = match backend.open(request, events, &guardian).await {
+        Ok(session) => session,
+        Err(error) => {
+            if let Err(teardown) = guardian.teardown().await {
+                tracing::error!(error = %teardown, "teardown after a failed launch failed");
+            }
+            return Err(error.to_string());
+        }
+    };
+
+    let session_layers = session.environment();
+    layers.pod = session_layers.pod;
+    layers.config_file = session_layers.config_file;
+    let env = layers.merged();
+    rewrite::request(&mut message, &spec, &env);
+    let request = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
+    tracing::info!(variables = ?env.names().collect::<Vec<_>>(), "debuggee environment prepared");
+    Ok(Prepared {
+        spec,
+        adapter,
+        session,
+        guardian,
+        env,
+        request: Bytes::from(request),
+    })
+}
+
+/// The adapter this launch goes to: the running one, or the configuration's choice.
+fn choose_adapter(
+    config: &LaunchConfig,
+    running: Option<AdapterSpec>,
+    flag: Option<Preset>,
+) -> Result<AdapterSpec, String> {
+    if let (Some(flag), Some(DebuggerChoice::Preset(asked))) = (flag, &config.debugger) {
+        if *asked != flag {
+            return Err(format!(
+                "this kbridge was started with `--debugger {flag}` but the configuration asks for `\"debugger\": \"{asked}\"`; make them agree or remove one"
+            ));
+        }
+    }
+    if let Some(spec) = running {
+        return Ok(spec);
+    }
+    let choice = match (&config.debugger, flag) {
+        (Some(choice), _) => choice.clone(),
+        (None, Some(flag)) => DebuggerChoice::Preset(flag),
+        (None, None) => {
+            return Err(format!(
+                "the configuration does not say which debugger to run: add \"debugger\": \"debugpy\" (or one of {}) to it",
+                Preset::ALL.map(|p| p.name()).join(", ")
+            ))
+        }
+    };
+    debugger::resolve(&choice).map_err(|e| e.to_string())
+}
+
+/// Starts an adapter and replays the client's `initialize` to it.
+pub async fn start_and_initialize(
+    spec: &AdapterSpec,
+    initialize: &[u8],
+) -> Result<StartedAdapter, debugger::DebuggerError> {
+    let (mut process, streams) = process::start(spec).await?;
+    let mut reader = FrameReader::new(streams.reader);
+    let mut writer = FrameWriter::new(streams.writer);
+    let request_seq = crate::dap::Envelope::peek(initialize)
+        .map(|e| e.seq)
+        .unwrap_or(1);
+    if writer.send(initialize).await.is_err() {
+        return Err(process.start_error("it closed its input at once"));
+    }
+    let mut early = Vec::new();
+    let answer = tokio::time::timeout(INITIALIZE_TIMEOUT, async {
+        loop {
+            match reader.next_frame().await {
+                Ok(Some(Frame::Body(body))) => match check(&mut reader, body) {
+                    Inbound::Message { body, envelope }
+                        if envelope.request_seq == Some(request_seq)
+                            && envelope.command.as_deref() == Some("initialize") =>
+                    {
+                        return Some((body, envelope.success));
+                    }
+                    Inbound::Message { body, .. } => early.push(body),
+                    other => tracing::warn!(?other, "adapter sent something unreadable at start"),
+                },
+                Ok(Some(Frame::Error(error))) => {
+                    tracing::warn!(%error, "adapter framing error at start")
+                }
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    })
+    .await;
+    let (body, success) = match answer {
+        Ok(Some(answer)) => answer,
+        Ok(None) => return Err(process.start_error("it exited before answering `initialize`")),
+        Err(_) => return Err(process.start_error("it did not answer `initialize`")),
+    };
+    let response: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if success != Some(true) {
+        let message = response
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("no reason given");
+        return Err(process.start_error(&format!("it refused `initialize`: {message}")));
+    }
+    let capabilities = match response.get("body") {
+        Some(Value::Object(body)) => body.clone(),
+        _ => Map::new(),
+    };
+    Ok(StartedAdapter {
+        process,
+        reader,
+        writer,
+        capabilities,
+        early,
+    })
+}

@@ -1,0 +1,69 @@
+//! The session for configurations without a cluster target: the debugger runs locally
+//! with kbridge's own environment layers, and the session still gets a private
+//! directory and a guardian, so the teardown path is the same as a cluster session's.
+
+use super::{
+    BoxFuture, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionId,
+    SessionRequest, UndoStep,
+};
+use crate::env::EnvLayers;
+
+/// Opens [`LocalSession`]s.
+pub struct LocalBackend;
+
+/// A session with no cluster side.
+pub struct LocalSession {
+    id: SessionId,
+}
+
+impl super::SessionBackend for LocalBackend {
+    fn open<'a>(
+        &'a self,
+        request: SessionRequest,
+        events: EventSink,
+        guardian: &'a Guardian,
+    ) -> BoxFuture<'a, Result<Box<dyn BridgeSession>, SessionError>> {
+        Box::pin(async move {
+            let _ = events.send(SessionEvent::Step("preparing the local session".into()));
+            guardian
+                .record(UndoStep::RemoveDir {
+                    path: request.private_dir.clone(),
+                })
+                .await?;
+            create_private_dir(&request.private_dir).map_err(|source| SessionError::Io {
+                what: format!("cannot create {}", request.private_dir.display()),
+                source,
+            })?;
+            let _ = events.send(SessionEvent::Notice(
+                "no cluster target in `bridge`: debugging locally with kbridge's environment"
+                    .into(),
+            ));
+            Ok(Box::new(LocalSession { id: request.id }) as Box<dyn BridgeSession>)
+        })
+    }
+}
+
+impl BridgeSession for LocalSession {
+    fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    fn environment(&self) -> EnvLayers {
+        EnvLayers::default()
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Creates `dir` (and parents) readable by the owner only.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}

@@ -1,0 +1,131 @@
+//! The bridge session: what the proxy asks of the cluster side at `launch` and at the
+//! end. A [`SessionBackend`] opens a [`BridgeSession`]; every change it makes outside
+//! this process is first recorded as an [`UndoStep`] with the session's guardian, a
+//! helper process that undoes them even if the proxy is killed.
+
+pub mod guardian;
+pub mod local;
+pub mod undo;
+
+pub use guardian::Guardian;
+pub use undo::UndoStep;
+
+use crate::env::EnvLayers;
+use kbridge_config::{BridgeSettings, Target};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use tokio::sync::mpsc;
+
+/// A boxed future, so backends and sessions can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A session's identity: also its log file name and private directory name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionId(pub String);
+
+impl SessionId {
+    /// A new id, unique on this machine: start time and process id.
+    pub fn generate() -> SessionId {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        SessionId(format!(
+            "{}-{:03}-{}",
+            now.as_secs(),
+            now.subsec_millis(),
+            std::process::id()
+        ))
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where kbridge keeps logs and session state: `$TMPDIR/kbridge` (`/tmp/kbridge` on Linux).
+pub fn state_root() -> PathBuf {
+    std::env::temp_dir().join("kbridge")
+}
+
+/// What a launch asks of the session.
+#[derive(Debug, Clone)]
+pub struct SessionRequest {
+    /// The session's id.
+    pub id: SessionId,
+    /// The `bridge` key, or defaults when absent.
+    pub settings: BridgeSettings,
+    /// The validated target, if any.
+    pub target: Option<Target>,
+    /// A private 0700 directory for this session's files (downloaded volumes, hosts copy).
+    pub private_dir: PathBuf,
+}
+
+/// Progress a session reports while it sets up; the proxy turns it into DAP progress
+/// and output events, the CLI into a spinner.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// A setup step started.
+    Step(String),
+    /// Something the user should read (e.g. the isolation URL prefix).
+    Notice(String),
+}
+
+/// Where a session sends its [`SessionEvent`]s.
+pub type EventSink = mpsc::UnboundedSender<SessionEvent>;
+
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The guardian process could not be started or stopped answering.
+    #[error("kbridge's teardown helper failed: {0}")]
+    Guardian(String),
+    /// Local files could not be prepared.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration asks for something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Opens sessions. The local backend serves configurations without a cluster target;
+/// the cluster backend implements the same trait.
+pub trait SessionBackend: Send + Sync {
+    /// Sets the session up, reporting progress to `events` and recording every outside
+    /// change with `guardian` before making it. Dropping the future cancels the setup;
+    /// the guardian then undoes what was done.
+    fn open<'a>(
+        &'a self,
+        request: SessionRequest,
+        events: EventSink,
+        guardian: &'a Guardian,
+    ) -> BoxFuture<'a, Result<Box<dyn BridgeSession>, SessionError>>;
+}
+
+/// A live session. It owns its in-process tasks (tunnels, listeners) and stops them all
+/// on [`BridgeSession::close`]; outside changes are undone by the guardian.
+pub trait BridgeSession: Send + Sync {
+    /// The session's id.
+    fn id(&self) -> &SessionId;
+    /// The environment layers the session contributes (pod env, config file env).
+    fn environment(&self) -> EnvLayers;
+    /// Stops the session's own tasks. Idempotent.
+    fn close(&mut self) -> BoxFuture<'_, ()>;
+}
+
+/// Picks the backend for a request: a configuration without a target runs locally.
+pub fn backend_for(target: Option<&Target>) -> Result<Box<dyn SessionBackend>, SessionError> {
+    match target {
+        None => Ok(Box::new(local::LocalBackend)),
+        Some(target) => Err(SessionError::Unsupported(format!(
+            "bridging to a cluster target ({target:?}) is not available in this kbridge build yet; remove `bridge.service`, `bridge.workload` and `bridge.pod` to debug locally with kbridge's environment"
+        ))),
+    }
+}

@@ -1,0 +1,73 @@
+//! The changes a session makes outside the proxy process, each recorded as the step
+//! that reverses it. Steps are data so a separate process can run them; each is
+//! idempotent, so running a plan twice, or after a partial run, is safe.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// One reversal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "camelCase")]
+pub enum UndoStep {
+    /// Delete a directory kbridge created (downloaded volumes, session files).
+    RemoveDir {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+impl UndoStep {
+    /// Performs the reversal. Already reversed is success.
+    pub async fn run(&self) -> Result<(), String> {
+        match self {
+            UndoStep::RemoveDir { path } => match tokio::fs::remove_dir_all(path).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+            },
+        }
+    }
+}
+
+/// Runs a plan newest first, going on past failures; returns the failures.
+pub async fn run_plan(steps: &[UndoStep]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for step in steps.iter().rev() {
+        match step.run().await {
+            Ok(()) => tracing::info!(?step, "undone"),
+            Err(e) => {
+                tracing::error!(?step, error = %e, "undo step failed");
+                failures.push(e);
+            }
+        }
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn remove_dir_is_idempotent() {
+        let dir = std::env::temp_dir().join(format!("kbridge-undo-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("nested")).expect("create test dir");
+        let plan = [UndoStep::RemoveDir { path: dir.clone() }];
+        assert!(run_plan(&plan).await.is_empty());
+        assert!(!dir.exists());
+        assert!(run_plan(&plan).await.is_empty(), "second run is a no-op");
+    }
+
+    #[test]
+    fn steps_round_trip_as_json() {
+        let step = UndoStep::RemoveDir {
+            path: "/tmp/x".into(),
+        };
+        let text = serde_json::to_string(&step).expect("serialise");
+        assert_eq!(text, r#"{"step":"removeDir","path":"/tmp/x"}"#);
+        assert_eq!(
+            serde_json::from_str::<UndoStep>(&text).expect("parse"),
+            step
+        );
+    }
+}

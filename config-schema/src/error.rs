@@ -1,0 +1,27 @@
+//! The one error type of this crate: a configuration that cannot be used, and why.
+
+/// A launch configuration or config file that cannot be used as written.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key holds a value of the wrong shape or an unknown key is present.
+    #[error("invalid launch configuration: `{path}`: {message}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `bridge.ports[0].local`.
+        path: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// Keys that are valid one by one but not together.
+    #[error("invalid launch configuration: {0}")]
+    Conflict(String),
+}
+
+impl ConfigError {
+    /// Builds an [`ConfigError::Invalid`] for `path`.
+    pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+module example.com/envprobe
+
+go 1.19
