@@ -193,6 +193,8 @@ impl DapClient {
     /// Closes the proxy's input (editor went away).
     pub async fn close(&mut self) {
         let _ = self.writer.shutdown().await;
+        // A pipe closes only when its last handle is dropped.
+        self.writer = Box::new(tokio::io::sink());
     }
 
     /// Waits for the proxy process to exit; returns its exit code.
