@@ -133,7 +133,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let length = match parse_content_length(&self.buf[..header_end]) {
             Ok(length) => length,
             Err(error) => {
-                self.buf.advance(header_end + 4);
+                // Garbage glued to the front of a real header (`noteContent-Length: 9`, or
+                // `warning: x` with no line end) spoils the whole block; skip only up to
+                // that header so its message still gets through.
+                let skip = find_header_start(&self.buf[..header_end], 1).unwrap_or(header_end + 4);
+                self.buf.advance(skip);
                 return Some(Frame::Error(error));
             }
         };
@@ -287,6 +291,15 @@ mod tests {
         let frames = read_all(input).await;
         assert!(matches!(frames[0], Frame::Error(FrameError::Garbage(13))));
         assert_eq!(bodies(&frames), [r#"{"seq":3}"#]);
+    }
+
+    #[tokio::test]
+    async fn garbage_glued_to_a_header_costs_only_the_garbage() {
+        let mut input = b"warning: no newline".to_vec();
+        input.extend(frame(r#"{"seq":7}"#));
+        let frames = read_all(input).await;
+        assert!(matches!(frames[0], Frame::Error(FrameError::BadHeader(_))));
+        assert_eq!(bodies(&frames), [r#"{"seq":7}"#]);
     }
 
     #[tokio::test]
