@@ -13,7 +13,12 @@ use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread: a debug proxy routes one message at a time, and skipping cross-thread
+    // wake-ups keeps the latency it adds small.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("kbridge: error: cannot start the async runtime: {error}");

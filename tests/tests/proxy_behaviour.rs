@@ -19,7 +19,11 @@ fn session_dirs(tmp: &Path) -> Vec<PathBuf> {
 async fn wait_removed(path: &Path) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while path.exists() {
-        assert!(tokio::time::Instant::now() < deadline, "{} was never removed", path.display());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} was never removed",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -52,13 +56,19 @@ async fn malformed_frames_get_errors_and_the_next_message_works() {
     client.send_raw(b"Content-Length: 8\r\n\r\nnot json").await;
     // A broken request whose seq and command can still be read gets an error response.
     let broken = br#"{"seq": 41, "type": "request", "command": "threads", oops}"#;
-    client.send_raw(format!("Content-Length: {}\r\n\r\n", broken.len()).as_bytes()).await;
+    client
+        .send_raw(format!("Content-Length: {}\r\n\r\n", broken.len()).as_bytes())
+        .await;
     client.send_raw(broken).await;
     // An oversized length, then garbage the proxy must skip.
-    client.send_raw(b"Content-Length: 999999999999\r\n\r\n{\"never\": ").await;
+    client
+        .send_raw(b"Content-Length: 999999999999\r\n\r\n{\"never\": ")
+        .await;
     // A truncated body: it announces more bytes than it has, so it swallows the start
     // of the next (valid) message, which must still be read.
-    client.send_raw(b"Content-Length: 60\r\n\r\n{\"seq\":5,\"type\":\"request\"").await;
+    client
+        .send_raw(b"Content-Length: 60\r\n\r\n{\"seq\":5,\"type\":\"request\"")
+        .await;
     let init = client.request("initialize", initialize_arguments()).await;
     assert_eq!(init["success"], true, "initialize after garbage: {init}");
     let error = client.response_to(41).await;
@@ -69,7 +79,11 @@ async fn malformed_frames_get_errors_and_the_next_message_works() {
         .iter()
         .filter(|m| m["event"] == "output" && m["body"]["category"] == "important")
         .count();
-    assert!(complaints >= 4, "each malformed input is reported: {:#?}", client.backlog());
+    assert!(
+        complaints >= 4,
+        "each malformed input is reported: {:#?}",
+        client.backlog()
+    );
     let bye = client.request("disconnect", json!({})).await;
     assert_eq!(bye["success"], true);
     assert_eq!(client.exit_code().await, Some(0));
@@ -81,12 +95,18 @@ async fn missing_debugger_fails_launch_with_how_to_fix() {
     let mut client = DapClient::spawn(&[], &[("TMPDIR", &tmp)]);
     client.request("initialize", initialize_arguments()).await;
     let response = client
-        .request("launch", json!({"type": "bridge", "request": "launch",
-            "debugger": {"command": "kbridge-no-such-adapter", "type": "x"}}))
+        .request(
+            "launch",
+            json!({"type": "bridge", "request": "launch",
+            "debugger": {"command": "kbridge-no-such-adapter", "type": "x"}}),
+        )
         .await;
     assert_eq!(response["success"], false);
     let message = response["message"].as_str().unwrap_or_default();
-    assert!(message.contains("kbridge-no-such-adapter") && message.contains("not on PATH"), "{message}");
+    assert!(
+        message.contains("kbridge-no-such-adapter") && message.contains("not on PATH"),
+        "{message}"
+    );
     assert_eq!(response["body"]["error"]["showUser"], true);
     assert!(session_dirs(&tmp).is_empty(), "nothing left behind");
     client.request("disconnect", json!({})).await;
@@ -103,12 +123,18 @@ async fn bad_configuration_names_the_key() {
     let response = client.request("launch", launch).await;
     assert_eq!(response["success"], false);
     let message = response["message"].as_str().unwrap_or_default();
-    assert!(message.contains("bridge.namespce") && message.contains("did you mean `namespace`?"), "{message}");
+    assert!(
+        message.contains("bridge.namespce") && message.contains("did you mean `namespace`?"),
+        "{message}"
+    );
     let mut launch = probe_launch();
     launch["debugger"] = json!("lldb-dap");
     let response = client.request("launch", launch).await;
     assert!(
-        response["message"].as_str().unwrap_or_default().contains("--debugger debugpy"),
+        response["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--debugger debugpy"),
         "conflict between flag and configuration is explained: {response}"
     );
     client.request("disconnect", json!({})).await;
@@ -122,14 +148,22 @@ async fn teardown_survives_sigkill_right_after_disconnect_response() {
     // that lived in the proxy would never happen.
     let mut client = DapClient::spawn(
         &["--debugger", "debugpy"],
-        &[("TMPDIR", &tmp), ("KBRIDGE_TEST_TEARDOWN_DELAY_MS", Path::new("1500"))],
+        &[
+            ("TMPDIR", &tmp),
+            ("KBRIDGE_TEST_TEARDOWN_DELAY_MS", Path::new("1500")),
+        ],
     );
     let session_dir = launch_running(&mut client, &tmp).await;
     client.event("terminated").await;
     let bye = client.request("disconnect", json!({})).await;
     assert_eq!(bye["success"], true);
     // What VS Code does: kill the adapter as soon as `disconnect` is answered.
-    client.child.as_mut().expect("child").start_kill().expect("SIGKILL kbridge");
+    client
+        .child
+        .as_mut()
+        .expect("child")
+        .start_kill()
+        .expect("SIGKILL kbridge");
     client.exit_code().await;
     wait_removed(&session_dir).await;
     let log = std::fs::read_dir(tmp.join("kbridge"))
@@ -138,7 +172,10 @@ async fn teardown_survives_sigkill_right_after_disconnect_response() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect::<String>();
-    assert!(log.contains("teardown complete"), "guardian logged its teardown");
+    assert!(
+        log.contains("teardown complete"),
+        "guardian logged its teardown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -166,7 +203,10 @@ async fn sigterm_sends_terminated_and_tears_down() {
     client.event("stopped").await;
     let session_dir = session_dirs(&tmp).pop().expect("session dir");
     let pid = client.child.as_ref().and_then(|c| c.id()).expect("pid");
-    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     client.event("terminated").await;
     assert_eq!(client.exit_code().await, Some(0));
@@ -191,7 +231,10 @@ async fn tcp_mode_serves_sessions_and_stops_on_sigterm() {
         .expect("server announces its port")
         .expect("read")
         .expect("a line");
-    let address = line.strip_prefix("kbridge: listening on ").expect("listening line").to_string();
+    let address = line
+        .strip_prefix("kbridge: listening on ")
+        .expect("listening line")
+        .to_string();
     let source = programs::source_dir().join("env_probe.py");
     for round in 0..2 {
         let mut client = DapClient::connect(&address).await;
@@ -199,13 +242,24 @@ async fn tcp_mode_serves_sessions_and_stops_on_sigterm() {
         let mut launch = probe_launch();
         launch["env"] = json!({"KBRIDGE_TEST_VAR": format!("tcp-{round}")});
         let values = client
-            .debug_to_breakpoint(launch, &source, programs::break_line(&source), &["user_var"])
+            .debug_to_breakpoint(
+                launch,
+                &source,
+                programs::break_line(&source),
+                &["user_var"],
+            )
             .await;
         assert_eq!(values, [format!("'tcp-{round}'")]);
     }
     let pid = server.id().expect("pid");
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
-    let status = tokio::time::timeout(WAIT, server.wait()).await.expect("server exits").expect("wait");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    let status = tokio::time::timeout(WAIT, server.wait())
+        .await
+        .expect("server exits")
+        .expect("wait");
     assert_eq!(status.code(), Some(0));
     let deadline = tokio::time::Instant::now() + WAIT;
     while !session_dirs(&tmp).is_empty() {

@@ -231,6 +231,19 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.inner.flush().await
     }
 
+    /// Writes one message body with its header, leaving it buffered: the proxy flushes
+    /// once it has no more input waiting, so a burst of messages costs few syscalls.
+    pub async fn enqueue(&mut self, body: &[u8]) -> std::io::Result<()> {
+        let header = format!("Content-Length: {}\r\n\r\n", body.len());
+        self.inner.write_all(header.as_bytes()).await?;
+        self.inner.write_all(body).await
+    }
+
+    /// Sends what [`FrameWriter::enqueue`] buffered.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().await
+    }
+
     /// Flushes and closes the write side (the peer sees end of input).
     pub async fn close(&mut self) -> std::io::Result<()> {
         self.inner.shutdown().await

@@ -26,13 +26,18 @@ impl ClientSink {
     pub async fn forward(&mut self, body: &[u8]) -> std::io::Result<i64> {
         let seq = self.seq.next_to_client();
         match splice::set_number(body, "seq", seq) {
-            Some(renumbered) => self.writer.send(&renumbered).await?,
-            None => self.writer.send(body).await?,
+            Some(renumbered) => self.writer.enqueue(&renumbered).await?,
+            None => self.writer.enqueue(body).await?,
         }
         Ok(seq)
     }
 
-    /// Sends a message the proxy built.
+    /// Sends what [`ClientSink::forward`] buffered.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush().await
+    }
+
+    /// Sends a message the proxy built (flushing what was buffered before it).
     pub async fn send(&mut self, message: &Value) -> std::io::Result<i64> {
         let seq = self.seq.next_to_client();
         self.writer.send(&outgoing::with_seq(message, seq)).await?;

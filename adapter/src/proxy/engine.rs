@@ -186,9 +186,20 @@ impl Engine {
                     self.on_disconnect_timeout().await
                 }
             };
+            // Flush once no input is waiting: a burst goes out in few writes, a lone
+            // message at once.
+            let idle = self.client_rx.is_empty()
+                && self.adapter_rx.as_ref().is_none_or(|rx| rx.is_empty());
+            let flow = match flow {
+                Ok(Flow::Continue) if idle => self.flush().await.map(|()| Flow::Continue),
+                other => other,
+            };
             match flow {
                 Ok(Flow::Continue) => {}
-                Ok(Flow::Stop) => break,
+                Ok(Flow::Stop) => {
+                    let _ = self.flush().await;
+                    break;
+                }
                 Err(error) => {
                     tracing::info!(%error, "the editor's connection is gone");
                     break;
@@ -196,6 +207,16 @@ impl Engine {
             }
         }
         self.finish().await
+    }
+
+    /// Sends everything buffered for the client and the adapter.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(adapter) = self.adapter.as_mut() {
+            if let Err(error) = adapter.writer.flush().await {
+                tracing::warn!(%error, "cannot write to the adapter");
+            }
+        }
+        self.client.flush().await
     }
 
     /// Sends a proxy-built message to the client.
@@ -254,7 +275,7 @@ impl Engine {
             (MessageKind::Request, Some("disconnect")) => self.on_disconnect(body, envelope).await,
             (MessageKind::Request, Some("restart")) => {
                 let body = self.rewrite_restart(&body).unwrap_or(body);
-                self.to_adapter(body, envelope).await
+                self.forward_to_adapter(body, envelope).await
             }
             (MessageKind::Response, _) => {
                 let request_seq = envelope.request_seq.unwrap_or_default();
@@ -262,7 +283,7 @@ impl Engine {
                     Some(adapter_seq) => {
                         let body =
                             splice::set_number(&body, "request_seq", adapter_seq).unwrap_or(body);
-                        self.to_adapter(body, envelope).await
+                        self.forward_to_adapter(body, envelope).await
                     }
                     None => {
                         tracing::warn!(
@@ -273,12 +294,16 @@ impl Engine {
                     }
                 }
             }
-            _ => self.to_adapter(body, envelope).await,
+            _ => self.forward_to_adapter(body, envelope).await,
         }
     }
 
     /// Forwards to the adapter, or holds the message until the adapter has the launch.
-    async fn to_adapter(&mut self, body: Bytes, envelope: Envelope) -> std::io::Result<Flow> {
+    async fn forward_to_adapter(
+        &mut self,
+        body: Bytes,
+        envelope: Envelope,
+    ) -> std::io::Result<Flow> {
         match (self.phase, self.adapter.as_mut()) {
             (Phase::AdapterGone, _) => {
                 if envelope.kind == MessageKind::Request {
@@ -293,7 +318,7 @@ impl Engine {
                 Ok(Flow::Continue)
             }
             (Phase::Running | Phase::Configuring, Some(adapter)) => {
-                if let Err(error) = adapter.writer.send(&body).await {
+                if let Err(error) = adapter.writer.enqueue(&body).await {
                     tracing::warn!(%error, "cannot write to the adapter");
                 }
                 Ok(Flow::Continue)
@@ -332,7 +357,7 @@ impl Engine {
             }
         }
         if self.adapter.is_some() {
-            return self.to_adapter(body, envelope).await;
+            return self.forward_to_adapter(body, envelope).await;
         }
         // Lazy start: answer now, learn the real capabilities at `launch`.
         let told = capabilities::baseline();
@@ -490,7 +515,7 @@ impl Engine {
             }
         }
         while let Some((body, envelope)) = self.held.pop_front() {
-            self.to_adapter(body, envelope).await?;
+            self.forward_to_adapter(body, envelope).await?;
         }
         Ok(Flow::Continue)
     }

@@ -6,6 +6,7 @@ pub mod reader;
 pub mod rewrite;
 pub mod seq;
 pub mod setup;
+pub mod stdio;
 
 pub use engine::{Engine, Outcome, ProxyOptions};
 
@@ -13,12 +14,7 @@ use tokio::sync::watch;
 
 /// Serves one session on stdin/stdout, the way editors launch adapters.
 pub async fn serve_stdio(options: ProxyOptions, shutdown: watch::Receiver<bool>) -> Outcome {
-    let engine = Engine::new(
-        options,
-        Box::new(tokio::io::stdin()),
-        Box::new(tokio::io::stdout()),
-        shutdown,
-    );
+    let engine = Engine::new(options, stdio::input(), stdio::output(), shutdown);
     engine.run().await
 }
 

@@ -1,0 +1,71 @@
+//! The editor's stdin and stdout as non-blocking async streams. tokio's own `stdin()`
+//! and `stdout()` hand every read and write to a blocking thread, which costs a thread
+//! hop per DAP message; editors connect adapters through pipes (FIFOs) or, like Node's
+//! `child_process`, socket pairs, both of which can be polled directly.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Reader of the editor's messages.
+pub fn input() -> Box<dyn AsyncRead + Send + Unpin> {
+    if let Some(fd) = pollable(std::io::stdin().as_fd().try_clone_to_owned()) {
+        match fd {
+            Pollable::Fifo(fd) => {
+                if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                    return Box::new(pipe);
+                }
+            }
+            Pollable::Socket(fd) => {
+                if let Some(stream) = unix_stream(fd) {
+                    return Box::new(stream);
+                }
+            }
+        }
+    }
+    Box::new(tokio::io::stdin())
+}
+
+/// Writer of messages to the editor.
+pub fn output() -> Box<dyn AsyncWrite + Send + Unpin> {
+    if let Some(fd) = pollable(std::io::stdout().as_fd().try_clone_to_owned()) {
+        match fd {
+            Pollable::Fifo(fd) => {
+                if let Ok(pipe) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
+                    return Box::new(pipe);
+                }
+            }
+            Pollable::Socket(fd) => {
+                if let Some(stream) = unix_stream(fd) {
+                    return Box::new(stream);
+                }
+            }
+        }
+    }
+    Box::new(tokio::io::stdout())
+}
+
+enum Pollable {
+    Fifo(OwnedFd),
+    Socket(OwnedFd),
+}
+
+fn pollable(fd: std::io::Result<OwnedFd>) -> Option<Pollable> {
+    let fd = fd.ok()?;
+    let file = std::fs::File::from(fd);
+    let kind = file.metadata().ok()?.file_type();
+    let fd = OwnedFd::from(file);
+    if kind.is_fifo() {
+        Some(Pollable::Fifo(fd))
+    } else if kind.is_socket() {
+        Some(Pollable::Socket(fd))
+    } else {
+        None
+    }
+}
+
+fn unix_stream(fd: OwnedFd) -> Option<tokio::net::UnixStream> {
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(true).ok()?;
+    tokio::net::UnixStream::from_std(stream).ok()
+}
