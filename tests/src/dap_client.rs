@@ -185,6 +185,51 @@ impl DapClient {
         }
     }
 
+    /// Answers the adapter's `runInTerminal` reverse request the way an editor does:
+    /// runs the command with the given cwd and env and replies with its process id.
+    /// Returns the request as received.
+    pub async fn serve_run_in_terminal(&mut self) -> Value {
+        let request = self
+            .wait_for("runInTerminal request", |m| {
+                m["type"] == "request" && m["command"] == "runInTerminal"
+            })
+            .await;
+        let arguments = &request["arguments"];
+        let args: Vec<String> = arguments["args"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut command = std::process::Command::new(&args[0]);
+        command
+            .args(&args[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(cwd) = arguments["cwd"].as_str() {
+            command.current_dir(cwd);
+        }
+        if let Some(env) = arguments["env"].as_object() {
+            for (name, value) in env {
+                match value.as_str() {
+                    Some(value) => command.env(name, value),
+                    None => command.env_remove(name),
+                };
+            }
+        }
+        let child = command.spawn().expect("run the runInTerminal command");
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.send(
+            &json!({"seq": seq, "type": "response", "request_seq": request["seq"],
+            "success": true, "command": "runInTerminal", "body": {"processId": child.id()}}),
+        )
+        .await;
+        request
+    }
+
     /// Every message seen so far (received and still in the backlog).
     pub fn backlog(&self) -> &VecDeque<Value> {
         &self.backlog
@@ -216,7 +261,11 @@ impl DapClient {
         line: i64,
         variables: &[&str],
     ) -> Vec<String> {
+        let in_terminal = launch["console"] == "integratedTerminal";
         let launch_seq = self.send_request("launch", launch).await;
+        if in_terminal {
+            self.serve_run_in_terminal().await;
+        }
         self.event("initialized").await;
         let breakpoints = self
             .request(

@@ -10,7 +10,11 @@ use std::path::Path;
 /// Every message the client received is numbered 1, 2, 3, … — whatever the adapter sent.
 fn assert_renumbered(received: &[Value]) {
     let seqs: Vec<i64> = received.iter().filter_map(|m| m["seq"].as_i64()).collect();
-    assert_eq!(seqs.len(), received.len(), "every message has a seq");
+    assert_eq!(
+        seqs.len(),
+        received.len(),
+        "every message has a seq: {received:#?}"
+    );
     let mut sorted = seqs.clone();
     sorted.sort_unstable();
     sorted.dedup();
@@ -114,6 +118,45 @@ async fn debugpy_lazy_start_user_env_beats_grpc_default() {
             .any(|m| m["event"] == "progressStart")
             && client.received.iter().any(|m| m["event"] == "progressEnd"),
         "progress reported to a client that supports it"
+    );
+    assert_eq!(client.exit_code().await, Some(0));
+    assert_renumbered(&client.received);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn debugpy_run_in_terminal_reverse_request_is_mapped_and_gets_env() {
+    require_tool("python3", "install Python 3");
+    let dir = temp_dir("debugpy-terminal");
+    let source = programs::source_dir().join("env_probe.py");
+    let mut client = DapClient::spawn(&["--debugger", "debugpy"], &[("TMPDIR", &dir)]);
+    let mut arguments = initialize_arguments();
+    arguments["supportsRunInTerminalRequest"] = json!(true);
+    let init = client.request("initialize", arguments).await;
+    assert_eq!(init["success"], true);
+    let launch = json!({
+        "type": "bridge", "request": "launch", "name": "probe", "debugger": "debugpy",
+        "program": source, "console": "integratedTerminal",
+        "env": {"KBRIDGE_TEST_VAR": "in-terminal"}
+    });
+    // The client answers runInTerminal with its own seq numbering; the proxy must map
+    // that answer back to debugpy's request, or debugpy never launches the program.
+    let values = client
+        .debug_to_breakpoint(
+            launch,
+            &source,
+            programs::break_line(&source),
+            &["user_var", "grpc_resolver"],
+        )
+        .await;
+    assert_eq!(values, ["'in-terminal'", "'native'"]);
+    let request = client
+        .received
+        .iter()
+        .find(|m| m["command"] == "runInTerminal")
+        .expect("runInTerminal seen");
+    assert_eq!(
+        request["arguments"]["env"]["GRPC_DNS_RESOLVER"], "native",
+        "{request}"
     );
     assert_eq!(client.exit_code().await, Some(0));
     assert_renumbered(&client.received);

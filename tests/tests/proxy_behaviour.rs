@@ -189,6 +189,58 @@ async fn client_eof_tears_down_and_stops_the_adapter() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn adapter_crash_is_reported_and_torn_down() {
+    let tmp = temp_dir("crash");
+    let mut client = DapClient::spawn(&["--debugger", "debugpy"], &[("TMPDIR", &tmp)]);
+    client.request("initialize", initialize_arguments()).await;
+    let mut launch = probe_launch();
+    launch["stopOnEntry"] = json!(true);
+    let launch_seq = client.send_request("launch", launch).await;
+    client.event("initialized").await;
+    client.request("configurationDone", json!({})).await;
+    client.response_to(launch_seq).await;
+    client.event("stopped").await;
+    let session_dir = session_dirs(&tmp).pop().expect("session dir");
+    let proxy_pid = client.child.as_ref().and_then(|c| c.id()).expect("pid");
+    // Kill debugpy's adapter process, the proxy's direct child.
+    let status = std::process::Command::new("pkill")
+        .args([
+            "-KILL",
+            "-P",
+            &proxy_pid.to_string(),
+            "-f",
+            "debugpy.adapter",
+        ])
+        .status()
+        .expect("pkill");
+    assert!(status.success(), "the adapter process was found and killed");
+    let report = client
+        .wait_for("crash report", |m| {
+            m["event"] == "output"
+                && m["body"]["category"] == "important"
+                && m["body"]["output"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("exited unexpectedly")
+        })
+        .await;
+    assert!(report["body"]["output"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("debugpy"));
+    client.event("terminated").await;
+    wait_removed(&session_dir).await;
+    let threads = client.request("threads", json!({})).await;
+    assert_eq!(
+        threads["success"], false,
+        "requests after the crash get an error"
+    );
+    let bye = client.request("disconnect", json!({})).await;
+    assert_eq!(bye["success"], true);
+    assert_eq!(client.exit_code().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_sends_terminated_and_tears_down() {
     let tmp = temp_dir("sigterm");
     let mut client = DapClient::spawn(&["--debugger", "debugpy"], &[("TMPDIR", &tmp)]);

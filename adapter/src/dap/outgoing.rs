@@ -73,7 +73,7 @@ pub fn with_seq(message: &Value, seq: i64) -> Vec<u8> {
     let mut ordered = serde_json::Map::new();
     ordered.insert("seq".into(), json!(seq));
     if let Value::Object(fields) = message {
-        for (k, v) in fields {
+        for (k, v) in fields.iter().filter(|(k, _)| *k != "seq") {
             ordered.insert(k.clone(), v.clone());
         }
     }
@@ -91,5 +91,7 @@ mod tests {
         assert_eq!(msg["body"]["error"]["showUser"], true);
         let bytes = with_seq(&msg, 9);
         assert!(bytes.starts_with(br#"{"seq":9,"type":"response""#));
+        let renumbered = with_seq(&json!({"seq": 3, "type": "request"}), 12);
+        assert_eq!(renumbered, br#"{"seq":12,"type":"request"}"#);
     }
 }

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust workspace (unit, integration, end-to-end against real
+# debuggers and the fixture cluster) and the VS Code DebugClient test.
+# Needs the tools .ci/run installs (debugpy, lldb-19, delve, golang-go, node).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# End-to-end tests run the built binaries (kbridge, kube-fixture, kbridge-agent).
+cargo build --workspace --bins
+cargo test --workspace
+(cd tests/vscode-debugclient && npm test)
