@@ -219,7 +219,10 @@ impl DapClient {
                 };
             }
         }
-        let child = command.spawn().expect("run the runInTerminal command");
+        let mut child = command.spawn().expect("run the runInTerminal command");
+        let pid = child.id();
+        // Reap it when it ends, as a terminal would.
+        std::thread::spawn(move || child.wait());
         let seq = self.next_seq;
         self.next_seq += 1;
         self.send(
