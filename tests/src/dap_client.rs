@@ -227,7 +227,7 @@ impl DapClient {
         self.next_seq += 1;
         self.send(
             &json!({"seq": seq, "type": "response", "request_seq": request["seq"],
-            "success": true, "command": "runInTerminal", "body": {"processId": child.id()}}),
+            "success": true, "command": "runInTerminal", "body": {"processId": pid}}),
         )
         .await;
         request
