@@ -11,6 +11,16 @@ pub enum ConfigError {
         /// What is wrong and what is allowed.
         message: String,
     },
+    /// `KubernetesLocalProcessConfig.yaml` (or another config file) is not usable.
+    #[error("{file}: line {line}: {message}")]
+    File {
+        /// The file, as named by the user.
+        file: String,
+        /// 1-based line of the problem (0 when unknown).
+        line: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
     /// Keys that are valid one by one but not together.
     #[error("invalid launch configuration: {0}")]
     Conflict(String),

@@ -55,3 +55,230 @@ pub struct EnvEntry {
     /// Value: text mixed with tokens.
     pub value: String,
 }
+
+/// The highest file format version kbridge reads, as Bridge to Kubernetes defined it.
+pub const SUPPORTED_VERSION: f64 = 0.1;
+
+/// One piece of an `env` value: text, or a token kbridge replaces with a local value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValuePart {
+    /// Literal text.
+    Text(String),
+    /// `$(volumeMounts:NAME)`: the local directory the volume was downloaded to.
+    VolumeMount(String),
+    /// `$(services:SVC[.NS][:PORTS])`: the local name (or address) of a cluster Service,
+    /// whose ports are forwarded.
+    Service {
+        /// Service name.
+        name: String,
+        /// Namespace; default: the session's.
+        namespace: Option<String>,
+        /// Ports to forward; empty means all of the Service's ports.
+        ports: Vec<u16>,
+    },
+    /// `$(externalEndpoints:HOST:PORTS)`: a host outside the cluster reached through it.
+    ExternalEndpoint {
+        /// Host name or address.
+        host: String,
+        /// Ports to forward.
+        ports: Vec<u16>,
+    },
+}
+
+impl LocalProcessConfig {
+    /// Reads the file's text; `file` names it in errors, which carry the line.
+    pub fn parse(text: &str, file: &str) -> Result<LocalProcessConfig, crate::ConfigError> {
+        let config: LocalProcessConfig = serde_saphyr::from_str(text).map_err(|error| {
+            let rendered = error.to_string();
+            crate::ConfigError::File {
+                file: file.to_string(),
+                line: line_of_error(&rendered),
+                message: first_line_message(&rendered),
+            }
+        })?;
+        let at_line = |needle: &str| {
+            text.lines()
+                .position(|line| line.contains(needle))
+                .map_or(0, |i| i + 1)
+        };
+        if let Some(version) = &config.version {
+            let supported = version
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|v| v <= SUPPORTED_VERSION);
+            if !supported {
+                return Err(crate::ConfigError::File {
+                    file: file.to_string(),
+                    line: at_line("version"),
+                    message: format!(
+                        "`version: {version}` is not supported; kbridge reads versions up to {SUPPORTED_VERSION}"
+                    ),
+                });
+            }
+        }
+        for entry in &config.env {
+            parse_value(&entry.value).map_err(|message| crate::ConfigError::File {
+                file: file.to_string(),
+                line: at_line(&entry.value),
+                message: format!("env `{}`: {message}", entry.name),
+            })?;
+        }
+        Ok(config)
+    }
+}
+
+/// serde-saphyr renders "error: line L column C: message" followed by a snippet.
+fn line_of_error(rendered: &str) -> usize {
+    rendered
+        .split("line ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(0)
+}
+
+fn first_line_message(rendered: &str) -> String {
+    let first = rendered.lines().next().unwrap_or(rendered);
+    // Drop the "error: line L column C: " prefix; the line is reported separately.
+    match first.split_once(": ").and_then(|(_, rest)| rest.split_once(": ")) {
+        Some((position, message)) if position.starts_with("line ") => message.to_string(),
+        _ => first.trim_start_matches("error: ").to_string(),
+    }
+}
+
+/// Splits an `env` value into text and tokens. Token kinds are matched without regard
+/// to case, as Bridge to Kubernetes did (`$(volumemounts:…)` works too).
+pub fn parse_value(value: &str) -> Result<Vec<ValuePart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("$(") {
+        if start > 0 {
+            parts.push(ValuePart::Text(rest[..start].to_string()));
+        }
+        let after = &rest[start + 2..];
+        let end = after
+            .find(')')
+            .ok_or_else(|| format!("token `{}` has no closing `)`", &rest[start..]))?;
+        parts.push(parse_token(&after[..end])?);
+        rest = &after[end + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(ValuePart::Text(rest.to_string()));
+    }
+    Ok(parts)
+}
+
+fn parse_token(token: &str) -> Result<ValuePart, String> {
+    let (kind, argument) = token
+        .split_once(':')
+        .ok_or_else(|| format!("token `$({token})` is not of the form $(KIND:VALUE)"))?;
+    if argument.is_empty() {
+        return Err(format!("token `$({token})` has nothing after `{kind}:`"));
+    }
+    match kind.to_ascii_lowercase().as_str() {
+        "volumemounts" => Ok(ValuePart::VolumeMount(argument.to_string())),
+        "services" => {
+            let (service, ports) = split_ports(argument, token)?;
+            let (name, namespace) = match service.split_once('.') {
+                Some((name, namespace)) => (name.to_string(), Some(namespace.to_string())),
+                None => (service.to_string(), None),
+            };
+            Ok(ValuePart::Service { name, namespace, ports })
+        }
+        "externalendpoints" => {
+            let (host, ports) = split_ports(argument, token)?;
+            if ports.is_empty() {
+                return Err(format!("token `$({token})` needs ports: $(externalEndpoints:HOST:PORT[,PORT…])"));
+            }
+            Ok(ValuePart::ExternalEndpoint { host: host.to_string(), ports })
+        }
+        _ => Err(format!(
+            "unknown token kind `{kind}` in `$({token})`; expected volumeMounts, services or externalEndpoints"
+        )),
+    }
+}
+
+/// `NAME:80,443` → (`NAME`, [80, 443]); `NAME` → (`NAME`, []).
+fn split_ports<'a>(argument: &'a str, token: &str) -> Result<(&'a str, Vec<u16>), String> {
+    match argument.split_once(':') {
+        None => Ok((argument, Vec::new())),
+        Some((name, ports)) => {
+            let ports = ports
+                .split(',')
+                .map(|p| {
+                    p.trim()
+                        .parse::<u16>()
+                        .map_err(|_| format!("`{p}` in `$({token})` is not a port number"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((name, ports))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = "version: 0.1
+enableFeatures:
+  - ManagedIdentity
+volumeMounts:
+  - name: default-token-*
+    localPath: /var/run/secrets/kubernetes.io/serviceaccount
+  - name: config
+env:
+  - name: DB_HOST
+    value: $(services:mydb)
+  - name: STATS_URL
+    value: http://$(services:stats-api.todo:80)/stats
+  - name: VAULT
+    value: $(externalendpoints:vault.example.com:443,8443)
+  - name: CONFIG_PATH
+    value: $(volumeMounts:config)/appsettings.json
+";
+
+    #[test]
+    fn reads_a_bridge_to_kubernetes_file() {
+        let config = LocalProcessConfig::parse(EXAMPLE, "KubernetesLocalProcessConfig.yaml")
+            .expect("valid file");
+        assert_eq!(config.enable_features, [Feature::ManagedIdentity]);
+        assert_eq!(config.volume_mounts[0].name, "default-token-*");
+        assert_eq!(config.volume_mounts[1].local_path, None);
+        assert_eq!(
+            parse_value(&config.env[1].value).expect("tokens"),
+            [
+                ValuePart::Text("http://".into()),
+                ValuePart::Service { name: "stats-api".into(), namespace: Some("todo".into()), ports: vec![80] },
+                ValuePart::Text("/stats".into()),
+            ]
+        );
+        assert_eq!(
+            parse_value(&config.env[2].value).expect("tokens"),
+            [ValuePart::ExternalEndpoint { host: "vault.example.com".into(), ports: vec![443, 8443] }]
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_its_line() {
+        let err = LocalProcessConfig::parse("version: 0.1\nvolumeMount:\n  - name: x\n", "K.yaml")
+            .expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.starts_with("K.yaml: line 2:"), "{text}");
+        assert!(text.contains("volumeMount"), "{text}");
+    }
+
+    #[test]
+    fn unknown_token_names_line_and_key() {
+        let text = "env:\n  - name: A\n    value: ok\n  - name: B\n    value: $(secrets:x)\n";
+        let err = LocalProcessConfig::parse(text, "K.yaml").expect_err("unknown token");
+        let text = err.to_string();
+        assert!(text.contains("line 5") && text.contains("env `B`") && text.contains("secrets"), "{text}");
+    }
+
+    #[test]
+    fn newer_versions_are_refused() {
+        let err = LocalProcessConfig::parse("version: 0.2\n", "K.yaml").expect_err("version");
+        assert!(err.to_string().contains("0.2"), "{err}");
+    }
+}
