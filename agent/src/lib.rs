@@ -7,6 +7,8 @@
 //! to it, [`health`]/[`idle`] serve probes and the dead-man switch, and [`restore`] holds the
 //! annotation contract the restorer ([`restore_watch`]) and the adapter share.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod config;
 pub mod control;

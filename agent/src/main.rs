@@ -70,7 +70,12 @@ fn main() -> anyhow::Result<()> {
                 grace,
             } => {
                 let cancel = CancellationToken::new();
-                tokio::spawn(on_signal(cancel.clone()));
+                let mut signals = Signals::install()?;
+                let on_signal = cancel.clone();
+                tokio::spawn(async move {
+                    signals.recv().await;
+                    on_signal.cancel();
+                });
                 let outcome = restore_watch::run(
                     WatchOptions {
                         agent,
@@ -91,6 +96,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve() -> anyhow::Result<()> {
+    let mut signals = Signals::install()?;
     let config = AgentConfig::from_vars(std::env::vars())?;
     tracing::info!(?config, "starting kbridge-agent {}", kbridge_agent::VERSION);
     let agent = Agent::start(config).await?;
@@ -109,26 +115,31 @@ async fn serve() -> anyhow::Result<()> {
             "ports": ports,
         })
     );
-    let cancel = CancellationToken::new();
-    on_signal(cancel.clone()).await;
+    signals.recv().await;
     tracing::info!("stopping: closing listeners and sessions");
     agent.shutdown(Duration::from_millis(800)).await;
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT (and cancels `cancel`).
-async fn on_signal(cancel: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install the SIGTERM handler");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM and SIGINT, installed before the agent announces itself so none is missed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?,
+        })
     }
-    cancel.cancel();
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
