@@ -3,6 +3,7 @@
 //! this process is first recorded as an [`UndoStep`] with the session's guardian, a
 //! helper process that undoes them even if the proxy is killed.
 
+pub mod cluster;
 pub mod guardian;
 pub mod local;
 pub mod undo;
