@@ -48,6 +48,17 @@ async fn token_accepted_and_refused() {
     assert_eq!(info.version, kbridge_agent::VERSION);
     assert_eq!(info.idle_restore_secs, 60);
     client.shutdown().await;
+
+    // Refusals are logged, with the reason but without any token.
+    let logs = agent.logs.lock().unwrap().clone();
+    assert!(logs.contains("refused a session"), "{logs}");
+    assert!(
+        logs.contains("KBRIDGE_SESSION_TOKEN does not match"),
+        "{logs}"
+    );
+    for secret in ["wrong-token", TOKEN, almost.as_str()] {
+        assert!(!logs.contains(secret), "a token leaked into the log");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

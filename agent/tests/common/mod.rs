@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kbridge_agent::{AgentClient, ClientOptions};
@@ -21,6 +22,8 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 /// A running agent process.
 pub struct AgentProcess {
     pub child: Child,
+    /// Everything the agent logged so far (stderr).
+    pub logs: Arc<Mutex<String>>,
     pub control: SocketAddr,
     pub health: SocketAddr,
     pub ports: Vec<(u16, SocketAddr)>,
@@ -35,16 +38,27 @@ impl AgentProcess {
             .env("KBRIDGE_AGENT_BIND", "127.0.0.1")
             .env("KBRIDGE_AGENT_CONTROL_PORT", "0")
             .env("KBRIDGE_AGENT_HEALTH_PORT", "0")
-            .env("KBRIDGE_LOG", "warn")
+            .env("KBRIDGE_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in extra {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start kbridge-agent");
         let stdout = child.stdout.take().expect("stdout");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let mut err_lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = err_lines.next_line().await {
+                // Echo for humans running with --nocapture, keep for assertions.
+                eprintln!("[agent] {l}");
+                sink.lock().unwrap().push_str(&(l + "\n"));
+            }
+        });
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(GUARD, lines.next_line())
             .await
@@ -64,6 +78,7 @@ impl AgentProcess {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         AgentProcess {
             child,
+            logs,
             control: addr(&v["control"]),
             health: addr(&v["health"]),
             ports,
