@@ -34,6 +34,16 @@ pub enum Command {
     },
     /// Check the setup: debuggers found, kubeconfig.
     Doctor,
+    /// Internal: run PROGRAM in a private mount namespace with FILE as /etc/hosts.
+    #[command(hide = true)]
+    NsExec {
+        /// The hosts file to show as /etc/hosts.
+        #[arg(long)]
+        hosts: std::path::PathBuf,
+        /// The program and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Internal: the teardown guardian of a session (started by kbridge itself).
     #[command(hide = true)]
     Guard {

@@ -13,6 +13,16 @@ use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread exists: a new user namespace needs a single-threaded process.
+    if let Command::NsExec { hosts, command } = &cli.command {
+        let error =
+            kbridge::session::hosts_namespace::exec_with_hosts(hosts, &command[0], &command[1..]);
+        eprintln!(
+            "kbridge: error: cannot run {}: {error}",
+            command[0].to_string_lossy()
+        );
+        return ExitCode::FAILURE;
+    }
     // One thread: a debug proxy routes one message at a time, and skipping cross-thread
     // wake-ups keeps the latency it adds small.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -80,6 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => Ok(doctor::run()),
+        Command::NsExec { .. } => unreachable!("handled before the runtime starts"),
         Command::Guard { session } => {
             kbridge::logging::init(&session);
             guardian::run(SessionId(session))

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod guardian;
+pub mod hosts_namespace;
 pub mod local;
 pub mod undo;
 
