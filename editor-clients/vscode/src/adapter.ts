@@ -16,6 +16,8 @@ export interface LaunchLike {
 export interface AdapterCommand {
   command: string;
   args: string[];
+  /** Working directory for kbridge and so for the real adapter it starts. */
+  cwd?: string;
 }
 
 /** How to get kbridge, shown whenever it cannot be found. */
@@ -87,10 +89,15 @@ export function locateKbridge(options: LocateOptions = {}): string {
  * kbridge starts the real adapter at `initialize` and VS Code sees its real capabilities;
  * a custom `debugger` object is left to kbridge, which reads it at `launch`.
  */
-export function adapterCommand(kbridge: string, config: LaunchLike): AdapterCommand {
+export function adapterCommand(kbridge: string, config: LaunchLike, folder?: string): AdapterCommand {
   const args = ['dap'];
   if (typeof config.debugger === 'string' && config.debugger !== '') {
     args.push('--debugger', config.debugger);
   }
-  return { command: kbridge, args };
+  // kbridge starts the real adapter at `initialize`, before it sees `cwd`, and adapters
+  // inherit its directory: Delve runs `go build` there (outside the module it fails with
+  // "cannot find main module"). So start kbridge in the configuration's `cwd`, else the
+  // workspace folder, as the Go extension does for `dlv dap`.
+  const cwd = typeof config.cwd === 'string' && path.isAbsolute(config.cwd) ? config.cwd : folder;
+  return cwd ? { command: kbridge, args, cwd } : { command: kbridge, args };
 }

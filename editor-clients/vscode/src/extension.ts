@@ -33,8 +33,12 @@ const factory: vscode.DebugAdapterDescriptorFactory = {
       // Throwing stops the session; VS Code also shows the message in its own error.
       throw error;
     }
-    const { command, args } = adapterCommand(kbridge, session.configuration);
-    return new vscode.DebugAdapterExecutable(command, args);
+    const { command, args, cwd } = adapterCommand(
+      kbridge,
+      session.configuration,
+      session.workspaceFolder?.uri.fsPath
+    );
+    return new vscode.DebugAdapterExecutable(command, args, cwd ? { cwd } : undefined);
   },
 };
 

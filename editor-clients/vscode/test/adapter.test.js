@@ -23,6 +23,13 @@ test('a custom or missing debugger is left to kbridge: plain `kbridge dap`', () 
   assert.deepEqual(adapterCommand('kb', {}).args, ['dap']);
 });
 
+test('kbridge starts in the configuration\'s cwd, else the workspace folder', () => {
+  assert.equal(adapterCommand('kb', { debugger: 'dlv', cwd: '/ws/svc' }, '/ws').cwd, '/ws/svc');
+  assert.equal(adapterCommand('kb', { debugger: 'dlv', cwd: 'relative' }, '/ws').cwd, '/ws');
+  assert.equal(adapterCommand('kb', { debugger: 'dlv' }, '/ws').cwd, '/ws');
+  assert.equal(adapterCommand('kb', { debugger: 'dlv' }).cwd, undefined);
+});
+
 test('kbridge.path wins over PATH; PATH is searched in order', () => {
   const exec = new Set(['/set/kbridge', '/b/kbridge', '/c/kbridge']);
   const isExecutable = (f) => exec.has(f);
