@@ -293,7 +293,7 @@ fn with_suggestion(message: String) -> String {
 }
 
 /// Levenshtein distance, case-insensitive; names here are short.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.to_lowercase().chars().collect();
     let b: Vec<char> = b.to_lowercase().chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();

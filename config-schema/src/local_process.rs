@@ -140,7 +140,10 @@ fn line_of_error(rendered: &str) -> usize {
 fn first_line_message(rendered: &str) -> String {
     let first = rendered.lines().next().unwrap_or(rendered);
     // Drop the "error: line L column C: " prefix; the line is reported separately.
-    match first.split_once(": ").and_then(|(_, rest)| rest.split_once(": ")) {
+    match first
+        .split_once(": ")
+        .and_then(|(_, rest)| rest.split_once(": "))
+    {
         Some((position, message)) if position.starts_with("line ") => message.to_string(),
         _ => first.trim_start_matches("error: ").to_string(),
     }
@@ -249,13 +252,20 @@ env:
             parse_value(&config.env[1].value).expect("tokens"),
             [
                 ValuePart::Text("http://".into()),
-                ValuePart::Service { name: "stats-api".into(), namespace: Some("todo".into()), ports: vec![80] },
+                ValuePart::Service {
+                    name: "stats-api".into(),
+                    namespace: Some("todo".into()),
+                    ports: vec![80]
+                },
                 ValuePart::Text("/stats".into()),
             ]
         );
         assert_eq!(
             parse_value(&config.env[2].value).expect("tokens"),
-            [ValuePart::ExternalEndpoint { host: "vault.example.com".into(), ports: vec![443, 8443] }]
+            [ValuePart::ExternalEndpoint {
+                host: "vault.example.com".into(),
+                ports: vec![443, 8443]
+            }]
         );
     }
 
@@ -273,7 +283,10 @@ env:
         let text = "env:\n  - name: A\n    value: ok\n  - name: B\n    value: $(secrets:x)\n";
         let err = LocalProcessConfig::parse(text, "K.yaml").expect_err("unknown token");
         let text = err.to_string();
-        assert!(text.contains("line 5") && text.contains("env `B`") && text.contains("secrets"), "{text}");
+        assert!(
+            text.contains("line 5") && text.contains("env `B`") && text.contains("secrets"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! small programs the debuggers run.
 
 pub mod dap_client;
+pub mod fixture;
 pub mod programs;
 
 use std::path::PathBuf;

@@ -3,5 +3,8 @@
 //! local addresses for Services, their environment variables and hosts entries.
 
 pub mod addresses;
+pub mod connection;
+pub mod errors;
 pub mod hosts;
 pub mod service_links;
+pub mod target;

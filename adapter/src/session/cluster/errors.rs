@@ -1,0 +1,93 @@
+//! Errors of the cluster side, each worded as what went wrong and what to do about it.
+
+/// Why the cluster side of a session cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No usable kubeconfig or context.
+    #[error("cannot load the Kubernetes configuration: {0}. Set KUBECONFIG or `bridge.context`, or check `kubectl config get-contexts`")]
+    Config(String),
+    /// The API server cannot be reached.
+    #[error("the cluster at {url} cannot be reached: {reason}. Check the network/VPN and `kubectl cluster-info`")]
+    Unreachable {
+        /// The API server URL.
+        url: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// An object does not exist.
+    #[error("{kind} '{name}' not found in namespace '{namespace}'{}", suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_default())]
+    NotFound {
+        /// Kind, lowercase (`service`, `deployment`, …).
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The namespace.
+        namespace: String,
+        /// The closest existing name, if any is close.
+        suggestion: Option<String>,
+    },
+    /// RBAC refused a request.
+    #[error("permission denied: you may not {verb} {resource} in namespace '{namespace}' ({message}); ask for a Role that allows it")]
+    Forbidden {
+        /// The verb (`get`, `list`, `patch`, …).
+        verb: &'static str,
+        /// The resource (`deployments`, …).
+        resource: &'static str,
+        /// The namespace.
+        namespace: String,
+        /// The API server's message.
+        message: String,
+    },
+    /// The target exists but cannot be bridged as it is.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Any other API error.
+    #[error("Kubernetes API error while trying to {action}: {source}")]
+    Api {
+        /// What kbridge was doing.
+        action: String,
+        /// The client error.
+        source: kube::Error,
+    },
+}
+
+/// What a request was, so errors can name it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    /// The verb.
+    pub verb: &'static str,
+    /// The resource, plural.
+    pub resource: &'static str,
+}
+
+impl ClusterError {
+    /// Classifies a client error from `request` on `namespace`.
+    pub fn from_kube(
+        error: kube::Error,
+        request: Request,
+        namespace: &str,
+        url: &str,
+    ) -> ClusterError {
+        match error {
+            kube::Error::Api(status) if status.code == 403 => ClusterError::Forbidden {
+                verb: request.verb,
+                resource: request.resource,
+                namespace: namespace.to_string(),
+                message: status.message.clone(),
+            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => ClusterError::Unreachable {
+                url: url.to_string(),
+                reason: error.to_string(),
+            },
+            other => ClusterError::Api {
+                action: format!("{} {}", request.verb, request.resource),
+                source: other,
+            },
+        }
+    }
+}
+
+/// Whether a client error is a 404.
+pub fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
