@@ -34,6 +34,32 @@ pub enum Command {
     },
     /// Check the setup: debuggers found, kubeconfig.
     Doctor,
+    /// Sessions on this machine and workloads marked as bridged in the cluster.
+    Status {
+        /// Kubeconfig context (default: the current one).
+        #[arg(long)]
+        context: Option<String>,
+        /// Namespace (default: the context's).
+        #[arg(long, short = 'n', conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        /// Look in every namespace.
+        #[arg(long, short = 'A')]
+        all_namespaces: bool,
+    },
+    /// Put back workloads a crashed session left modified (from their annotations alone).
+    Restore {
+        /// Kubeconfig context (default: the current one).
+        #[arg(long)]
+        context: Option<String>,
+        /// Namespace (default: the context's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// The workload, KIND/NAME (e.g. deployment/todo-api).
+        workload: Option<String>,
+        /// Every bridged workload of the namespace.
+        #[arg(long)]
+        all: bool,
+    },
     /// Internal: run PROGRAM in a private mount namespace with FILE as /etc/hosts.
     #[command(hide = true)]
     NsExec {

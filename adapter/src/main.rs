@@ -1,7 +1,7 @@
 //! The `kbridge` binary: parses the command line and hands off to the library.
 
 mod cli;
-mod doctor;
+mod commands;
 
 use anyhow::Context;
 use clap::Parser;
@@ -89,7 +89,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", kbridge_config::schema::to_file_text(&schema));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor => Ok(doctor::run()),
+        Command::Doctor => Ok(commands::doctor::run()),
+        Command::Restore {
+            context,
+            namespace,
+            workload,
+            all,
+        } => {
+            commands::restore::run(
+                context.as_deref(),
+                namespace.as_deref(),
+                workload.as_deref(),
+                all,
+            )
+            .await
+        }
+        Command::Status {
+            context,
+            namespace,
+            all_namespaces,
+        } => commands::status::run(context.as_deref(), namespace.as_deref(), all_namespaces).await,
         Command::NsExec { .. } => unreachable!("handled before the runtime starts"),
         Command::Guard { session } => {
             kbridge::logging::init(&session);

@@ -14,6 +14,21 @@ pub enum UndoStep {
         /// The directory.
         path: PathBuf,
     },
+    /// Put a workload's original container back (if this session still holds it).
+    RestoreWorkload {
+        /// Where the cluster is: the kubeconfig file used, if not the default.
+        kubeconfig: Option<PathBuf>,
+        /// The context used.
+        context: Option<String>,
+        /// Namespace.
+        namespace: String,
+        /// Lowercase kind: deployment, statefulset, replicaset.
+        kind: String,
+        /// Name.
+        name: String,
+        /// The session that swapped it.
+        session: String,
+    },
 }
 
 impl UndoStep {
@@ -25,6 +40,34 @@ impl UndoStep {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
             },
+            UndoStep::RestoreWorkload {
+                kubeconfig,
+                context,
+                namespace,
+                kind,
+                name,
+                session,
+            } => {
+                use super::cluster::{connection::Cluster, target::WorkloadKind, workload};
+                let kind = match kind.as_str() {
+                    "deployment" => WorkloadKind::Deployment,
+                    "statefulset" => WorkloadKind::StatefulSet,
+                    "replicaset" => WorkloadKind::ReplicaSet,
+                    other => return Err(format!("cannot restore a {other}")),
+                };
+                let cluster = Cluster::connect_with(
+                    kubeconfig.as_deref(),
+                    context.as_deref(),
+                    Some(namespace),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let outcome = workload::restore(&cluster, kind, name, Some(session))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(?outcome, "{}/{name}", kind.name());
+                Ok(())
+            }
         }
     }
 }

@@ -6,5 +6,7 @@ pub mod addresses;
 pub mod connection;
 pub mod errors;
 pub mod hosts;
+pub mod rollout;
 pub mod service_links;
 pub mod target;
+pub mod workload;

@@ -1,0 +1,5 @@
+//! The commands of the `kbridge` binary that are more than a call into the library.
+
+pub mod doctor;
+pub mod restore;
+pub mod status;

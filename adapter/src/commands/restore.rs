@@ -1,0 +1,64 @@
+//! `kbridge restore`: puts back workloads a session left modified, from the
+//! `kbridge.dev/*` annotations alone — no local state needed, so it works after a crash,
+//! from another machine, or for a colleague's abandoned session.
+
+use anyhow::{bail, Context};
+use kbridge::session::cluster::connection::Cluster;
+use kbridge::session::cluster::target::WorkloadKind;
+use kbridge::session::cluster::workload::{self, RestoreOutcome};
+use std::process::ExitCode;
+
+/// Restores `workload` (`KIND/NAME`) or, with `all`, every bridged workload of the namespace.
+pub async fn run(
+    context: Option<&str>,
+    namespace: Option<&str>,
+    workload: Option<&str>,
+    all: bool,
+) -> anyhow::Result<ExitCode> {
+    let cluster = Cluster::connect(context, namespace).await?;
+    let targets: Vec<(WorkloadKind, String)> = match (workload, all) {
+        (Some(_), true) => bail!("give either a workload or --all, not both"),
+        (None, false) => {
+            bail!("say what to restore: a workload (e.g. deployment/todo-api) or --all")
+        }
+        (Some(workload), false) => vec![parse_workload(workload)?],
+        (None, true) => workload::bridged(&cluster)
+            .await?
+            .into_iter()
+            .map(|(kind, name, _)| (kind, name))
+            .collect(),
+    };
+    if targets.is_empty() {
+        println!("nothing to restore in namespace '{}'", cluster.namespace);
+    }
+    for (kind, name) in targets {
+        let outcome = workload::restore(&cluster, kind, &name, None)
+            .await
+            .with_context(|| format!("restoring {}/{name}", kind.name()))?;
+        match outcome {
+            RestoreOutcome::Restored { session } => {
+                println!(
+                    "restored {}/{name} (was held by session {session})",
+                    kind.name()
+                )
+            }
+            RestoreOutcome::NothingToDo(why) => println!("{why}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_workload(text: &str) -> anyhow::Result<(WorkloadKind, String)> {
+    let (kind, name) = text
+        .split_once('/')
+        .with_context(|| format!("'{text}' is not KIND/NAME, e.g. deployment/todo-api"))?;
+    let kind = match kind.to_ascii_lowercase().as_str() {
+        "deployment" | "deployments" | "deploy" => WorkloadKind::Deployment,
+        "statefulset" | "statefulsets" | "sts" => WorkloadKind::StatefulSet,
+        "replicaset" | "replicasets" | "rs" => WorkloadKind::ReplicaSet,
+        other => bail!(
+            "cannot restore a '{other}': kbridge swaps deployments, statefulsets and replicasets"
+        ),
+    };
+    Ok((kind, name.to_string()))
+}

@@ -1,0 +1,74 @@
+//! `kbridge status`: the sessions on this machine and the workloads marked as bridged in
+//! the cluster, with who holds them and since when.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kbridge::session::cluster::connection::Cluster;
+use kbridge::session::cluster::workload;
+use kbridge::session::state_root;
+use kube::api::{Api, ListParams};
+use std::process::ExitCode;
+
+/// Prints local sessions, then bridged workloads of the namespace (or all namespaces).
+pub async fn run(
+    context: Option<&str>,
+    namespace: Option<&str>,
+    all_namespaces: bool,
+) -> anyhow::Result<ExitCode> {
+    let sessions_dir = state_root().join("sessions");
+    let local: Vec<String> = std::fs::read_dir(&sessions_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "Sessions on this machine: {}",
+        if local.is_empty() {
+            "none".to_string()
+        } else {
+            local.join(", ")
+        }
+    );
+
+    let cluster = Cluster::connect(context, namespace).await?;
+    let namespaces = if all_namespaces {
+        let api: Api<Namespace> = Api::all(cluster.client.clone());
+        api.list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect()
+    } else {
+        vec![cluster.namespace.clone()]
+    };
+    let mut rows = Vec::new();
+    for ns in namespaces {
+        let scoped = Cluster {
+            namespace: ns.clone(),
+            ..cluster.clone()
+        };
+        for (kind, name, record) in workload::bridged(&scoped).await? {
+            rows.push(format!(
+                "{ns:<16} {:<32} {:<28} {:<20} {}",
+                format!("{}/{name}", kind.name()),
+                record.session,
+                record.owner,
+                record.started
+            ));
+        }
+    }
+    if rows.is_empty() {
+        println!("Bridged workloads: none");
+    } else {
+        println!(
+            "{:<16} {:<32} {:<28} {:<20} STARTED",
+            "NAMESPACE", "WORKLOAD", "SESSION", "OWNER"
+        );
+        for row in rows {
+            println!("{row}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
