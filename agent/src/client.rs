@@ -290,7 +290,8 @@ impl AgentClient {
             })
     }
 
-    /// Takes the stream of inbound connections (once; later calls fail).
+    /// Takes the stream of inbound connections (once; later calls fail). Connections that
+    /// arrive before it is taken wait in a queue; dropping the [`Inbound`] resets later ones.
     pub fn inbound(&self) -> Result<Inbound, ClientError> {
         self.inbound
             .lock()

@@ -15,7 +15,7 @@ pub const DEFAULT_HEALTH_PORT: u16 = 7312;
 /// Default seconds without a kbridge heartbeat before the agent reports "orphaned".
 pub const DEFAULT_IDLE_RESTORE_SECS: u64 = 60;
 
-/// Everything the agent needs to run. Build it with [`AgentConfig::from_env`] or by hand (tests).
+/// Everything the agent needs to run. Build it with [`AgentConfig::from_vars`] or by hand (tests).
 #[derive(Clone)]
 pub struct AgentConfig {
     /// Address the control, health and container-port listeners bind (`KBRIDGE_AGENT_BIND`).

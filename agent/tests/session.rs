@@ -337,3 +337,39 @@ async fn sigterm_closes_streams_and_exits_zero() {
     tokio::time::timeout(GUARD, client.closed()).await.unwrap();
     assert!(TcpStream::connect(agent.control).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_session_replaces_the_old_one_and_inbound_needs_a_session() {
+    let port = free_port().await;
+    let agent = AgentProcess::start(&[("KBRIDGE_AGENT_PORTS", port.to_string())]).await;
+
+    // No session yet: an inbound connection is refused with a reset, not left hanging.
+    // (The reset can be so quick that even connect() reports it.)
+    if let Ok(mut peer) = TcpStream::connect(agent.ports[0].1).await {
+        let mut b = [0u8; 1];
+        let r = tokio::time::timeout(GUARD, peer.read(&mut b))
+            .await
+            .unwrap();
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    }
+
+    // kbridge reconnects (e.g. after a dropped port-forward): the newer session wins.
+    let first = agent.client().await;
+    let second = agent.client().await;
+    tokio::time::timeout(GUARD, first.closed()).await.unwrap();
+    assert!(first.close_reason().is_some());
+    assert_eq!(second.health().await.unwrap().sessions, 1);
+
+    // Inbound connections go to the live session.
+    let mut inbound = second.inbound().unwrap();
+    let mut peer = TcpStream::connect(agent.ports[0].1).await.unwrap();
+    peer.write_all(b"hi").await.unwrap();
+    let mut conn = tokio::time::timeout(GUARD, inbound.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conn.port, port);
+    let mut got = [0u8; 2];
+    conn.stream.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"hi");
+}
