@@ -126,8 +126,6 @@ pub trait BridgeSession: Send + Sync {
 pub fn backend_for(target: Option<&Target>) -> Result<Box<dyn SessionBackend>, SessionError> {
     match target {
         None => Ok(Box::new(local::LocalBackend)),
-        Some(target) => Err(SessionError::Unsupported(format!(
-            "bridging to a cluster target ({target:?}) is not available in this kbridge build yet; remove `bridge.service`, `bridge.workload` and `bridge.pod` to debug locally with kbridge's environment"
-        ))),
+        Some(_) => Ok(Box::new(cluster::session::ClusterBackend)),
     }
 }

@@ -14,6 +14,24 @@ pub enum UndoStep {
         /// The directory.
         path: PathBuf,
     },
+    /// Delete the session's token Secret.
+    DeleteSecret {
+        /// Kubeconfig file used, if not the default.
+        kubeconfig: Option<PathBuf>,
+        /// Context used.
+        context: Option<String>,
+        /// Namespace.
+        namespace: String,
+        /// Secret name.
+        name: String,
+    },
+    /// Remove the session's block from a hosts file.
+    RemoveHostsBlock {
+        /// The hosts file.
+        path: PathBuf,
+        /// The session whose block goes.
+        session: String,
+    },
     /// Put a workload's original container back (if this session still holds it).
     RestoreWorkload {
         /// Where the cluster is: the kubeconfig file used, if not the default.
@@ -40,6 +58,43 @@ impl UndoStep {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
             },
+            UndoStep::DeleteSecret {
+                kubeconfig,
+                context,
+                namespace,
+                name,
+            } => {
+                use super::cluster::connection::Cluster;
+                let cluster = Cluster::connect_with(
+                    kubeconfig.as_deref(),
+                    context.as_deref(),
+                    Some(namespace),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+                    kube::Api::namespaced(cluster.client, namespace);
+                match secrets.delete(name, &Default::default()).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                    Err(e) => Err(format!("cannot delete secret {namespace}/{name}: {e}")),
+                }
+            }
+            UndoStep::RemoveHostsBlock { path, session } => {
+                let text = match tokio::fs::read_to_string(path).await {
+                    Ok(text) => text,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+                };
+                let cleaned = super::cluster::hosts::without_blocks(&text, |s| s == session);
+                if cleaned != text {
+                    // Rewrite in place: /etc/hosts may be a bind mount that cannot be replaced.
+                    tokio::fs::write(path, cleaned)
+                        .await
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                }
+                Ok(())
+            }
             UndoStep::RestoreWorkload {
                 kubeconfig,
                 context,

@@ -1,0 +1,182 @@
+//! Outbound: each cluster Service gets a local address (127.1.x.y) and listeners on its
+//! ports; a connection to one is carried through an agent, which dials the Service from
+//! inside the cluster (its ClusterIP; the name for ExternalName and headless Services).
+
+use super::addresses::AddressBook;
+use super::hosts::{service_names, HostsEntry};
+use super::service_links::{self, ServicePort};
+use super::tunnels::{Agents, TunnelNotice};
+use k8s_openapi::api::core::v1::Service;
+use kbridge_config::EnvVars;
+use std::net::{IpAddr, SocketAddr};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Ports Bridge to Kubernetes let a Service keep unforwarded, e.g. `"445,23"`.
+pub const IGNORE_PORTS_ANNOTATION: &str = "bridgetokubernetes/ignore-ports";
+
+/// A Service as forwarded locally.
+#[derive(Debug, Clone)]
+pub struct ForwardedService {
+    /// Service name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The local address.
+    pub address: IpAddr,
+    /// (service port, local port actually bound).
+    pub ports: Vec<(u16, u16)>,
+    /// What the agent dials.
+    pub destination: String,
+}
+
+impl ForwardedService {
+    /// Hosts entries for its names.
+    pub fn hosts_entry(&self) -> HostsEntry {
+        HostsEntry {
+            address: self.address,
+            names: service_names(&self.name, &self.namespace),
+        }
+    }
+
+    /// `X_SERVICE_HOST`, `X_PORT_…` pointing here.
+    pub fn env(&self, all_ports: &[ServicePort]) -> EnvVars {
+        let ports: Vec<ServicePort> = all_ports
+            .iter()
+            .filter_map(|p| {
+                let local = self.ports.iter().find(|(remote, _)| *remote == p.port)?.1;
+                Some(ServicePort {
+                    port: local,
+                    ..p.clone()
+                })
+            })
+            .collect();
+        service_links::links(&self.name, self.address, &ports)
+    }
+}
+
+/// The TCP ports of a Service, minus those annotated to be ignored.
+pub fn service_ports(service: &Service) -> Vec<ServicePort> {
+    let ignored: Vec<u16> = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(IGNORE_PORTS_ANNOTATION))
+        .map(|list| {
+            list.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    service
+        .spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .filter_map(|p| {
+            let port = u16::try_from(p.port).ok()?;
+            let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".into());
+            (protocol == "TCP" && !ignored.contains(&port)).then(|| ServicePort {
+                name: p.name.clone(),
+                port,
+                protocol,
+            })
+        })
+        .collect()
+}
+
+/// Where the agent should connect for a Service.
+fn destination(service: &Service, namespace: &str) -> String {
+    let spec = service.spec.as_ref();
+    let name = service.metadata.name.clone().unwrap_or_default();
+    match spec.and_then(|s| s.type_.as_deref()) {
+        Some("ExternalName") => spec.and_then(|s| s.external_name.clone()).unwrap_or(name),
+        _ => match spec.and_then(|s| s.cluster_ip.clone()) {
+            Some(ip) if !ip.is_empty() && ip != "None" => ip,
+            // Headless: the cluster's DNS name resolves to the pods.
+            _ => format!("{name}.{namespace}.svc.cluster.local"),
+        },
+    }
+}
+
+/// Binds the Service's listeners and starts forwarding; returns what was bound.
+pub async fn forward(
+    service: &Service,
+    namespace: &str,
+    book: &mut AddressBook,
+    agents: Agents,
+    tasks: &TaskTracker,
+    notices: tokio::sync::mpsc::UnboundedSender<TunnelNotice>,
+    cancel: CancellationToken,
+) -> Option<ForwardedService> {
+    let name = service.metadata.name.clone()?;
+    let ports = service_ports(service);
+    if ports.is_empty() {
+        return None;
+    }
+    let address = IpAddr::V4(book.address(namespace, &name).ok()?);
+    let destination = destination(service, namespace);
+    let mut bound = Vec::new();
+    for port in &ports {
+        let listener = match TcpListener::bind(SocketAddr::new(address, port.port)).await {
+            Ok(listener) => listener,
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                // Ports below 1024 need admin rights; take any port and let the
+                // environment variables say which.
+                let listener = TcpListener::bind(SocketAddr::new(address, 0)).await.ok()?;
+                let _ = notices.send(TunnelNotice::Notice(format!(
+                    "{name}:{} is forwarded on {} instead (ports below 1024 need admin rights); the {}_SERVICE_* variables point there",
+                    port.port,
+                    listener.local_addr().ok()?,
+                    name.to_ascii_uppercase().replace('-', "_")
+                )));
+                listener
+            }
+            Err(error) => {
+                let _ = notices.send(TunnelNotice::Notice(format!(
+                    "cannot forward {name}:{}: {error}",
+                    port.port
+                )));
+                continue;
+            }
+        };
+        let local = listener.local_addr().ok()?.port();
+        bound.push((port.port, local));
+        let agents = agents.clone();
+        let destination = destination.clone();
+        let remote = port.port;
+        let cancel = cancel.clone();
+        let conn_tasks = tasks.clone();
+        tasks.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((mut socket, peer)) = accepted else { continue };
+                let agents = agents.clone();
+                let destination = destination.clone();
+                conn_tasks.spawn(async move {
+                    let Some(agent) = agents.pick() else {
+                        tracing::warn!(%peer, "no agent connected; dropping outbound connection");
+                        return;
+                    };
+                    match agent.open_outbound(&destination, remote).await {
+                        Ok(mut stream) => {
+                            let _ = socket.set_nodelay(true);
+                            let _ = tokio::io::copy_bidirectional(&mut socket, &mut stream).await;
+                        }
+                        Err(error) => tracing::warn!(%destination, remote, %error, "outbound connection failed"),
+                    }
+                });
+            }
+        });
+    }
+    Some(ForwardedService {
+        name,
+        namespace: namespace.to_string(),
+        address,
+        ports: bound,
+        destination,
+    })
+}

@@ -1,0 +1,481 @@
+//! The cluster session: everything of DESIGN §5 put together behind the
+//! [`SessionBackend`] the DAP proxy and the CLI use. Each change to the cluster or the
+//! machine is recorded with the guardian before it is made, so any failure or crash —
+//! here or later — is undone.
+
+use super::addresses::AddressBook;
+use super::connection::Cluster;
+use super::errors::ClusterError;
+use super::hosts::{self, HostsEntry};
+use super::outbound::{self, ForwardedService};
+use super::rollout::wait_for_agents;
+use super::target::{resolve, ResolvedTarget};
+use super::tunnels::{self, Agents, PortMap, TunnelNotice};
+use super::workload::{self, SwapPlan, TOKEN_KEY};
+use crate::env::EnvLayers;
+use crate::session::local::create_private_dir;
+use crate::session::{
+    BoxFuture, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionId,
+    SessionRequest, UndoStep,
+};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kbridge_config::local_process::{parse_value, LocalProcessConfig, ValuePart};
+use kbridge_config::{EnvVars, HostsMode, PortMapping};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The agent image kbridge runs unless told otherwise.
+pub const DEFAULT_AGENT_IMAGE: &str = concat!("ghcr.io/kbridge/agent:", env!("CARGO_PKG_VERSION"));
+/// How long agent pods may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Opens [`ClusterSession`]s.
+pub struct ClusterBackend;
+
+/// A live cluster session.
+pub struct ClusterSession {
+    id: SessionId,
+    env: EnvLayers,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    /// Services reachable locally.
+    pub forwarded: Vec<ForwardedService>,
+    /// Hosts entries for them.
+    pub hosts: Vec<HostsEntry>,
+}
+
+impl super::super::SessionBackend for ClusterBackend {
+    fn open<'a>(
+        &'a self,
+        request: SessionRequest,
+        events: EventSink,
+        guardian: &'a Guardian,
+    ) -> BoxFuture<'a, Result<Box<dyn BridgeSession>, SessionError>> {
+        Box::pin(async move {
+            open(request, events, guardian)
+                .await
+                .map(|s| Box::new(s) as Box<dyn BridgeSession>)
+                .map_err(|e| SessionError::Unsupported(e.to_string()))
+        })
+    }
+}
+
+fn step(events: &EventSink, text: impl Into<String>) {
+    let _ = events.send(SessionEvent::Step(text.into()));
+}
+
+fn owner() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "someone".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host}")
+}
+
+/// Maps container ports to local ports from `bridge.ports`.
+fn port_map(target: &ResolvedTarget, ports: &[PortMapping]) -> Result<PortMap, ClusterError> {
+    let container_ports: Vec<u16> = target.ports().iter().map(|p| p.port).collect();
+    let mut map: PortMap = container_ports.iter().map(|p| (*p, *p)).collect();
+    for mapping in ports {
+        match *mapping {
+            PortMapping::Mapped { remote, local } => {
+                map.insert(remote, local);
+            }
+            PortMapping::Local(local) => match container_ports.as_slice() {
+                [only] => {
+                    map.insert(*only, local);
+                }
+                _ => {
+                    return Err(ClusterError::Unsupported(format!(
+                        "container '{}' has {} ports ({}); map them explicitly: \"ports\": [{{\"remote\": {}, \"local\": {local}}}]",
+                        target.container.name,
+                        container_ports.len(),
+                        container_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
+                        container_ports.first().copied().unwrap_or(80)
+                    )))
+                }
+            },
+        }
+    }
+    Ok(map)
+}
+
+async fn open(
+    request: SessionRequest,
+    events: EventSink,
+    guardian: &Guardian,
+) -> Result<ClusterSession, Box<dyn std::error::Error + Send + Sync>> {
+    let settings = &request.settings;
+    let Some(target_spec) = &request.target else {
+        return Err("no target".into());
+    };
+    guardian
+        .record(UndoStep::RemoveDir {
+            path: request.private_dir.clone(),
+        })
+        .await?;
+    create_private_dir(&request.private_dir)?;
+
+    // Read the config file first: a mistake there should stop us before the cluster changes.
+    let config_file = match &settings.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            Some(LocalProcessConfig::parse(&text, path)?)
+        }
+        None => None,
+    };
+
+    step(&events, "connecting to the cluster");
+    let kubeconfig = std::env::var_os("KUBECONFIG")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    let cluster = Cluster::connect_with(
+        kubeconfig.as_deref(),
+        settings.context.as_deref(),
+        settings.namespace.as_deref(),
+    )
+    .await?;
+    step(
+        &events,
+        format!(
+            "resolving {target_spec:?} in namespace {}",
+            cluster.namespace
+        ),
+    );
+    let target = resolve(&cluster, target_spec, settings.container.as_deref()).await?;
+    let ports = port_map(&target, &settings.ports)?;
+    let session = request.id.0.clone();
+    let token = kbridge_agent::handshake::generate_token()
+        .map_err(|e| format!("no randomness for the session token: {e}"))?;
+
+    let secret_name = format!("kbridge-{}", session.replace(['_', '.'], "-"));
+    guardian
+        .record(UndoStep::DeleteSecret {
+            kubeconfig: kubeconfig.clone(),
+            context: settings.context.clone(),
+            namespace: cluster.namespace.clone(),
+            name: secret_name.clone(),
+        })
+        .await?;
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name.clone()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".into(),
+                "kbridge".into(),
+            )])),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([(TOKEN_KEY.to_string(), token.clone())])),
+        ..Default::default()
+    };
+    secrets.create(&PostParams::default(), &secret).await?;
+
+    let agent_image = settings
+        .agent_image
+        .clone()
+        .unwrap_or_else(|| DEFAULT_AGENT_IMAGE.to_string());
+    let idle_restore_secs = settings
+        .idle_restore_seconds
+        .or_else(|| {
+            std::env::var("KBRIDGE_IDLE_RESTORE_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(60);
+    guardian
+        .record(UndoStep::RestoreWorkload {
+            kubeconfig: kubeconfig.clone(),
+            context: settings.context.clone(),
+            namespace: cluster.namespace.clone(),
+            kind: target.kind.name().into(),
+            name: target.name.clone(),
+            session: session.clone(),
+        })
+        .await?;
+    step(
+        &events,
+        format!(
+            "replacing container '{}' of {} with the kbridge agent",
+            target.container.name,
+            target.workload()
+        ),
+    );
+    let plan = SwapPlan {
+        session: session.clone(),
+        owner: owner(),
+        agent_image: agent_image.clone(),
+        token_secret: secret_name,
+        idle_restore_secs,
+    };
+    workload::swap(&cluster, &target, &plan).await?;
+
+    let replicas = target.pods.len().max(1);
+    let progress_events = events.clone();
+    let pods = wait_for_agents(
+        &cluster,
+        &target,
+        &agent_image,
+        replicas,
+        READY_TIMEOUT,
+        move |line| step(&progress_events, line),
+    )
+    .await?;
+
+    step(&events, format!("opening {} tunnel(s)", pods.len()));
+    let mut opened = Vec::new();
+    for pod in &pods {
+        opened.push((pod.clone(), tunnels::connect(&cluster, pod, &token).await?));
+    }
+    let first = &opened[0].1 .0;
+    let pod_env = first
+        .env()
+        .await
+        .map_err(|e| format!("cannot read the pod's environment: {e}"))?
+        .vars;
+    let mounts = first
+        .mounts()
+        .await
+        .map_err(|e| format!("cannot read the pod's volume mounts: {e}"))?;
+
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let agents = Agents::default();
+    let (notice_tx, mut notice_rx) = tokio::sync::mpsc::unbounded_channel::<TunnelNotice>();
+    {
+        let events = events.clone();
+        tasks.spawn(async move {
+            while let Some(TunnelNotice::Notice(text)) = notice_rx.recv().await {
+                let _ = events.send(SessionEvent::Notice(text));
+            }
+        });
+    }
+
+    step(&events, "forwarding the namespace's services");
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mut book = AddressBook::default();
+    let mut forwarded = Vec::new();
+    let mut links = EnvVars::new();
+    for service in services.list(&ListParams::default()).await?.items {
+        let ports = outbound::service_ports(&service);
+        if let Some(f) = outbound::forward(
+            &service,
+            &cluster.namespace,
+            &mut book,
+            agents.clone(),
+            &tasks,
+            notice_tx.clone(),
+            cancel.clone(),
+        )
+        .await
+        {
+            links.overlay(&f.env(&ports));
+            forwarded.push(f);
+        }
+    }
+
+    // The pod's environment, its service links pointing at the local endpoints.
+    let mut pod_layer = EnvVars::new();
+    for (name, value) in &pod_env {
+        pod_layer.set(name.clone(), Some(value.clone()));
+    }
+    pod_layer.overlay(&links);
+
+    // KubernetesLocalProcessConfig.yaml: volumes to download, env entries with tokens.
+    let mut config_layer = EnvVars::new();
+    if let Some(config) = &config_file {
+        let mut local_volumes: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for wanted in &config.volume_mounts {
+            for mount in mounts
+                .iter()
+                .filter(|m| m.name.as_deref().is_some_and(|n| wildcard(&wanted.name, n)))
+            {
+                let name = mount.name.clone().unwrap_or_default();
+                let dest = match &wanted.local_path {
+                    Some(path) => PathBuf::from(path),
+                    None => request.private_dir.join("volumes").join(&name),
+                };
+                step(
+                    &events,
+                    format!(
+                        "downloading volume {name} ({}) to {}",
+                        mount.path,
+                        dest.display()
+                    ),
+                );
+                let staging = request.private_dir.join("download").join(&name);
+                first
+                    .download(std::slice::from_ref(&mount.path), &staging)
+                    .await?;
+                move_into(&staging.join(mount.path.trim_start_matches('/')), &dest)?;
+                local_volumes.insert(name, dest);
+            }
+        }
+        for entry in &config.env {
+            let mut value = String::new();
+            for part in parse_value(&entry.value)? {
+                match part {
+                    ValuePart::Text(text) => value.push_str(&text),
+                    ValuePart::VolumeMount(name) => {
+                        let path = local_volumes
+                            .iter()
+                            .find(|(n, _)| wildcard(&name, n))
+                            .map(|(_, p)| p.display().to_string())
+                            .ok_or_else(|| format!("env `{}`: volume '{name}' is not in `volumeMounts` of the config file", entry.name))?;
+                        value.push_str(&path);
+                    }
+                    ValuePart::Service { name, .. } => {
+                        let f = forwarded
+                            .iter()
+                            .find(|f| f.name == name)
+                            .ok_or_else(|| format!("env `{}`: service '{name}' is not forwarded (is it in namespace {}?)", entry.name, cluster.namespace))?;
+                        value.push_str(&f.address.to_string());
+                    }
+                    ValuePart::ExternalEndpoint { host, .. } => value.push_str(&host),
+                }
+            }
+            config_layer.set(entry.name.clone(), Some(value));
+        }
+    }
+
+    let hosts_entries: Vec<HostsEntry> = forwarded
+        .iter()
+        .map(ForwardedService::hosts_entry)
+        .collect();
+    let mode = settings.hosts.unwrap_or_default();
+    if mode == HostsMode::System {
+        let path = PathBuf::from("/etc/hosts");
+        guardian
+            .record(UndoStep::RemoveHostsBlock {
+                path: path.clone(),
+                session: session.clone(),
+            })
+            .await?;
+        let text = std::fs::read_to_string(&path)?;
+        // Leftovers of sessions that crashed are removed on the way.
+        let cleaned = hosts::without_blocks(&text, |s| s != session && !session_alive(s));
+        std::fs::write(&path, hosts::with_block(&cleaned, &session, &hosts_entries)).map_err(
+            |e| {
+                format!(
+                    "cannot write {} ({e}); run with admin rights or use \"hosts\": \"namespace\"",
+                    path.display()
+                )
+            },
+        )?;
+    }
+
+    for (pod, open) in opened {
+        tunnels::supervise(
+            &tasks,
+            cluster.clone(),
+            pod,
+            token.clone(),
+            Some(open),
+            agents.clone(),
+            ports.clone(),
+            notice_tx.clone(),
+            cancel.clone(),
+        );
+    }
+    let service_name = target
+        .service
+        .as_ref()
+        .and_then(|s| s.metadata.name.clone())
+        .unwrap_or_else(|| target.workload());
+    let routes: Vec<String> = ports
+        .iter()
+        .map(|(remote, local)| format!("{remote} → localhost:{local}"))
+        .collect();
+    let _ = events.send(SessionEvent::Notice(format!(
+        "bridged {} ({} replica(s)): requests to {service_name} now reach this machine ({}); {} service(s) of namespace {} are reachable locally",
+        target.workload(),
+        pods.len(),
+        routes.join(", "),
+        forwarded.len(),
+        cluster.namespace
+    )));
+    Ok(ClusterSession {
+        id: request.id,
+        env: EnvLayers {
+            pod: pod_layer,
+            config_file: config_layer,
+            ..EnvLayers::default()
+        },
+        cancel,
+        tasks,
+        forwarded,
+        hosts: hosts_entries,
+    })
+}
+
+/// Whether the session that wrote a hosts block still runs: its id ends with its pid.
+fn session_alive(session: &str) -> bool {
+    session
+        .rsplit('-')
+        .next()
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// `*` and `?` wildcards, as Bridge to Kubernetes allowed in volume names.
+fn wildcard(pattern: &str, name: &str) -> bool {
+    fn matches(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
+            (Some(b'?'), Some(_)) => matches(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    matches(pattern.as_bytes(), name.as_bytes())
+}
+
+/// Moves a downloaded directory to where the user wants it.
+fn move_into(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    std::fs::rename(from, to)
+}
+
+impl BridgeSession for ClusterSession {
+    fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    fn environment(&self) -> EnvLayers {
+        self.env.clone()
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.cancel.cancel();
+            self.tasks.close();
+            let _ = tokio::time::timeout(Duration::from_secs(3), self.tasks.wait()).await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard;
+
+    #[test]
+    fn volume_wildcards() {
+        assert!(wildcard("default-token-*", "default-token-x7k2p"));
+        assert!(wildcard("conf?g", "config"));
+        assert!(!wildcard("config", "config-2"));
+    }
+}

@@ -1,0 +1,214 @@
+//! One tunnel per agent pod: a Kubernetes port-forward to the agent's control port with
+//! the agent protocol over it. Each tunnel is supervised: when the port-forward drops it
+//! is reopened (with backoff) while the session lives, so a flaky network costs a pause,
+//! not the session. Inbound connections the agents accept are served from here too.
+
+use super::connection::Cluster;
+use super::errors::{ClusterError, Request};
+use super::workload::AGENT_CONTROL_PORT;
+use k8s_openapi::api::core::v1::Pod;
+use kbridge_agent::{AgentClient, InboundConnection};
+use kube::api::Api;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Maps a container port to the local port the developer's process listens on.
+pub type PortMap = BTreeMap<u16, u16>;
+
+/// A connected agent and the pod it runs in.
+type LiveAgent = (String, Arc<AgentClient>);
+
+/// The live agents, shared by the outbound listeners.
+#[derive(Clone, Default)]
+pub struct Agents {
+    live: Arc<Mutex<Vec<LiveAgent>>>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Agents {
+    /// An agent to carry the next outbound connection (round robin).
+    pub fn pick(&self) -> Option<Arc<AgentClient>> {
+        let live = self.live.lock().ok()?;
+        if live.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % live.len();
+        Some(live[i].1.clone())
+    }
+
+    /// Pods with a connected agent.
+    pub fn pods(&self) -> Vec<String> {
+        self.live
+            .lock()
+            .map(|l| l.iter().map(|(p, _)| p.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn add(&self, pod: &str, client: Arc<AgentClient>) {
+        if let Ok(mut live) = self.live.lock() {
+            live.retain(|(p, _)| p != pod);
+            live.push((pod.to_string(), client));
+        }
+    }
+
+    fn remove(&self, pod: &str) {
+        if let Ok(mut live) = self.live.lock() {
+            live.retain(|(p, _)| p != pod);
+        }
+    }
+}
+
+/// Opens the port-forward and the agent session for one pod.
+pub async fn connect(
+    cluster: &Cluster,
+    pod: &str,
+    token: &str,
+) -> Result<(AgentClient, kube::api::Portforwarder), ClusterError> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mut forwarder = pods
+        .portforward(pod, &[AGENT_CONTROL_PORT])
+        .await
+        .map_err(|e| {
+            ClusterError::from_kube(
+                e,
+                Request {
+                    verb: "create",
+                    resource: "pods/portforward",
+                },
+                &cluster.namespace,
+                &cluster.url,
+            )
+        })?;
+    let stream = forwarder
+        .take_stream(AGENT_CONTROL_PORT)
+        .ok_or_else(|| ClusterError::Unsupported(format!("no port-forward stream to pod {pod}")))?;
+    let client = AgentClient::connect(stream, token).await.map_err(|e| {
+        ClusterError::Unsupported(format!("cannot talk to the agent in pod {pod}: {e}"))
+    })?;
+    Ok((client, forwarder))
+}
+
+/// What the tunnels report to the session.
+#[derive(Debug, Clone)]
+pub enum TunnelNotice {
+    /// Something the user should see once.
+    Notice(String),
+}
+
+/// Supervises one pod's tunnel until `cancel`: serve, and reconnect when it drops.
+/// `first` is an already open connection (setup opened it to read the environment).
+#[allow(clippy::too_many_arguments)]
+pub fn supervise(
+    tasks: &TaskTracker,
+    cluster: Cluster,
+    pod: String,
+    token: String,
+    first: Option<(AgentClient, kube::api::Portforwarder)>,
+    agents: Agents,
+    ports: PortMap,
+    notices: tokio::sync::mpsc::UnboundedSender<TunnelNotice>,
+    cancel: CancellationToken,
+) {
+    let inner_tasks = tasks.clone();
+    tasks.spawn(async move {
+        let mut next = first;
+        let mut backoff = Duration::from_millis(200);
+        let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        loop {
+            let (client, forwarder) = match next.take() {
+                Some(open) => open,
+                None => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        result = connect(&cluster, &pod, &token) => match result {
+                            Ok(open) => open,
+                            Err(error) => {
+                                tracing::warn!(%pod, %error, "agent tunnel down; retrying");
+                                tokio::select! {
+                                    _ = cancel.cancelled() => return,
+                                    _ = tokio::time::sleep(backoff) => {}
+                                }
+                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                                continue;
+                            }
+                        }
+                    }
+                }
+            };
+            backoff = Duration::from_millis(200);
+            let client = Arc::new(client);
+            agents.add(&pod, client.clone());
+            tracing::info!(%pod, "agent tunnel up");
+            if let Ok(mut inbound) = client.inbound() {
+                let ports = ports.clone();
+                let notices = notices.clone();
+                let warned = warned.clone();
+                let conn_tasks = inner_tasks.clone();
+                let cancel = cancel.clone();
+                inner_tasks.spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            next = inbound.next() => match next {
+                                Some(connection) => {
+                                    conn_tasks.spawn(serve_inbound(connection, ports.clone(), notices.clone(), warned.clone()));
+                                }
+                                None => return,
+                            }
+                        }
+                    }
+                });
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    agents.remove(&pod);
+                    forwarder.abort();
+                    if let Ok(client) = Arc::try_unwrap(client) {
+                        client.shutdown().await;
+                    }
+                    return;
+                }
+                _ = client.closed() => {
+                    tracing::warn!(%pod, reason = ?client.close_reason(), "agent tunnel dropped; reconnecting");
+                    agents.remove(&pod);
+                    forwarder.abort();
+                }
+            }
+        }
+    });
+}
+
+/// Connects an inbound connection to the local process. When nothing listens there the
+/// caller's connection is reset at once, and the user is told (once per tunnel).
+async fn serve_inbound(
+    connection: InboundConnection,
+    ports: PortMap,
+    notices: tokio::sync::mpsc::UnboundedSender<TunnelNotice>,
+    warned: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let InboundConnection {
+        port,
+        peer,
+        mut stream,
+    } = connection;
+    let local = ports.get(&port).copied().unwrap_or(port);
+    match tokio::net::TcpStream::connect(("127.0.0.1", local)).await {
+        Ok(mut socket) => {
+            let _ = socket.set_nodelay(true);
+            if let Err(error) = tokio::io::copy_bidirectional(&mut stream, &mut socket).await {
+                tracing::debug!(%peer, port, %error, "inbound connection ended with an error");
+            }
+        }
+        Err(error) => {
+            if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let _ = notices.send(TunnelNotice::Notice(format!(
+                    "a request for port {port} came in from {peer}, but nothing listens on localhost:{local} ({error}); start your program or fix `bridge.ports`"
+                )));
+            }
+            // Dropping the stream resets the caller's connection.
+        }
+    }
+}
