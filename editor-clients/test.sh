@@ -10,6 +10,9 @@ if [ ! -x "$kbridge" ]; then
   echo "editor-clients/test.sh: no kbridge at $kbridge; run \`cargo build -p kbridge\` first or set KBRIDGE_BIN" >&2
   exit 1
 fi
+# The tests run from several directories: hand them an absolute path.
+KBRIDGE_BIN="$(cd "$(dirname "$kbridge")" && pwd)/$(basename "$kbridge")"
+export KBRIDGE_BIN
 if [ ! -d vscode/node_modules ]; then
   echo "editor-clients/test.sh: run \`(cd editor-clients/vscode && npm ci)\` first" >&2
   exit 1
@@ -24,7 +27,7 @@ if ! (cd vscode && npm run --silent package) >/tmp/kbridge-vsce.log 2>&1; then
   cat /tmp/kbridge-vsce.log >&2
   exit 1
 fi
-unzip -l vscode/kbridge.vsix | grep -q 'extension/out/src/extension.js'
+python3 -m zipfile -l vscode/kbridge.vsix | grep -q 'extension/out/src/extension.js'
 echo "packaged vscode/kbridge.vsix"
 
 echo "== editor-clients: Neovim plugin (headless nvim)"
