@@ -100,6 +100,7 @@ const CASES = {
       fs.copyFileSync(path.join(PROGRAMS, 'env_probe.py'), path.join(ws, 'app.py'));
       return { source: path.join(ws, 'app.py'), vars: ['user_var', 'grpc_resolver'] };
     },
+    unset: /^'<unset>'$/,
   },
   'lldb-dap': {
     available: () => onPath('gcc') && lldbDapOnPath(),
@@ -111,6 +112,7 @@ const CASES = {
       execFileSync('gcc', ['-g', '-O0', '-o', path.join(ws, 'target', 'debug', 'app'), source]);
       return { source, vars: ['user_var', 'grpc_resolver'] };
     },
+    unset: /^(0x)?0+$|NULL|nullptr/i, // getenv() returned NULL
   },
   dlv: {
     available: () => onPath('dlv') && onPath('go'),
@@ -119,6 +121,7 @@ const CASES = {
       for (const f of ['go.mod', 'main.go']) fs.copyFileSync(path.join(PROGRAMS, 'go', f), path.join(ws, f));
       return { source: path.join(ws, 'main.go'), vars: ['userVar', 'grpcResolver'] };
     },
+    unset: /^""$/,
   },
 };
 
@@ -176,8 +179,8 @@ for (const [preset, spec] of Object.entries(CASES)) {
     );
     const frame = stackTrace.body.stackFrames[0];
     const [userVar, grpcVar] = vars;
-    // Not set anywhere: kbridge adds nothing the user did not ask for...
-    assert.doesNotMatch(await withTimeout(variableValue(dc, frame.id, userVar), userVar), /from/);
+    // Not set anywhere: kbridge adds nothing the user did not ask for (the probe's default)...
+    assert.match(await withTimeout(variableValue(dc, frame.id, userVar), userVar), spec.unset);
     // ...except its own default layer, GRPC_DNS_RESOLVER=native (DESIGN §3).
     assert.match(await withTimeout(variableValue(dc, frame.id, grpcVar), grpcVar), /native/);
 
