@@ -243,6 +243,22 @@ async fn resets_propagate_both_ways() {
     drop(peer);
     let err = conn.stream.read(&mut b).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+
+    // Inbound: the local side resets; the peer sees ECONNRESET, not EOF.
+    let mut peer = TcpStream::connect(agent2.ports[0].1).await.unwrap();
+    peer.write_all(b"abc").await.unwrap();
+    let mut conn = inbound.next().await.unwrap();
+    conn.stream.read_exact(&mut b).await.unwrap();
+    conn.stream.reset();
+    let mut buf = [0u8; 16];
+    let err = loop {
+        match peer.read(&mut buf).await {
+            Ok(0) => panic!("a reset must not arrive as a clean EOF"),
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
 }
 
 /// True when `data` equals the repeating `pattern` starting at absolute offset `off`.
