@@ -8,10 +8,10 @@
  * runs to a clean end.
  *
  * One deliberate change to the snippet: `bridge.service` (the cluster target) is removed,
- * because this kbridge build cannot bridge to a cluster yet (kbridge answers the launch
- * with "bridging to a cluster target … is not available in this kbridge build yet"). The
- * rest of `bridge` (namespace, ports, disconnectAfterDebugging) stays and is checked by
- * kbridge's config parser. Set KBRIDGE_BIN to test another binary.
+ * so these run without a cluster and prove each debugger's part of its snippet; the rest
+ * of `bridge` (namespace, ports, disconnectAfterDebugging) stays and goes through kbridge's
+ * config parser. cluster.test.js runs the debugpy snippet with its target against the
+ * fixture cluster. Set KBRIDGE_BIN to test another binary.
  */
 'use strict';
 
@@ -137,7 +137,7 @@ function configurationFromSnippet(preset, ws, file) {
     userHome: os.homedir(),
     pathSeparator: path.sep,
   });
-  // The one change (see the file comment): no cluster target in this kbridge build.
+  // The one change (see the file comment): debug locally, no cluster target.
   assert.equal(typeof resolved.bridge.service, 'string');
   delete resolved.bridge.service;
   // The extension's provider, with the default setting, as at every launch.

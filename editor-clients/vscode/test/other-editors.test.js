@@ -176,7 +176,7 @@ test('JetBrains: the debugpy template runs end to end as LSP4IJ starts it (TCP, 
   const output = [];
   dc.on('output', (e) => output.push(e.body.output));
   const config = substitute(launch, { file: program, workspaceFolder: ws });
-  delete config.bridge.service; // no cluster target in this kbridge build (see e2e.test.js)
+  delete config.bridge.service; // locally: the cluster path is proven by cluster.test.js
   const terminated = dc.waitForEvent('terminated');
   await withTimeout(Promise.all([dc.configurationSequence(), dc.launch(config)]), 'the launch');
   await withTimeout(terminated, 'the terminated event');

@@ -3,7 +3,8 @@
  * steps VS Code takes, so tests can use the snippets verbatim:
  * 1. inserting the snippet into launch.json: the body is written out as JSON text, strings
  *    starting with `^` raw (VS Code's JSON language service does this), and the text is then
- *    expanded as a snippet with every placeholder left at its default (the user pressing Tab);
+ *    expanded as a snippet with every placeholder left at its default (the user pressing Tab)
+ *    or replaced by what the user typed there;
  * 2. launching: `${workspaceFolder}`-style variables are substituted.
  * Both are strict: an unescaped `${workspaceFolder}` in a snippet (which VS Code's snippet
  * engine would eat) or a variable we do not know fails the test instead of passing silently.
@@ -19,8 +20,11 @@ function stringifyBody(value) {
   return JSON.stringify(value);
 }
 
-/** Expands TextMate/VS Code snippet syntax with defaults: `${1:x}` → x, `$1`/`${1}` → '', `\$` → $. */
-function expandSnippetText(text) {
+/**
+ * Expands TextMate/VS Code snippet syntax: `${1:x}` → x, `$1`/`${1}` → '', `\$` → $.
+ * `typed` plays the user at tab stops: {2: 'todo'} replaces tab stop 2 everywhere it appears.
+ */
+function expandSnippetText(text, typed = {}) {
   let out = '';
   for (let i = 0; i < text.length; ) {
     const ch = text[i];
@@ -30,7 +34,8 @@ function expandSnippetText(text) {
     } else if (ch === '$') {
       const m = /^\$(?:(\d+)|\{(\d+)\}|\{(\d+):([^}]*)\})/.exec(text.slice(i));
       if (!m) throw new Error(`snippet has an unescaped $ that VS Code would treat as a variable: ${text.slice(i, i + 30)}`);
-      out += m[4] ?? '';
+      const stop = m[1] ?? m[2] ?? m[3];
+      out += stop in typed ? typed[stop] : (m[4] ?? '');
       i += m[0].length;
     } else {
       out += ch;
@@ -40,9 +45,9 @@ function expandSnippetText(text) {
   return out;
 }
 
-/** The configuration a snippet leaves in launch.json when the user accepts every default. */
-function expandSnippet(body) {
-  return JSON.parse(expandSnippetText(stringifyBody(body)));
+/** The configuration a snippet leaves in launch.json: defaults, or what the user typed. */
+function expandSnippet(body, typed = {}) {
+  return JSON.parse(expandSnippetText(stringifyBody(body), typed));
 }
 
 /** Substitutes VS Code's launch-time variables in every string of a configuration. */
