@@ -136,10 +136,31 @@ test(':KbridgeStatus runs `kbridge status` and shows its output', function()
 end)
 
 test(':KbridgeRestore runs `kbridge restore ARGS`; a failure is shown as an error', function()
-  eq(run_command('KbridgeRestore --namespace todo todo-api'), 'restore --namespace todo todo-api', 'arguments')
+  eq(run_command('KbridgeRestore --namespace todo deployment/todo-api'), 'restore --namespace todo deployment/todo-api', 'arguments')
   local _, note = run_command('KbridgeRestore --fail')
   eq(note.level, vim.log.levels.ERROR, 'level')
   assert(note.msg:find('exit 3', 1, true) and note.msg:find('nothing to restore', 1, true), note.msg)
+end)
+
+-- The real kbridge (test.sh sets KBRIDGE_BIN): the subcommand exists and its error,
+-- here a missing kubeconfig, reaches the user as an error.
+local real = vim.env.KBRIDGE_BIN
+test(':KbridgeStatus with the real kbridge shows its error when there is no kubeconfig', function()
+  if not real or vim.fn.executable(real) ~= 1 then
+    io.stdout:write('    (skipped: set KBRIDGE_BIN to a built kbridge)\n')
+    return
+  end
+  kbridge.setup({ path = real })
+  local saved = vim.env.KUBECONFIG
+  vim.env.KUBECONFIG = '/nonexistent/kubeconfig'
+  local before = #notes
+  vim.cmd('KbridgeStatus')
+  assert(vim.wait(20000, function() return #notes > before end, 50), 'kbridge status did not finish')
+  vim.env.KUBECONFIG = saved
+  local note = notes[#notes]
+  eq(note.level, vim.log.levels.ERROR, 'level')
+  assert(note.msg:find('Sessions on this machine', 1, true), note.msg)
+  assert(note.msg:find('cannot load the Kubernetes configuration', 1, true), note.msg)
 end)
 
 vim.fn.delete(bindir, 'rf')
