@@ -24,6 +24,9 @@ use crate::AgentConfig;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a new stream gets to send its header.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Unauthenticated connections handled at once; the control port is reachable from any pod,
+/// so a flood of idle connections must not pile up tasks.
+const MAX_PENDING_HANDSHAKES: usize = 64;
 
 /// The session currently allowed to receive inbound connections.
 #[derive(Default)]
@@ -146,6 +149,7 @@ impl Agent {
             sessions,
             cancel: cancel.clone(),
             tracker: tracker.clone(),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES)),
         });
         tracker.spawn(accept_sessions(control, ctx));
         Ok(RunningAgent {
@@ -185,6 +189,7 @@ struct SessionCtx {
     sessions: Arc<Sessions>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 async fn accept_sessions(listener: TcpListener, ctx: Arc<SessionCtx>) {
@@ -195,12 +200,16 @@ async fn accept_sessions(listener: TcpListener, ctx: Arc<SessionCtx>) {
         };
         match accepted {
             Ok((sock, peer)) => {
+                let Ok(permit) = ctx.handshakes.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "too many pending handshakes; dropping connection");
+                    continue;
+                };
                 let ctx2 = ctx.clone();
                 ctx.tracker.spawn(async move {
                     let cancel = ctx2.cancel.clone();
                     tokio::select! {
                         _ = cancel.cancelled() => {}
-                        _ = session(sock, peer, ctx2) => {}
+                        _ = session(sock, peer, ctx2, permit) => {}
                     }
                 });
             }
@@ -242,9 +251,17 @@ async fn authenticate(sock: &mut TcpStream, token: &[u8]) -> Result<(), Handshak
     Ok(())
 }
 
-async fn session(mut sock: TcpStream, peer: SocketAddr, ctx: Arc<SessionCtx>) {
+async fn session(
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<SessionCtx>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let _ = sock.set_nodelay(true);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, authenticate(&mut sock, &ctx.token)).await {
+    let outcome =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, authenticate(&mut sock, &ctx.token)).await;
+    drop(permit);
+    match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             // The error never contains the token, only what was wrong with it.
