@@ -64,8 +64,21 @@ pub fn workload_resource(kind: &str) -> Option<ApiResource> {
     })
 }
 
-/// Watches until the session ends or the workload is restored; returns what happened.
+/// Watches with in-cluster credentials until the session ends or the workload is restored;
+/// returns what happened.
 pub async fn run(
+    opts: WatchOptions,
+    cancel: CancellationToken,
+) -> Result<String, RestoreWatchError> {
+    let config =
+        kube::Config::incluster().map_err(|e| RestoreWatchError::InCluster(e.to_string()))?;
+    let client = kube::Client::try_from(config)?;
+    run_with_client(client, opts, cancel).await
+}
+
+/// Like [`run`], with a client built elsewhere (tests, or `kbridge restore` reusing the loop).
+pub async fn run_with_client(
+    client: kube::Client,
     opts: WatchOptions,
     cancel: CancellationToken,
 ) -> Result<String, RestoreWatchError> {
@@ -81,9 +94,6 @@ pub async fn run(
              use 'kbridge restore' for bare pods"
         ))
     })?;
-    let config =
-        kube::Config::incluster().map_err(|e| RestoreWatchError::InCluster(e.to_string()))?;
-    let client = kube::Client::try_from(config)?;
     let api: Api<DynamicObject> = Api::namespaced_with(client, &opts.namespace, &ar);
     let mut unreachable_since: Option<Instant> = None;
     loop {
