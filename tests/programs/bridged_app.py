@@ -18,7 +18,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 stats = json.loads(response.read())
         except Exception as error:  # report, do not crash: the test reads it
             stats = {"error": str(error)}
+        by_name = None
+        if os.environ.get("CHECK_BY_NAME"):
+            # STATS_URL comes from the pod spec: http://stats-api/stats, by Service name.
+            try:
+                with urllib.request.urlopen(os.environ["STATS_URL"], timeout=10) as response:
+                    by_name = json.loads(response.read())
+            except Exception as error:
+                by_name = {"error": str(error)}
         body = json.dumps({
+            "stats_by_name": by_name,
             "served_by": "local",
             "api_key": os.environ.get("API_KEY"),
             "log_level": os.environ.get("LOG_LEVEL"),

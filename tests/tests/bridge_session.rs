@@ -47,7 +47,26 @@ async fn client_for(fixture: &FixtureCluster) -> kube::Client {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn service_traffic_reaches_the_local_program_and_disconnect_restores() {
-    let fixture = FixtureCluster::start_demo("bridge");
+    bridged_round_trip("off").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_namespace_mode_resolves_service_names_for_the_debuggee() {
+    let seen = bridged_round_trip("namespace").await;
+    assert_eq!(
+        seen["stats_by_name"]["service"], "stats-api",
+        "http://stats-api/stats by name: {seen}"
+    );
+    let hosts = std::fs::read_to_string("/etc/hosts").expect("read /etc/hosts");
+    assert!(
+        !hosts.contains("kbridge session"),
+        "the machine's hosts file is untouched"
+    );
+}
+
+/// Runs the bridged app through a session in `hosts` mode; returns what it answered.
+async fn bridged_round_trip(hosts: &str) -> Value {
+    let fixture = FixtureCluster::start_demo(&format!("bridge-{hosts}"));
     let client = client_for(&fixture).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "todo");
     let before = serde_json::to_value(
@@ -73,8 +92,9 @@ async fn service_traffic_reaches_the_local_program_and_disconnect_restores() {
             json!({
                 "type": "bridge", "request": "launch", "name": "todo-api (bridged)",
                 "debugger": "debugpy", "program": programs::source_dir().join("bridged_app.py"),
-                "console": "internalConsole", "env": {"APP_PORT": local_port.to_string()},
-                "bridge": {"namespace": "todo", "service": "todo-api", "hosts": "off",
+                "console": "internalConsole",
+                "env": {"APP_PORT": local_port.to_string(), "CHECK_BY_NAME": if hosts == "off" { "" } else { "1" }},
+                "bridge": {"namespace": "todo", "service": "todo-api", "hosts": hosts,
                            "agentImage": "kbridge/agent:dev",
                            "ports": [{"remote": 8080, "local": local_port}]}
             }),
@@ -163,4 +183,5 @@ async fn service_traffic_reaches_the_local_program_and_disconnect_restores() {
         .filter(|n| n.starts_with("kbridge-"))
         .collect();
     assert!(left.is_empty(), "session secret deleted: {left:?}");
+    seen
 }

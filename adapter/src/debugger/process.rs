@@ -94,8 +94,12 @@ impl AdapterProcess {
     }
 }
 
-/// Starts the adapter and connects to its DAP stream.
-pub async fn start(spec: &AdapterSpec) -> Result<(AdapterProcess, AdapterStreams), DebuggerError> {
+/// Starts the adapter and connects to its DAP stream. With `hosts`, the adapter (and so
+/// the debuggee) runs in a private mount namespace where that file is `/etc/hosts`.
+pub async fn start(
+    spec: &AdapterSpec,
+    hosts: Option<&std::path::Path>,
+) -> Result<(AdapterProcess, AdapterStreams), DebuggerError> {
     let fail = |reason: String| DebuggerError::StartFailed {
         name: spec.name.clone(),
         reason,
@@ -115,7 +119,21 @@ pub async fn start(spec: &AdapterSpec) -> Result<(AdapterProcess, AdapterStreams
             None => a.clone(),
         })
         .collect();
-    let mut command = Command::new(&spec.program);
+    let mut command = match hosts {
+        Some(hosts) => {
+            let exe = std::env::current_exe()
+                .map_err(|e| fail(format!("cannot find kbridge's own executable: {e}")))?;
+            let mut command = Command::new(exe);
+            command
+                .arg("ns-exec")
+                .arg("--hosts")
+                .arg(hosts)
+                .arg("--")
+                .arg(&spec.program);
+            command
+        }
+        None => Command::new(&spec.program),
+    };
     command
         .args(&args)
         .stdin(Stdio::piped())

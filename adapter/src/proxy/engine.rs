@@ -339,7 +339,7 @@ impl Engine {
             if let Some(preset) = self.options.debugger {
                 // Eager start: the adapter answers `initialize` itself.
                 match debugger::resolve(&DebuggerChoice::Preset(preset)) {
-                    Ok(spec) => match debugger::process::start(&spec).await {
+                    Ok(spec) => match debugger::process::start(&spec, None).await {
                         Ok((process, streams)) => {
                             self.install_adapter(
                                 spec,
@@ -618,6 +618,15 @@ impl Engine {
         };
         match envelope.kind {
             MessageKind::Response => {
+                if envelope.command.as_deref() == Some("initialize")
+                    && envelope.success == Some(true)
+                {
+                    // What the client now believes; a replacement adapter reports changes to it.
+                    let response: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    if let Some(Value::Object(told)) = response.get("body") {
+                        self.told_capabilities = Some(told.clone());
+                    }
+                }
                 let answers_disconnect =
                     matches!(self.disconnect, Some((seq, _)) if envelope.request_seq == Some(seq));
                 self.client.forward(&body).await?;

@@ -10,10 +10,7 @@ use crate::dap::codec::{Frame, FrameReader};
 use crate::dap::FrameWriter;
 use crate::debugger::{self, process, AdapterProcess, AdapterSpec};
 use crate::env::{dotenv, EnvLayers};
-use crate::session::{
-    backend_for, local::create_private_dir, state_root, BridgeSession, EventSink, Guardian,
-    SessionEvent, SessionId, SessionRequest,
-};
+use crate::session::{open_session, BridgeSession, EventSink, Guardian, SessionEvent, SessionId};
 use bytes::Bytes;
 use kbridge_config::{DebuggerChoice, EnvVars, LaunchConfig, Preset};
 use serde_json::{Map, Value};
@@ -95,42 +92,31 @@ pub async fn prepare(input: LaunchInput) -> Result<Prepared, String> {
     }
     layers.user = config.env.clone().unwrap_or_default();
 
-    let adapter = if already_running {
+    let settings = config.bridge.clone().unwrap_or_default();
+    let target = settings.target().map_err(|e| e.to_string())?;
+    let (session, guardian) = open_session(session_id, settings, target, events.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // A session with private hosts entries needs the adapter inside its namespace: an
+    // adapter started at `initialize` is replaced by one started there.
+    let hosts = session.hosts_file();
+    let adapter = if already_running && hosts.is_none() {
         None
     } else {
         let _ = events.send(SessionEvent::Step(format!("starting {}", spec.name)));
-        let initialize = initialize.ok_or("the client sent `launch` before `initialize`")?;
-        Some(
-            start_and_initialize(&spec, &initialize)
+        let started = match initialize {
+            Some(initialize) => start_and_initialize(&spec, &initialize, hosts.as_deref())
                 .await
-                .map_err(|e| e.to_string())?,
-        )
-    };
-
-    let settings = config.bridge.clone().unwrap_or_default();
-    let target = settings.target().map_err(|e| e.to_string())?;
-    let backend = backend_for(target.as_ref()).map_err(|e| e.to_string())?;
-    let private_dir = state_root().join("sessions").join(&session_id.0);
-    if let Some(parent) = private_dir.parent() {
-        create_private_dir(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
-    let guardian = Guardian::spawn(&session_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let request = SessionRequest {
-        id: session_id,
-        settings,
-        target,
-        private_dir,
-    };
-    let session = match backend.open(request, events, &guardian).await {
-        Ok(session) => session,
-        Err(error) => {
-            if let Err(teardown) = guardian.teardown().await {
-                tracing::error!(error = %teardown, "teardown after a failed launch failed");
+                .map_err(|e| e.to_string()),
+            None => Err("the client sent `launch` before `initialize`".to_string()),
+        };
+        match started {
+            Ok(started) => Some(started),
+            Err(error) => {
+                let _ = guardian.teardown().await;
+                return Err(error);
             }
-            return Err(error.to_string());
         }
     };
 
@@ -184,8 +170,9 @@ fn choose_adapter(
 pub async fn start_and_initialize(
     spec: &AdapterSpec,
     initialize: &[u8],
+    hosts: Option<&Path>,
 ) -> Result<StartedAdapter, debugger::DebuggerError> {
-    let (mut process, streams) = process::start(spec).await?;
+    let (mut process, streams) = process::start(spec, hosts).await?;
     let mut reader = FrameReader::new(streams.reader);
     let mut writer = FrameWriter::new(streams.writer);
     let request_seq = crate::dap::Envelope::peek(initialize)

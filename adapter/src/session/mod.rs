@@ -120,6 +120,44 @@ pub trait BridgeSession: Send + Sync {
     fn environment(&self) -> EnvLayers;
     /// Stops the session's own tasks. Idempotent.
     fn close(&mut self) -> BoxFuture<'_, ()>;
+    /// The hosts file the debugger must see as `/etc/hosts` (hosts mode `namespace`).
+    fn hosts_file(&self) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// Opens the session a configuration asks for, with its guardian. On failure the
+/// guardian has already undone whatever was done.
+pub async fn open_session(
+    id: SessionId,
+    settings: BridgeSettings,
+    target: Option<Target>,
+    events: EventSink,
+) -> Result<(Box<dyn BridgeSession>, Guardian), SessionError> {
+    let backend = backend_for(target.as_ref())?;
+    let private_dir = state_root().join("sessions").join(&id.0);
+    if let Some(parent) = private_dir.parent() {
+        local::create_private_dir(parent).map_err(|source| SessionError::Io {
+            what: format!("cannot create {}", parent.display()),
+            source,
+        })?;
+    }
+    let guardian = Guardian::spawn(&id).await?;
+    let request = SessionRequest {
+        id,
+        settings,
+        target,
+        private_dir,
+    };
+    match backend.open(request, events, &guardian).await {
+        Ok(session) => Ok((session, guardian)),
+        Err(error) => {
+            if let Err(teardown) = guardian.teardown().await {
+                tracing::error!(error = %teardown, "teardown after a failed start failed");
+            }
+            Err(error)
+        }
+    }
 }
 
 /// Picks the backend for a request: a configuration without a target runs locally.

@@ -46,6 +46,7 @@ pub struct ClusterSession {
     pub forwarded: Vec<ForwardedService>,
     /// Hosts entries for them.
     pub hosts: Vec<HostsEntry>,
+    hosts_file: Option<PathBuf>,
 }
 
 impl super::super::SessionBackend for ClusterBackend {
@@ -350,7 +351,26 @@ async fn open(
         .iter()
         .map(ForwardedService::hosts_entry)
         .collect();
-    let mode = settings.hosts.unwrap_or_default();
+    let mode = resolve_hosts_mode(
+        settings.hosts.unwrap_or_default(),
+        settings.use_kubernetes_service_environment_variables == Some(true),
+    );
+    step(
+        &events,
+        format!(
+            "cluster names resolve through hosts mode `{}`",
+            hosts_mode_name(mode)
+        ),
+    );
+    let mut hosts_file = None;
+    if mode == HostsMode::Namespace {
+        // The debugger's private /etc/hosts: the machine's, plus the session's block.
+        let path = request.private_dir.join("hosts");
+        let system = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let base = hosts::without_blocks(&system, |_| true);
+        std::fs::write(&path, hosts::with_block(&base, &session, &hosts_entries))?;
+        hosts_file = Some(path);
+    }
     if mode == HostsMode::System {
         let path = PathBuf::from("/etc/hosts");
         guardian
@@ -413,7 +433,57 @@ async fn open(
         tasks,
         forwarded,
         hosts: hosts_entries,
+        hosts_file,
     })
+}
+
+fn hosts_mode_name(mode: HostsMode) -> &'static str {
+    match mode {
+        HostsMode::Auto => "auto",
+        HostsMode::Namespace => "namespace",
+        HostsMode::System => "system",
+        HostsMode::Off => "off",
+    }
+}
+
+/// `auto` becomes `namespace` where a private mount namespace can be made, else `system`
+/// where the hosts file is writable, else `off`.
+pub fn resolve_hosts_mode(asked: HostsMode, env_vars_only: bool) -> HostsMode {
+    if env_vars_only {
+        return HostsMode::Off;
+    }
+    match asked {
+        HostsMode::Auto if namespace_supported() => HostsMode::Namespace,
+        HostsMode::Auto if hosts_writable() => HostsMode::System,
+        HostsMode::Auto => HostsMode::Off,
+        other => other,
+    }
+}
+
+/// Tries `kbridge ns-exec` once: user namespaces can be disabled by the kernel or a sandbox.
+fn namespace_supported() -> bool {
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    std::process::Command::new(exe)
+        .args([
+            "ns-exec",
+            "--hosts",
+            "/etc/hosts",
+            "--",
+            "echo",
+            "kbridge-ns-ok",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout == b"kbridge-ns-ok\n")
+}
+
+fn hosts_writable() -> bool {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open("/etc/hosts")
+        .is_ok()
 }
 
 /// Whether the session that wrote a hosts block still runs: its id ends with its pid.
@@ -457,6 +527,10 @@ impl BridgeSession for ClusterSession {
 
     fn environment(&self) -> EnvLayers {
         self.env.clone()
+    }
+
+    fn hosts_file(&self) -> Option<PathBuf> {
+        self.hosts_file.clone()
     }
 
     fn close(&mut self) -> BoxFuture<'_, ()> {

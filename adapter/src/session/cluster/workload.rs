@@ -199,17 +199,6 @@ pub async fn swap(
     plan: &SwapPlan,
 ) -> Result<RestoreRecord, ClusterError> {
     let api = api(cluster, target.kind)?;
-    let workload = api
-        .get(&target.name)
-        .await
-        .map_err(|e| kube_error(cluster, e, "get"))?;
-    let annotations = workload.metadata.annotations.clone().unwrap_or_default();
-    if let Ok(Some(held)) = RestoreRecord::from_annotations(&annotations) {
-        return Err(ClusterError::Unsupported(format!(
-            "{} is already bridged by {} (session {}, since {}); wait for it to end, or run `kbridge restore {}` if that session is gone",
-            target.workload(), held.owner, held.session, held.started, target.workload()
-        )));
-    }
     let original = serde_json::to_value(&target.container)
         .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
     let record = RestoreRecord {
@@ -218,13 +207,41 @@ pub async fn swap(
         started: k8s_openapi::jiff::Timestamp::now().to_string(),
         original_container: original,
     };
-    let value =
-        serde_json::to_value(&workload).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
-    let patch = swap_patch(&value, &agent_container(&target.container, plan), &record)?;
-    api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| kube_error(cluster, e, "patch"))?;
-    Ok(record)
+    let agent = agent_container(&target.container, plan);
+    // Controllers update the workload's status all the time; a 409 only means "read it
+    // again", as long as the template itself is what we resolved.
+    for _ in 0..5 {
+        let workload = api
+            .get(&target.name)
+            .await
+            .map_err(|e| kube_error(cluster, e, "get"))?;
+        let annotations = workload.metadata.annotations.clone().unwrap_or_default();
+        if let Ok(Some(held)) = RestoreRecord::from_annotations(&annotations) {
+            return Err(ClusterError::Unsupported(format!(
+                "{} is already bridged by {} (session {}, since {}); wait for it to end, or run `kbridge restore {}` if that session is gone",
+                target.workload(),
+                held.owner,
+                held.session,
+                held.started,
+                target.workload()
+            )));
+        }
+        let value = serde_json::to_value(&workload)
+            .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        let patch = swap_patch(&value, &agent, &record)?;
+        match api
+            .patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(record),
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(error) => return Err(kube_error(cluster, error, "patch")),
+        }
+    }
+    Err(ClusterError::Unsupported(format!(
+        "{} kept changing while kbridge tried to update it; try again",
+        target.workload()
+    )))
 }
 
 /// What [`restore`] did.
