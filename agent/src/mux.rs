@@ -156,8 +156,15 @@ async fn drive<T>(
                     let _ = in_tx.send(TunnelStream::new(s, end.clone()));
                     progressed = true;
                 }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e.to_string())),
-                Poll::Ready(None) => return Poll::Ready(Ok(false)),
+                // Record why right away: streams woken by yamux's cleanup read it in `broken`.
+                Poll::Ready(Some(Err(e))) => {
+                    end.set(format!("connection error: {e}"));
+                    return Poll::Ready(Err(e.to_string()));
+                }
+                Poll::Ready(None) => {
+                    end.set("the peer closed the session");
+                    return Poll::Ready(Ok(false));
+                }
                 Poll::Pending => {}
             }
             if !progressed {

@@ -288,7 +288,13 @@ async fn agent_killed_mid_transfer_is_a_clear_error() {
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("session was lost"), "{err}");
+    // Usually "the kbridge session was lost: …"; a reader woken by the teardown itself may
+    // instead see its stream reset. Either way an error, never EOF.
+    let msg = err.to_string();
+    assert!(
+        msg.contains("session was lost") || msg.contains("reset"),
+        "{msg}"
+    );
     tokio::time::timeout(GUARD, client.closed()).await.unwrap();
     let err = client
         .open_outbound("127.0.0.1", addr.port())
