@@ -6,6 +6,9 @@
  * a program that must see the pod's environment (its Secret, its plain env, the
  * rewritten service variables). Disconnecting must put the Deployment back.
  *
+ * A second test runs "kbridge: Configure" against the same kind of cluster through the
+ * real `kbridge targets`, once kbridge has that subcommand (skipped until then).
+ *
  * Needs root (the fixture runs pods in network namespaces) and `kube-fixture` and
  * `kbridge-agent` built next to kbridge (`cargo build --workspace --bins`); skipped
  * otherwise, with the reason.
@@ -23,6 +26,7 @@ const readline = require('node:readline');
 const { DebugClient } = require('@vscode/debugadapter-testsupport');
 const { adapterCommand, locateKbridge } = require('../out/src/adapter.js');
 const { applySettings } = require('../out/src/defaults.js');
+const { configure, runProcess } = require('../out/src/configure.js');
 const { expandSnippet, resolveVariables } = require('./support/snippet.js');
 
 const PACKAGE_DIR = path.resolve(__dirname, '..');
@@ -168,4 +172,46 @@ test('VS Code snippet "debugpy" bridged to todo-api on the fixture cluster: pod 
     templateBefore,
     'the pod template is exactly as it was'
   );
+});
+
+function targetsSkip() {
+  const base = whySkip();
+  if (base) return base;
+  const help = execFileSync(KBRIDGE, ['--help'], { encoding: 'utf8' });
+  return /^\s+targets\s/m.test(help) ? false : '`kbridge targets` is not in this kbridge build yet (Configure is tested with a stand-in)';
+}
+
+test('Configure lists the fixture cluster\'s services through the real `kbridge targets`', { skip: targetsSkip(), timeout: 200000 }, async (t) => {
+  const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'kbridge-vscode-targets-')));
+  t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const cluster = await startCluster(path.join(tmp, 'cluster'));
+  t.after(cluster.stop);
+  const bases = manifest.contributes.debuggers.find((d) => d.type === 'bridge').initialConfigurations;
+  // The extension runs kbridge with VS Code's environment; KUBECONFIG points at the fixture.
+  const run = (command, args) => {
+    const saved = process.env.KUBECONFIG;
+    process.env.KUBECONFIG = cluster.kubeconfig;
+    return runProcess(command, args).finally(() => {
+      process.env.KUBECONFIG = saved;
+    });
+  };
+  let listed = [];
+  const entry = await configure({
+    kbridge: KBRIDGE,
+    run,
+    baseConfigurations: bases,
+    scope: { namespace: 'todo' },
+    ui: {
+      pickTarget: async (targets) => {
+        listed = targets.map((x) => x.service);
+        return targets.find((x) => x.service === 'todo-api');
+      },
+      pickPort: async (target) => target.ports[0],
+      askLocalPort: async () => 3000,
+      pickDebugger: async () => 'debugpy',
+    },
+  });
+  assert.ok(listed.includes('todo-api') && listed.includes('stats-api'), `listed: ${listed}`);
+  assert.equal(entry.bridge.service, 'todo-api');
+  assert.equal(entry.bridge.namespace, 'todo');
 });
