@@ -26,6 +26,33 @@ pub enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Run a command bridged to the cluster, without a debugger.
+    Run {
+        /// The target.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Hold a session open until Ctrl-C.
+    Connect {
+        /// The target.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Write the session's environment to this file (dotenv).
+        #[arg(long)]
+        env_file: Option<std::path::PathBuf>,
+    },
+    /// Print the environment a bridged process gets.
+    Env {
+        /// The target.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "dotenv")]
+        format: EnvFormatArg,
+    },
     /// Print a JSON Schema.
     Schema {
         /// Which schema.
@@ -77,6 +104,50 @@ pub enum Command {
         #[arg(long)]
         session: String,
     },
+}
+
+/// Which workload to bridge and how (DESIGN §2 target flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// Kubeconfig context (default: the current one).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace (default: the context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Bridge the workload behind this Service.
+    #[arg(long, group = "target")]
+    pub service: Option<String>,
+    /// Bridge this workload, KIND/NAME (deployment/todo-api).
+    #[arg(long, group = "target")]
+    pub workload: Option<String>,
+    /// Bridge the workload of this Pod.
+    #[arg(long, group = "target")]
+    pub pod: Option<String>,
+    /// The container to replace, when the pod has several.
+    #[arg(long)]
+    pub container: Option<String>,
+    /// LOCAL or LOCAL:REMOTE (REMOTE is the container port); repeatable.
+    #[arg(long = "port", value_name = "LOCAL[:REMOTE]")]
+    pub ports: Vec<String>,
+    /// Path of KubernetesLocalProcessConfig.yaml.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// How cluster names resolve locally.
+    #[arg(long, value_parser = ["auto", "namespace", "system", "off"])]
+    pub hosts: Option<String>,
+    /// The agent image.
+    #[arg(long)]
+    pub agent_image: Option<String>,
+}
+
+/// Output formats of `kbridge env`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EnvFormatArg {
+    /// NAME=value lines.
+    Dotenv,
+    /// A JSON object.
+    Json,
 }
 
 /// The schemas `kbridge schema` prints.

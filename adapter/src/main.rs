@@ -90,6 +90,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => Ok(commands::doctor::run()),
+        Command::Run { target, command } => commands::bridged::run(&target, &command).await,
+        Command::Connect { target, env_file } => {
+            commands::bridged::connect(&target, env_file.as_deref()).await
+        }
+        Command::Env { target, format } => commands::bridged::env(&target, format).await,
         Command::Restore {
             context,
             namespace,

@@ -1,0 +1,208 @@
+//! `kbridge run`, `kbridge connect` and `kbridge env`: a bridge session without a
+//! debugger, for any command, for a terminal, or to see what a process would get.
+
+use crate::cli::{EnvFormatArg, TargetArgs};
+use anyhow::{bail, Context};
+use kbridge::env::EnvLayers;
+use kbridge::session::{open_session, BridgeSession, Guardian, SessionEvent, SessionId};
+use kbridge_config::{BridgeSettings, EnvVars, HostsMode, PortMapping};
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+/// The `bridge` settings the flags describe.
+fn settings(args: &TargetArgs) -> anyhow::Result<BridgeSettings> {
+    let ports = args
+        .ports
+        .iter()
+        .map(|text| {
+            let parse = |p: &str| {
+                p.parse::<u16>()
+                    .with_context(|| format!("--port {text}: `{p}` is not a port number"))
+            };
+            Ok(match text.split_once(':') {
+                Some((local, remote)) => PortMapping::Mapped {
+                    remote: parse(remote)?,
+                    local: parse(local)?,
+                },
+                None => PortMapping::Local(parse(text)?),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let hosts = match args.hosts.as_deref() {
+        None => None,
+        Some("auto") => Some(HostsMode::Auto),
+        Some("namespace") => Some(HostsMode::Namespace),
+        Some("system") => Some(HostsMode::System),
+        Some(_) => Some(HostsMode::Off),
+    };
+    Ok(BridgeSettings {
+        context: args.context.clone(),
+        namespace: args.namespace.clone(),
+        service: args.service.clone(),
+        workload: args.workload.clone(),
+        pod: args.pod.clone(),
+        container: args.container.clone(),
+        ports,
+        hosts,
+        config: args.config.clone(),
+        agent_image: args.agent_image.clone(),
+        ..BridgeSettings::default()
+    })
+}
+
+/// Opens the session, showing progress on stderr.
+async fn open(args: &TargetArgs) -> anyhow::Result<(Box<dyn BridgeSession>, Guardian, SessionId)> {
+    let settings = settings(args)?;
+    let Some(target) = settings.target()? else {
+        bail!("say what to bridge: --service NAME, --workload KIND/NAME or --pod NAME");
+    };
+    let id = SessionId::generate();
+    kbridge::logging::init(&id.0);
+    let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let tty = std::io::stderr().is_terminal();
+    // Runs for the whole session: notices (e.g. "nothing listens on localhost:8080")
+    // keep coming after setup.
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            match event {
+                // On a terminal each step replaces the last; in logs each gets a line.
+                SessionEvent::Step(step) if tty => eprint!("\r\x1b[2Kkbridge: {step}…"),
+                SessionEvent::Step(step) => eprintln!("kbridge: {step}"),
+                SessionEvent::Notice(notice) => {
+                    eprintln!("{}kbridge: {notice}", if tty { "\r\x1b[2K" } else { "" })
+                }
+            }
+        }
+    });
+    let (session, guardian) = open_session(id.clone(), settings, Some(target), events).await?;
+    if tty {
+        eprintln!();
+    }
+    Ok((session, guardian, id))
+}
+
+async fn close(mut session: Box<dyn BridgeSession>, guardian: Guardian) -> anyhow::Result<()> {
+    session.close().await;
+    let failures = guardian.teardown().await?;
+    if !failures.is_empty() {
+        bail!("teardown failed: {}", failures.join("; "));
+    }
+    eprintln!("kbridge: session ended, cluster restored");
+    Ok(())
+}
+
+fn environment(session: &dyn BridgeSession) -> EnvVars {
+    let layers = session.environment();
+    EnvLayers {
+        pod: layers.pod,
+        config_file: layers.config_file,
+        ..EnvLayers::default()
+    }
+    .merged()
+}
+
+/// Resolves when SIGINT or SIGTERM arrives; returns which.
+async fn signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}
+
+/// `kbridge run`: the command's exit code, after teardown.
+pub async fn run(args: &TargetArgs, command: &[OsString]) -> anyhow::Result<ExitCode> {
+    let (session, guardian, _) = open(args).await?;
+    let env = environment(session.as_ref());
+    let mut child = match session.hosts_file() {
+        Some(hosts) => {
+            let mut c = tokio::process::Command::new(std::env::current_exe()?);
+            c.arg("ns-exec")
+                .arg("--hosts")
+                .arg(hosts)
+                .arg("--")
+                .args(command);
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(&command[0]);
+            c.args(&command[1..]);
+            c
+        }
+    };
+    for (name, value) in env.iter() {
+        match value {
+            Some(value) => child.env(name, value),
+            None => child.env_remove(name),
+        };
+    }
+    let mut child = match child.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            close(session, guardian).await?;
+            bail!("cannot run {}: {error}", command[0].to_string_lossy());
+        }
+    };
+    let signals = signal();
+    tokio::pin!(signals);
+    let status = tokio::select! {
+        status = child.wait() => status?,
+        which = &mut signals => {
+            // Ctrl-C already reached the command through the terminal; SIGTERM did not.
+            if let (Ok("SIGTERM"), Some(pid)) = (which, child.id()) {
+                let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            }
+            child.wait().await?
+        }
+    };
+    close(session, guardian).await?;
+    Ok(ExitCode::from(
+        status.code().map_or(1, |c| c.clamp(0, 255) as u8),
+    ))
+}
+
+/// `kbridge connect`: holds the session until Ctrl-C or SIGTERM.
+pub async fn connect(
+    args: &TargetArgs,
+    env_file: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let (session, guardian, id) = open(args).await?;
+    if let Some(path) = env_file {
+        std::fs::write(path, dotenv(&environment(session.as_ref())))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("kbridge: environment written to {}", path.display());
+    }
+    eprintln!("kbridge: session {id} is up; press Ctrl-C to end it");
+    let which = signal().await?;
+    eprintln!("kbridge: {which}: ending the session");
+    close(session, guardian).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kbridge env`: prints the environment, then ends the session.
+pub async fn env(args: &TargetArgs, format: EnvFormatArg) -> anyhow::Result<ExitCode> {
+    let (session, guardian, _) = open(args).await?;
+    let env = environment(session.as_ref());
+    match format {
+        EnvFormatArg::Dotenv => print!("{}", dotenv(&env)),
+        EnvFormatArg::Json => println!("{}", serde_json::to_string_pretty(&env.to_object())?),
+    }
+    close(session, guardian).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `NAME="value"` lines with the escapes dotenv readers understand.
+fn dotenv(env: &EnvVars) -> String {
+    env.iter()
+        .filter_map(|(name, value)| {
+            let value = value?
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            Some(format!("{name}=\"{value}\"\n"))
+        })
+        .collect()
+}
