@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, integration, end-to-end against real
-# debuggers and the fixture cluster) and the VS Code DebugClient test.
+# debuggers and the fixture cluster), the VS Code DebugClient test and the editor clients.
 # Needs the tools .ci/run installs (debugpy, lldb-19, delve, golang-go, node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,3 +8,4 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --bins
 cargo test --workspace
 (cd tests/vscode-debugclient && npm test)
+bash editor-clients/test.sh
