@@ -73,6 +73,18 @@ pub enum Command {
         #[arg(long, short = 'A')]
         all_namespaces: bool,
     },
+    /// The Services of a namespace that can be bridged, with their ports.
+    Targets {
+        /// Kubeconfig context (default: the current one).
+        #[arg(long)]
+        context: Option<String>,
+        /// Namespace (default: the context's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// `table` or `json`.
+        #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
     /// Put back workloads a crashed session left modified (from their annotations alone).
     Restore {
         /// Kubeconfig context (default: the current one).

@@ -90,6 +90,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => Ok(commands::doctor::run()),
+        Command::Targets {
+            context,
+            namespace,
+            output,
+        } => {
+            commands::targets::run(context.as_deref(), namespace.as_deref(), output == "json").await
+        }
         Command::Run { target, command } => commands::bridged::run(&target, &command).await,
         Command::Connect { target, env_file } => {
             commands::bridged::connect(&target, env_file.as_deref()).await

@@ -135,3 +135,40 @@ fn connect_holds_the_session_until_sigterm() {
     assert!(status.success());
     assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
 }
+
+#[test]
+fn targets_lists_services_with_their_ports() {
+    let fixture = FixtureCluster::start_demo("cli-targets");
+    let tmp = temp_dir("cli-targets");
+    let output = kbridge(
+        &fixture,
+        &tmp,
+        &["targets", "-n", "todo", "--output", "json"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let targets: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let todo = targets
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["service"] == "todo-api"))
+        .cloned()
+        .expect("todo-api listed");
+    assert_eq!(todo["namespace"], "todo");
+    assert_eq!(
+        todo["ports"],
+        serde_json::json!([{"port": 80, "name": "http", "targetPort": "http"}])
+    );
+    let typo = kbridge(
+        &fixture,
+        &tmp,
+        &["targets", "-n", "todo", "--context", "nope"],
+    );
+    assert!(!typo.status.success());
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("nope"),
+        "a bad context is named"
+    );
+}

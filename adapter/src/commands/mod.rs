@@ -4,3 +4,4 @@ pub mod bridged;
 pub mod doctor;
 pub mod restore;
 pub mod status;
+pub mod targets;
