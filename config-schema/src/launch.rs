@@ -181,6 +181,16 @@ pub enum Target {
     Pod(String),
 }
 
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Service(name) => write!(f, "service/{name}"),
+            Target::Workload { kind, name } => write!(f, "{kind}/{name}"),
+            Target::Pod(name) => write!(f, "pod/{name}"),
+        }
+    }
+}
+
 /// Workload kinds a session can take over.
 pub const WORKLOAD_KINDS: [&str; 4] = ["deployment", "statefulset", "replicaset", "pod"];
 

@@ -146,7 +146,7 @@ async fn open(
     step(
         &events,
         format!(
-            "resolving {target_spec:?} in namespace {}",
+            "resolving {target_spec} in namespace {}",
             cluster.namespace
         ),
     );
