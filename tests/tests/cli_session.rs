@@ -172,3 +172,119 @@ fn targets_lists_services_with_their_ports() {
         "a bad context is named"
     );
 }
+
+/// Marks todo-api as held by `holder` through its Lease, renewed `age` seconds ago.
+async fn hold(fixture: &FixtureCluster, holder: &str, age: i64) {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let client = kbridge::session::cluster::connection::Cluster::connect_with(
+        Some(&fixture.kubeconfig),
+        None,
+        Some("todo"),
+    )
+    .await
+    .expect("connect")
+    .client;
+    let renewed = k8s_openapi::jiff::Timestamp::from_second(
+        k8s_openapi::jiff::Timestamp::now().as_second() - age,
+    )
+    .expect("time");
+    let lease = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("kbridge-deployment-todo-api".into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(30),
+            renew_time: Some(MicroTime(renewed)),
+            ..Default::default()
+        }),
+    };
+    kube::Api::<Lease>::namespaced(client, "todo")
+        .create(&Default::default(), &lease)
+        .await
+        .expect("create lease");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
+    let fixture = FixtureCluster::start_demo("cli-lease");
+    let tmp = temp_dir("cli-lease");
+    hold(&fixture, "alice-session", 0).await;
+    let mut args = vec!["run"];
+    args.extend(TARGET);
+    args.extend(["--", "true"]);
+    let refused = kbridge(&fixture, &tmp, &args);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("in use by kbridge session alice-session"),
+        "{stderr}"
+    );
+    assert_eq!(
+        template_image(&fixture),
+        "kbridge-samples/todo-api:1.0",
+        "nothing changed"
+    );
+
+    // The holder's kbridge died an hour ago, leaving the workload swapped.
+    fixture.kubectl(&[
+        "-n",
+        "todo",
+        "delete",
+        "lease",
+        "kbridge-deployment-todo-api",
+    ]);
+    let cluster = kbridge::session::cluster::connection::Cluster::connect_with(
+        Some(&fixture.kubeconfig),
+        None,
+        Some("todo"),
+    )
+    .await
+    .expect("connect");
+    let target = kbridge::session::cluster::target::resolve(
+        &cluster,
+        &kbridge_config::Target::Service("todo-api".into()),
+        None,
+    )
+    .await
+    .expect("resolve");
+    let plan = kbridge::session::cluster::workload::SwapPlan {
+        session: "ghost".into(),
+        owner: "ghost@gone".into(),
+        agent_image: "kbridge/agent:dev".into(),
+        token_secret: "kbridge-ghost".into(),
+        idle_restore_secs: 60,
+    };
+    // Its agents ran (their token Secret existed) when it died.
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("kbridge-ghost".into()),
+            ..Default::default()
+        },
+        string_data: Some([("token".to_string(), "ghost-token".to_string())].into()),
+        ..Default::default()
+    };
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(cluster.client.clone(), "todo")
+        .create(&Default::default(), &secret)
+        .await
+        .expect("ghost secret");
+    kbridge::session::cluster::workload::swap(&cluster, &target, &plan)
+        .await
+        .expect("ghost swap");
+    hold(&fixture, "ghost", 3600).await;
+    let output = kbridge(&fixture, &tmp, &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("session ghost holding deployment/todo-api is gone"),
+        "{stderr}"
+    );
+    assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
+    let leases = fixture.kubectl(&["-n", "todo", "get", "leases", "-o", "name"]);
+    assert!(
+        !leases.contains("kbridge-deployment-todo-api"),
+        "the session's lease is gone: {leases}"
+    );
+}

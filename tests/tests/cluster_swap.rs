@@ -56,6 +56,7 @@ async fn take_over(fixture: &FixtureCluster, session: &str) -> (Cluster, Resolve
         &cluster,
         &target,
         AGENT_IMAGE,
+        &format!("kbridge-{session}"),
         2,
         Duration::from_secs(120),
         |s| steps.push(s),

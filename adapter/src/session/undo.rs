@@ -14,15 +14,17 @@ pub enum UndoStep {
         /// The directory.
         path: PathBuf,
     },
-    /// Delete the session's token Secret.
-    DeleteSecret {
+    /// Delete an object the session created: its token Secret, its Lease.
+    DeleteObject {
         /// Kubeconfig file used, if not the default.
         kubeconfig: Option<PathBuf>,
         /// Context used.
         context: Option<String>,
         /// Namespace.
         namespace: String,
-        /// Secret name.
+        /// `secret` or `lease`.
+        kind: String,
+        /// Object name.
         name: String,
     },
     /// Remove the session's block from a hosts file.
@@ -58,13 +60,15 @@ impl UndoStep {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
             },
-            UndoStep::DeleteSecret {
+            UndoStep::DeleteObject {
                 kubeconfig,
                 context,
                 namespace,
+                kind,
                 name,
             } => {
                 use super::cluster::connection::Cluster;
+                use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
                 let cluster = Cluster::connect_with(
                     kubeconfig.as_deref(),
                     context.as_deref(),
@@ -72,12 +76,22 @@ impl UndoStep {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-                let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
-                    kube::Api::namespaced(cluster.client, namespace);
-                match secrets.delete(name, &Default::default()).await {
-                    Ok(_) => Ok(()),
+                let params = kube::api::DeleteParams::default();
+                let deleted = match kind.as_str() {
+                    "secret" => kube::Api::<Secret>::namespaced(cluster.client, namespace)
+                        .delete(name, &params)
+                        .await
+                        .map(|_| ()),
+                    "lease" => kube::Api::<Lease>::namespaced(cluster.client, namespace)
+                        .delete(name, &params)
+                        .await
+                        .map(|_| ()),
+                    other => return Err(format!("cannot delete a {other}")),
+                };
+                match deleted {
+                    Ok(()) => Ok(()),
                     Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                    Err(e) => Err(format!("cannot delete secret {namespace}/{name}: {e}")),
+                    Err(e) => Err(format!("cannot delete {kind} {namespace}/{name}: {e}")),
                 }
             }
             UndoStep::RemoveHostsBlock { path, session } => {

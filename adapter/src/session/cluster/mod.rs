@@ -6,6 +6,7 @@ pub mod addresses;
 pub mod connection;
 pub mod errors;
 pub mod hosts;
+pub mod lease;
 pub mod outbound;
 pub mod rollout;
 pub mod service_links;

@@ -99,6 +99,54 @@ fn destination(service: &Service, namespace: &str) -> String {
     }
 }
 
+/// Binds every port of a Service on one local address. An address another session (or
+/// program) already uses is given up for the next one, so every port keeps its number.
+async fn bind_all(
+    name: &str,
+    namespace: &str,
+    ports: &[ServicePort],
+    book: &mut AddressBook,
+    notices: &tokio::sync::mpsc::UnboundedSender<TunnelNotice>,
+) -> Option<(IpAddr, Vec<TcpListener>)> {
+    let mut address = IpAddr::V4(book.address(namespace, name).ok()?);
+    'addresses: for _ in 0..32 {
+        let mut listeners = Vec::new();
+        for port in ports {
+            match TcpListener::bind(SocketAddr::new(address, port.port)).await {
+                Ok(listener) => listeners.push(listener),
+                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                    address = IpAddr::V4(book.reassign(namespace, name).ok()?);
+                    continue 'addresses;
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                    // Ports below 1024 need admin rights; take any port and let the
+                    // environment variables say which.
+                    let listener = TcpListener::bind(SocketAddr::new(address, 0)).await.ok()?;
+                    let _ = notices.send(TunnelNotice::Notice(format!(
+                        "{name}:{} is forwarded on {} instead (ports below 1024 need admin rights); the {}_SERVICE_* variables point there",
+                        port.port,
+                        listener.local_addr().ok()?,
+                        name.to_ascii_uppercase().replace('-', "_")
+                    )));
+                    listeners.push(listener);
+                }
+                Err(error) => {
+                    let _ = notices.send(TunnelNotice::Notice(format!(
+                        "cannot forward {name}:{}: {error}",
+                        port.port
+                    )));
+                    return None;
+                }
+            }
+        }
+        return Some((address, listeners));
+    }
+    let _ = notices.send(TunnelNotice::Notice(format!(
+        "cannot forward {name}: no free local address"
+    )));
+    None
+}
+
 /// Binds the Service's listeners and starts forwarding; returns what was bound.
 pub async fn forward(
     service: &Service,
@@ -114,32 +162,10 @@ pub async fn forward(
     if ports.is_empty() {
         return None;
     }
-    let address = IpAddr::V4(book.address(namespace, &name).ok()?);
     let destination = destination(service, namespace);
+    let (address, listeners) = bind_all(&name, namespace, &ports, book, &notices).await?;
     let mut bound = Vec::new();
-    for port in &ports {
-        let listener = match TcpListener::bind(SocketAddr::new(address, port.port)).await {
-            Ok(listener) => listener,
-            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
-                // Ports below 1024 need admin rights; take any port and let the
-                // environment variables say which.
-                let listener = TcpListener::bind(SocketAddr::new(address, 0)).await.ok()?;
-                let _ = notices.send(TunnelNotice::Notice(format!(
-                    "{name}:{} is forwarded on {} instead (ports below 1024 need admin rights); the {}_SERVICE_* variables point there",
-                    port.port,
-                    listener.local_addr().ok()?,
-                    name.to_ascii_uppercase().replace('-', "_")
-                )));
-                listener
-            }
-            Err(error) => {
-                let _ = notices.send(TunnelNotice::Notice(format!(
-                    "cannot forward {name}:{}: {error}",
-                    port.port
-                )));
-                continue;
-            }
-        };
+    for (port, listener) in ports.iter().zip(listeners) {
         let local = listener.local_addr().ok()?.port();
         bound.push((port.port, local));
         let agents = agents.clone();

@@ -25,16 +25,30 @@ pub struct AgentPod {
     pub waiting: Option<String>,
 }
 
-fn describe(pod: &Pod, container: &str, agent_image: &str) -> Option<AgentPod> {
+/// Whether the pod's target container is this session's agent: the agent image, holding
+/// this session's token (an earlier session's agent pods do not count).
+fn runs_our_agent(pod: &Pod, container: &str, agent_image: &str, token_secret: &str) -> bool {
+    pod.spec.as_ref().is_some_and(|spec| {
+        spec.containers.iter().any(|c| {
+            c.name == container
+                && c.image.as_deref() == Some(agent_image)
+                && c.env.iter().flatten().any(|e| {
+                    e.name == "KBRIDGE_SESSION_TOKEN"
+                        && e.value_from
+                            .as_ref()
+                            .and_then(|v| v.secret_key_ref.as_ref())
+                            .is_some_and(|s| s.name == token_secret)
+                })
+        })
+    })
+}
+
+fn describe(pod: &Pod, container: &str, agent_image: &str, token_secret: &str) -> Option<AgentPod> {
     if pod.metadata.deletion_timestamp.is_some() {
         return None; // on its way out
     }
     let name = pod.metadata.name.clone()?;
-    let runs_agent = pod.spec.as_ref().is_some_and(|s| {
-        s.containers
-            .iter()
-            .any(|c| c.name == container && c.image.as_deref() == Some(agent_image))
-    });
+    let runs_agent = runs_our_agent(pod, container, agent_image, token_secret);
     let status = pod.status.as_ref();
     let ready = status
         .and_then(|s| s.conditions.as_ref())
@@ -83,6 +97,7 @@ pub async fn wait_for_agents(
     cluster: &Cluster,
     target: &ResolvedTarget,
     agent_image: &str,
+    token_secret: &str,
     replicas: usize,
     timeout: Duration,
     mut progress: impl FnMut(String),
@@ -113,14 +128,14 @@ pub async fn wait_for_agents(
         match event {
             WatchEvent::Init => initial.clear(),
             WatchEvent::InitApply(pod) => {
-                if let Some(p) = describe(&pod, container, agent_image) {
+                if let Some(p) = describe(&pod, container, agent_image, token_secret) {
                     initial.insert(p.name.clone(), p);
                 }
             }
             WatchEvent::InitDone => seen = std::mem::take(&mut initial),
             WatchEvent::Apply(pod) => {
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                match describe(&pod, container, agent_image) {
+                match describe(&pod, container, agent_image, token_secret) {
                     Some(p) => seen.insert(name, p),
                     None => seen.remove(&name),
                 };

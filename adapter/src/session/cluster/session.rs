@@ -7,6 +7,7 @@ use super::addresses::AddressBook;
 use super::connection::Cluster;
 use super::errors::ClusterError;
 use super::hosts::{self, HostsEntry};
+use super::lease;
 use super::outbound::{self, ForwardedService};
 use super::rollout::wait_for_agents;
 use super::target::{resolve, ResolvedTarget};
@@ -145,23 +146,20 @@ async fn open(
     .await?;
     step(
         &events,
-        format!(
-            "resolving {target_spec} in namespace {}",
-            cluster.namespace
-        ),
+        format!("resolving {target_spec} in namespace {}", cluster.namespace),
     );
-    let target = resolve(&cluster, target_spec, settings.container.as_deref()).await?;
-    let ports = port_map(&target, &settings.ports)?;
+    let mut target = resolve(&cluster, target_spec, settings.container.as_deref()).await?;
     let session = request.id.0.clone();
     let token = kbridge_agent::handshake::generate_token()
         .map_err(|e| format!("no randomness for the session token: {e}"))?;
 
     let secret_name = format!("kbridge-{}", session.replace(['_', '.'], "-"));
     guardian
-        .record(UndoStep::DeleteSecret {
+        .record(UndoStep::DeleteObject {
             kubeconfig: kubeconfig.clone(),
             context: settings.context.clone(),
             namespace: cluster.namespace.clone(),
+            kind: "secret".into(),
             name: secret_name.clone(),
         })
         .await?;
@@ -192,6 +190,39 @@ async fn open(
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(60);
+    // Exclusive use: a live holder is refused (by the annotations check in the swap),
+    // a stale one — its session is gone — is restored first.
+    let lease = lease::lease_name(target.kind.name(), &target.name);
+    if let lease::Holder::Stale { session: gone } = lease::holder(&cluster, &lease).await? {
+        step(
+            &events,
+            format!("session {gone} holding {} is gone (its lease expired); restoring the workload first", target.workload()),
+        );
+        workload::restore(&cluster, target.kind, &target.name, Some(&gone)).await?;
+        // What we resolved was the gone session's agent; the real container is back now.
+        target = resolve(&cluster, target_spec, settings.container.as_deref()).await?;
+    }
+    if let lease::Holder::Alive { session: other } = lease::holder(&cluster, &lease).await? {
+        if other != session {
+            return Err(format!(
+                "{} is in use by kbridge session {other}; wait for it to end (`kbridge status -n {}` shows who holds it)",
+                target.workload(),
+                cluster.namespace
+            )
+            .into());
+        }
+    }
+    guardian
+        .record(UndoStep::DeleteObject {
+            kubeconfig: kubeconfig.clone(),
+            context: settings.context.clone(),
+            namespace: cluster.namespace.clone(),
+            kind: "lease".into(),
+            name: lease.clone(),
+        })
+        .await?;
+    lease::acquire(&cluster, &lease, &session).await?;
+    let ports = port_map(&target, &settings.ports)?;
     guardian
         .record(UndoStep::RestoreWorkload {
             kubeconfig: kubeconfig.clone(),
@@ -219,12 +250,13 @@ async fn open(
     };
     workload::swap(&cluster, &target, &plan).await?;
 
-    let replicas = target.pods.len().max(1);
+    let replicas = target.replicas.max(1);
     let progress_events = events.clone();
     let pods = wait_for_agents(
         &cluster,
         &target,
         &agent_image,
+        &plan.token_secret,
         replicas,
         READY_TIMEOUT,
         move |line| step(&progress_events, line),
@@ -249,6 +281,27 @@ async fn open(
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
+    {
+        // Heartbeats come from kbridge itself, never from the debuggee: a process paused
+        // on a breakpoint keeps its session.
+        let (cluster, lease, session, cancel) = (
+            cluster.clone(),
+            lease.clone(),
+            session.clone(),
+            cancel.clone(),
+        );
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(lease::RENEW_EVERY) => {}
+                }
+                if let Err(error) = lease::renew(&cluster, &lease, &session).await {
+                    tracing::warn!(%error, "cannot renew the session's lease");
+                }
+            }
+        });
+    }
     let agents = Agents::default();
     let (notice_tx, mut notice_rx) = tokio::sync::mpsc::unbounded_channel::<TunnelNotice>();
     {
@@ -262,7 +315,7 @@ async fn open(
 
     step(&events, "forwarding the namespace's services");
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let mut book = AddressBook::default();
+    let mut book = AddressBook::seeded(&session);
     let mut forwarded = Vec::new();
     let mut links = EnvVars::new();
     for service in services.list(&ListParams::default()).await?.items {

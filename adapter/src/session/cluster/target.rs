@@ -76,6 +76,8 @@ pub struct ResolvedTarget {
     pub pod_spec: PodSpec,
     /// Labels that select the workload's pods.
     pub selector: BTreeMap<String, String>,
+    /// Desired replicas (1 for a bare pod).
+    pub replicas: usize,
 }
 
 impl ResolvedTarget {
@@ -129,7 +131,7 @@ pub async fn resolve(
             (kind, workload, None)
         }
     };
-    let (pod_spec, selector) = resolver.template(kind, &name).await?;
+    let (pod_spec, selector, replicas) = resolver.template(kind, &name).await?;
     let container = choose_container(
         &pod_spec,
         container,
@@ -146,6 +148,7 @@ pub async fn resolve(
         pods,
         pod_spec,
         selector,
+        replicas,
     })
 }
 
@@ -283,7 +286,8 @@ impl Resolver<'_> {
         &self,
         kind: WorkloadKind,
         name: &str,
-    ) -> Result<(PodSpec, BTreeMap<String, String>), ClusterError> {
+    ) -> Result<(PodSpec, BTreeMap<String, String>, usize), ClusterError> {
+        let count = |replicas: Option<i32>| usize::try_from(replicas.unwrap_or(1)).unwrap_or(1);
         let missing =
             || ClusterError::Unsupported(format!("{}/{name} has no pod template", kind.name()));
         match kind {
@@ -293,6 +297,7 @@ impl Resolver<'_> {
                 Ok((
                     spec.template.spec.ok_or_else(missing)?,
                     spec.selector.match_labels.unwrap_or_default(),
+                    count(spec.replicas),
                 ))
             }
             WorkloadKind::StatefulSet => {
@@ -301,19 +306,25 @@ impl Resolver<'_> {
                 Ok((
                     spec.template.spec.ok_or_else(missing)?,
                     spec.selector.match_labels.unwrap_or_default(),
+                    count(spec.replicas),
                 ))
             }
             WorkloadKind::ReplicaSet => {
                 let r: ReplicaSet = self.get("replicaset", kind.resource(), name).await?;
                 let spec = r.spec;
                 let template = spec.template.and_then(|t| t.spec).ok_or_else(missing)?;
-                Ok((template, spec.selector.match_labels.unwrap_or_default()))
+                Ok((
+                    template,
+                    spec.selector.match_labels.unwrap_or_default(),
+                    count(spec.replicas),
+                ))
             }
             WorkloadKind::Pod => {
                 let p: Pod = self.get("pod", kind.resource(), name).await?;
                 Ok((
                     p.spec.ok_or_else(missing)?,
                     p.metadata.labels.unwrap_or_default(),
+                    1,
                 ))
             }
         }

@@ -1,0 +1,154 @@
+//! Exclusive use of a workload: a coordination.k8s.io Lease per workload, held and
+//! renewed by the session. Together with the `kbridge.dev/*` annotations it tells a
+//! second session who holds the workload and whether that holder is still alive: a Lease
+//! not renewed within its duration belongs to a session that is gone.
+
+use super::connection::Cluster;
+use super::errors::{ClusterError, Request};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use std::time::Duration;
+
+/// How long a Lease stays valid without renewal.
+pub const LEASE_SECONDS: i32 = 30;
+/// How often the session renews it.
+pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// The Lease name for a workload.
+pub fn lease_name(kind: &str, name: &str) -> String {
+    format!("kbridge-{kind}-{name}")
+}
+
+/// Who holds a workload, per its Lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Nobody.
+    Free,
+    /// A session that renewed in time.
+    Alive {
+        /// Its id.
+        session: String,
+    },
+    /// A session that stopped renewing: gone.
+    Stale {
+        /// Its id.
+        session: String,
+    },
+}
+
+fn api(cluster: &Cluster) -> Api<Lease> {
+    Api::namespaced(cluster.client.clone(), &cluster.namespace)
+}
+
+fn error(cluster: &Cluster, e: kube::Error, verb: &'static str) -> ClusterError {
+    ClusterError::from_kube(
+        e,
+        Request {
+            verb,
+            resource: "leases",
+        },
+        &cluster.namespace,
+        &cluster.url,
+    )
+}
+
+/// Whether a Lease renewed at `renewed` (seconds since the epoch) with `duration` has run out at `now`.
+pub fn expired(renewed: i64, duration: i32, now: i64) -> bool {
+    renewed + i64::from(duration) < now
+}
+
+/// Reads the holder of `lease`.
+pub async fn holder(cluster: &Cluster, lease: &str) -> Result<Holder, ClusterError> {
+    let Some(lease) = api(cluster)
+        .get_opt(lease)
+        .await
+        .map_err(|e| error(cluster, e, "get"))?
+    else {
+        return Ok(Holder::Free);
+    };
+    let spec = lease.spec.unwrap_or_default();
+    let Some(session) = spec.holder_identity.filter(|h| !h.is_empty()) else {
+        return Ok(Holder::Free);
+    };
+    let renewed = spec
+        .renew_time
+        .or(spec.acquire_time)
+        .map(|t| t.0.as_second())
+        .unwrap_or(0);
+    let duration = spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS);
+    Ok(
+        if expired(renewed, duration, Timestamp::now().as_second()) {
+            Holder::Stale { session }
+        } else {
+            Holder::Alive { session }
+        },
+    )
+}
+
+fn spec(session: &str, acquire: bool) -> LeaseSpec {
+    let now = MicroTime(Timestamp::now());
+    LeaseSpec {
+        holder_identity: Some(session.to_string()),
+        lease_duration_seconds: Some(LEASE_SECONDS),
+        acquire_time: acquire.then(|| now.clone()),
+        renew_time: Some(now),
+        ..Default::default()
+    }
+}
+
+/// Takes the Lease for `session` (creating it, or taking it over from a stale holder).
+pub async fn acquire(cluster: &Cluster, lease: &str, session: &str) -> Result<(), ClusterError> {
+    let object = Lease {
+        metadata: ObjectMeta {
+            name: Some(lease.to_string()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "kbridge".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        spec: Some(spec(session, true)),
+    };
+    match api(cluster).create(&PostParams::default(), &object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let patch = serde_json::json!({"spec": spec(session, true)});
+            api(cluster)
+                .patch(lease, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+                .map_err(|e| error(cluster, e, "patch"))
+        }
+        Err(e) => Err(error(cluster, e, "create")),
+    }
+}
+
+/// Renews the Lease; called every [`RENEW_EVERY`] by the session, never by the debuggee.
+pub async fn renew(cluster: &Cluster, lease: &str, session: &str) -> Result<(), ClusterError> {
+    let patch = serde_json::json!({"spec": spec(session, false)});
+    api(cluster)
+        .patch(lease, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| error(cluster, e, "patch"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry() {
+        assert!(!expired(100, 30, 130));
+        assert!(expired(100, 30, 131));
+        assert_eq!(
+            lease_name("deployment", "todo-api"),
+            "kbridge-deployment-todo-api"
+        );
+    }
+}
