@@ -47,6 +47,23 @@ async fn launch_running(client: &mut DapClient, tmp: &Path) -> PathBuf {
     dirs[0].clone()
 }
 
+/// A debugpy session stopped on entry, so the debuggee is alive; returns the client and
+/// the session's private directory.
+async fn stopped_on_entry(tag: &str) -> (DapClient, PathBuf) {
+    let tmp = temp_dir(tag);
+    let mut client = DapClient::spawn(&["--debugger", "debugpy"], &[("TMPDIR", &tmp)]);
+    client.request("initialize", initialize_arguments()).await;
+    let mut launch = probe_launch();
+    launch["stopOnEntry"] = json!(true);
+    let launch_seq = client.send_request("launch", launch).await;
+    client.event("initialized").await;
+    client.request("configurationDone", json!({})).await;
+    client.response_to(launch_seq).await;
+    client.event("stopped").await;
+    let session_dir = session_dirs(&tmp).pop().expect("session dir");
+    (client, session_dir)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_frames_get_errors_and_the_next_message_works() {
     let tmp = temp_dir("malformed");
@@ -190,17 +207,7 @@ async fn client_eof_tears_down_and_stops_the_adapter() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn adapter_crash_is_reported_and_torn_down() {
-    let tmp = temp_dir("crash");
-    let mut client = DapClient::spawn(&["--debugger", "debugpy"], &[("TMPDIR", &tmp)]);
-    client.request("initialize", initialize_arguments()).await;
-    let mut launch = probe_launch();
-    launch["stopOnEntry"] = json!(true);
-    let launch_seq = client.send_request("launch", launch).await;
-    client.event("initialized").await;
-    client.request("configurationDone", json!({})).await;
-    client.response_to(launch_seq).await;
-    client.event("stopped").await;
-    let session_dir = session_dirs(&tmp).pop().expect("session dir");
+    let (mut client, session_dir) = stopped_on_entry("crash").await;
     let proxy_pid = client.child.as_ref().and_then(|c| c.id()).expect("pid");
     // Kill debugpy's adapter process, the proxy's direct child.
     let status = std::process::Command::new("pkill")
@@ -242,18 +249,7 @@ async fn adapter_crash_is_reported_and_torn_down() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_sends_terminated_and_tears_down() {
-    let tmp = temp_dir("sigterm");
-    let mut client = DapClient::spawn(&["--debugger", "debugpy"], &[("TMPDIR", &tmp)]);
-    client.request("initialize", initialize_arguments()).await;
-    let mut launch = probe_launch();
-    // Stop on entry so the debuggee is still alive when the signal comes.
-    launch["stopOnEntry"] = json!(true);
-    let launch_seq = client.send_request("launch", launch).await;
-    client.event("initialized").await;
-    client.request("configurationDone", json!({})).await;
-    client.response_to(launch_seq).await;
-    client.event("stopped").await;
-    let session_dir = session_dirs(&tmp).pop().expect("session dir");
+    let (mut client, session_dir) = stopped_on_entry("sigterm").await;
     let pid = client.child.as_ref().and_then(|c| c.id()).expect("pid");
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
