@@ -288,3 +288,90 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
         "the session's lease is gone: {leases}"
     );
 }
+
+#[test]
+fn a_replaced_pod_gets_its_own_tunnel() {
+    use std::io::{Read, Write};
+    let fixture = FixtureCluster::start_demo("cli-replaced");
+    let tmp = temp_dir("cli-replaced");
+    // The "local process": answers every connection with a marker.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let local_port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nlocal-marker");
+        }
+    });
+    let env_file = tmp.join("session.env");
+    let mapping = format!("{local_port}:8080");
+    let mut child = Command::new(kbridge_bin())
+        .arg("connect")
+        .args(TARGET)
+        .args(["--port", &mapping, "--env-file"])
+        .arg(&env_file)
+        .env("KUBECONFIG", &fixture.kubeconfig)
+        .env("TMPDIR", &tmp)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start kbridge connect");
+    let wait_until = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    };
+    wait_until("the session", Box::new(|| env_file.exists()));
+    let pods = |f: &FixtureCluster| {
+        f.kubectl(&["-n", "todo", "get", "pods", "-l", "app=todo-api", "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.podIP} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])
+    };
+    let before = pods(&fixture);
+    let victim = before
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').next())
+        .expect("a pod")
+        .to_string();
+    fixture.kubectl(&["-n", "todo", "delete", "pod", &victim]);
+    let mut replacement_ip = String::new();
+    wait_until(
+        "a ready replacement pod",
+        Box::new(|| {
+            let now = pods(&fixture);
+            let new = now.lines().find(|l| {
+                !before.contains(l.split(' ').next().unwrap_or("-")) && l.ends_with("True")
+            });
+            if let Some(line) = new {
+                replacement_ip = line.split(' ').nth(1).unwrap_or_default().to_string();
+            }
+            !replacement_ip.is_empty()
+        }),
+    );
+    // The replacement's agent accepts on 8080 and must hand the connection to us.
+    let ask = |ip: &str| -> String {
+        let Ok(mut s) = std::net::TcpStream::connect((ip, 8080)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    wait_until(
+        "the replacement's tunnel",
+        Box::new(|| ask(&replacement_ip).contains("local-marker")),
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
+}

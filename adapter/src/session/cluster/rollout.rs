@@ -27,7 +27,7 @@ pub struct AgentPod {
 
 /// Whether the pod's target container is this session's agent: the agent image, holding
 /// this session's token (an earlier session's agent pods do not count).
-fn runs_our_agent(pod: &Pod, container: &str, agent_image: &str, token_secret: &str) -> bool {
+pub fn runs_our_agent(pod: &Pod, container: &str, agent_image: &str, token_secret: &str) -> bool {
     pod.spec.as_ref().is_some_and(|spec| {
         spec.containers.iter().any(|c| {
             c.name == container
@@ -41,6 +41,14 @@ fn runs_our_agent(pod: &Pod, container: &str, agent_image: &str, token_secret: &
                 })
         })
     })
+}
+
+/// Whether the pod's Ready condition is true.
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn describe(pod: &Pod, container: &str, agent_image: &str, token_secret: &str) -> Option<AgentPod> {

@@ -458,6 +458,77 @@ async fn open(
             cancel.clone(),
         );
     }
+    // Pods replaced during the session (evictions, node drains, crashes) get tunnels too.
+    {
+        let known: std::collections::HashSet<String> = pods.iter().cloned().collect();
+        let (cluster, token, agents, ports, notice_tx, cancel) = (
+            cluster.clone(),
+            token.clone(),
+            agents.clone(),
+            ports.clone(),
+            notice_tx.clone(),
+            cancel.clone(),
+        );
+        let (container, agent_image, token_secret) = (
+            target.container.name.clone(),
+            agent_image.clone(),
+            plan.token_secret.clone(),
+        );
+        let selector = super::target::label_selector(&target.selector);
+        let watch_tasks = tasks.clone();
+        tasks.spawn(async move {
+            use futures::StreamExt;
+            use kube::runtime::WatchStreamExt;
+            let api: Api<k8s_openapi::api::core::v1::Pod> =
+                Api::namespaced(cluster.client.clone(), &cluster.namespace);
+            let config = kube::runtime::watcher::Config::default().labels(&selector);
+            let mut events = kube::runtime::watcher(api, config)
+                .applied_objects()
+                .boxed();
+            let mut known = known;
+            loop {
+                let pod = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    next = events.next() => match next {
+                        Some(Ok(pod)) => pod,
+                        Some(Err(error)) => {
+                            tracing::debug!(%error, "pod watch error; the watcher retries");
+                            continue;
+                        }
+                        None => return,
+                    },
+                };
+                let Some(name) = pod.metadata.name.clone() else {
+                    continue;
+                };
+                if known.contains(&name)
+                    || pod.metadata.deletion_timestamp.is_some()
+                    || !super::rollout::is_ready(&pod)
+                    || !super::rollout::runs_our_agent(
+                        &pod,
+                        &container,
+                        &agent_image,
+                        &token_secret,
+                    )
+                {
+                    continue;
+                }
+                tracing::info!(pod = %name, "a new agent pod joined the session");
+                known.insert(name.clone());
+                tunnels::supervise(
+                    &watch_tasks,
+                    cluster.clone(),
+                    name,
+                    token.clone(),
+                    None,
+                    agents.clone(),
+                    ports.clone(),
+                    notice_tx.clone(),
+                    cancel.clone(),
+                );
+            }
+        });
+    }
     let service_name = target
         .service
         .as_ref()

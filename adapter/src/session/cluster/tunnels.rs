@@ -126,6 +126,14 @@ pub fn supervise(
                         result = connect(&cluster, &pod, &token) => match result {
                             Ok(open) => open,
                             Err(error) => {
+                                // A replaced pod is not coming back: its successor gets its
+                                // own tunnel from the session's pod watch.
+                                let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+                                if let Ok(None) = pods.get_opt(&pod).await {
+                                    tracing::info!(%pod, "pod is gone; its tunnel ends");
+                                    agents.remove(&pod);
+                                    return;
+                                }
                                 tracing::warn!(%pod, %error, "agent tunnel down; retrying");
                                 tokio::select! {
                                     _ = cancel.cancelled() => return,
