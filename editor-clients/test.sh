@@ -27,7 +27,9 @@ if ! (cd vscode && npm run --silent package) >/tmp/kbridge-vsce.log 2>&1; then
   cat /tmp/kbridge-vsce.log >&2
   exit 1
 fi
-python3 -m zipfile -l vscode/kbridge.vsix | grep -q 'extension/out/src/extension.js'
+# Read the whole listing first: `grep -q` stopping early would break the pipe under pipefail.
+listing=$(python3 -m zipfile -l vscode/kbridge.vsix)
+grep -q 'extension/out/src/extension.js' <<<"$listing"
 echo "packaged vscode/kbridge.vsix"
 
 echo "== editor-clients: Neovim plugin (headless nvim)"
