@@ -59,8 +59,15 @@ pub enum Command {
         #[arg(value_enum)]
         which: SchemaKind,
     },
-    /// Check the setup: debuggers found, kubeconfig.
-    Doctor,
+    /// Check the setup: debuggers found, cluster reachable, RBAC for a session.
+    Doctor {
+        /// Kubeconfig context (default: the current one).
+        #[arg(long)]
+        context: Option<String>,
+        /// Namespace to check permissions in (default: the context's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+    },
     /// Sessions on this machine and workloads marked as bridged in the cluster.
     Status {
         /// Kubeconfig context (default: the current one).

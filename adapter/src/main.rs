@@ -89,7 +89,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", kbridge_config::schema::to_file_text(&schema));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor => Ok(commands::doctor::run()),
+        Command::Doctor { context, namespace } => {
+            Ok(commands::doctor::run(context.as_deref(), namespace.as_deref()).await)
+        }
         Command::Targets {
             context,
             namespace,

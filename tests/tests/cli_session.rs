@@ -375,3 +375,31 @@ fn a_replaced_pod_gets_its_own_tunnel() {
     assert!(child.wait().expect("wait").success());
     assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
 }
+
+#[test]
+fn doctor_checks_reachability_and_permissions() {
+    let fixture = FixtureCluster::start_demo("cli-doctor");
+    let tmp = temp_dir("cli-doctor");
+    let output = kbridge(&fixture, &tmp, &["doctor", "-n", "todo"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("reachable (Kubernetes"), "{stdout}");
+    assert!(
+        stdout.contains("RBAC: every permission a session needs in namespace todo"),
+        "{stdout}"
+    );
+    let dead = std::fs::read_to_string(&fixture.kubeconfig)
+        .expect("kubeconfig")
+        .replace(&fixture.url, "https://127.0.0.1:9");
+    let dead_path = tmp.join("dead-kubeconfig");
+    std::fs::write(&dead_path, dead).expect("write");
+    let output = Command::new(kbridge_bin())
+        .arg("doctor")
+        .env("KUBECONFIG", &dead_path)
+        .env("TMPDIR", &tmp)
+        .output()
+        .expect("run doctor");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(stdout.contains("cannot be reached"), "{stdout}");
+}

@@ -1,12 +1,107 @@
 //! `kbridge doctor`: what kbridge can find on this machine, and what to do about what
 //! it cannot.
 
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use kbridge::debugger::{self, presets::install_hint};
+use kbridge::session::cluster::connection::Cluster;
 use kbridge_config::{DebuggerChoice, Preset};
+use kube::api::{Api, PostParams};
 use std::process::ExitCode;
 
-/// Prints the checks; exit code 0 when at least one debugger is usable.
-pub fn run() -> ExitCode {
+/// What a session does in the namespace: (verb, group, resource).
+const NEEDED: [(&str, &str, &str); 9] = [
+    ("get", "", "services"),
+    ("list", "", "pods"),
+    ("watch", "", "pods"),
+    ("create", "", "pods/portforward"),
+    ("get", "apps", "deployments"),
+    ("patch", "apps", "deployments"),
+    ("create", "", "secrets"),
+    ("create", "coordination.k8s.io", "leases"),
+    ("list", "", "events"),
+];
+
+/// Checks the cluster of the current (or given) context: reachable, and may kbridge do
+/// what a session needs there? Returns whether everything passed.
+async fn cluster_checks(context: Option<&str>, namespace: Option<&str>) -> bool {
+    println!("\nKubernetes:");
+    let cluster = match Cluster::connect(context, namespace).await {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            println!("  missing  {error}");
+            return false;
+        }
+    };
+    let context = cluster
+        .context
+        .clone()
+        .unwrap_or_else(|| "(in-cluster)".into());
+    match cluster.client.apiserver_version().await {
+        Ok(version) => println!(
+            "  ok       context {context}: {} reachable (Kubernetes {}.{})",
+            cluster.url, version.major, version.minor
+        ),
+        Err(error) => {
+            println!(
+                "  failed   context {context}: {} cannot be reached: {error}",
+                cluster.url
+            );
+            return false;
+        }
+    }
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
+    let mut allowed_all = true;
+    for (verb, group, resource) in NEEDED {
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((r, s)) => (r, Some(s.to_string())),
+            None => (resource, None),
+        };
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(cluster.namespace.clone()),
+                    verb: Some(verb.into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    subresource: subresource.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let what = match &subresource {
+            Some(sub) => format!("{verb} {resource}/{sub}"),
+            None => format!("{verb} {resource}"),
+        };
+        match reviews.create(&PostParams::default(), &review).await {
+            Ok(answer) if answer.status.as_ref().is_some_and(|s| s.allowed) => {}
+            Ok(_) => {
+                allowed_all = false;
+                println!(
+                    "  denied   {what} in namespace {} (ask for a Role that allows it)",
+                    cluster.namespace
+                );
+            }
+            Err(error) => {
+                allowed_all = false;
+                println!("  unknown  {what}: cannot ask the API server ({error})");
+            }
+        }
+    }
+    if allowed_all {
+        println!(
+            "  ok       RBAC: every permission a session needs in namespace {}",
+            cluster.namespace
+        );
+    }
+    allowed_all
+}
+
+/// Prints the checks; exit code 0 when a debugger is usable and the cluster checks pass.
+pub async fn run(context: Option<&str>, namespace: Option<&str>) -> ExitCode {
     println!("kbridge {}", env!("CARGO_PKG_VERSION"));
     println!("\nDebuggers:");
     let mut found = 0;
@@ -28,23 +123,14 @@ pub fn run() -> ExitCode {
             ),
         }
     }
-    println!("\nKubernetes:");
-    let kubeconfig = std::env::var_os("KUBECONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".kube/config"))
-        });
-    match kubeconfig {
-        Some(path) if path.exists() => println!("  ok       kubeconfig {}", path.display()),
-        Some(path) => println!(
-            "  missing  kubeconfig {} (set KUBECONFIG, or start the fixture cluster: see README)",
-            path.display()
-        ),
-        None => println!("  missing  kubeconfig (neither KUBECONFIG nor HOME is set)"),
-    }
+    let cluster_ok = cluster_checks(context, namespace).await;
     println!("\nLogs: {}", kbridge::session::state_root().display());
     if found == 0 {
         println!("\nNo debugger found: install one of the above.");
+        return ExitCode::FAILURE;
+    }
+    if !cluster_ok {
+        println!("\nThe cluster checks failed: see above. Local debugging (no `bridge` target) still works.");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
