@@ -98,8 +98,22 @@ fn spec(session: &str, acquire: bool) -> LeaseSpec {
     }
 }
 
+/// The refusal when another live session holds the workload.
+pub fn in_use(workload: &str, other: &str, namespace: &str) -> String {
+    format!(
+        "{workload} is in use by kbridge session {other}; wait for it to end (`kbridge status -n {namespace}` shows who holds it)"
+    )
+}
+
 /// Takes the Lease for `session` (creating it, or taking it over from a stale holder).
-pub async fn acquire(cluster: &Cluster, lease: &str, session: &str) -> Result<(), ClusterError> {
+/// A live holder that got there first wins: two sessions starting at once do not both
+/// take the workload.
+pub async fn acquire(
+    cluster: &Cluster,
+    lease: &str,
+    session: &str,
+    workload: &str,
+) -> Result<(), ClusterError> {
     let object = Lease {
         metadata: ObjectMeta {
             name: Some(lease.to_string()),
@@ -117,6 +131,15 @@ pub async fn acquire(cluster: &Cluster, lease: &str, session: &str) -> Result<()
     match api(cluster).create(&PostParams::default(), &object).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => {
+            if let Holder::Alive { session: other } = holder(cluster, lease).await? {
+                if other != session {
+                    return Err(ClusterError::Unsupported(in_use(
+                        workload,
+                        &other,
+                        &cluster.namespace,
+                    )));
+                }
+            }
             let patch = serde_json::json!({"spec": spec(session, true)});
             api(cluster)
                 .patch(lease, &PatchParams::default(), &Patch::Merge(&patch))

@@ -1,6 +1,7 @@
 //! The cluster session (DESIGN §5): the pieces that make a local process look like it
-//! runs in the pod. Built in steps; the parts here are the ones that need no cluster:
-//! local addresses for Services, their environment variables and hosts entries.
+//! runs in the pod — connection and target resolution, the workload swap and its Lease,
+//! agent rollout and tunnels, outbound Services with their variables and hosts entries —
+//! put together in `session`.
 
 pub mod addresses;
 pub mod connection;

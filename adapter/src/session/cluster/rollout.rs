@@ -58,9 +58,7 @@ fn describe(pod: &Pod, container: &str, agent_image: &str, token_secret: &str) -
     let name = pod.metadata.name.clone()?;
     let runs_agent = runs_our_agent(pod, container, agent_image, token_secret);
     let status = pod.status.as_ref();
-    let ready = status
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let ready = is_ready(pod);
     let waiting = status
         .and_then(|s| s.container_statuses.as_ref())
         .and_then(|statuses| statuses.iter().find(|c| c.name == container))

@@ -193,25 +193,23 @@ async fn open(
     // Exclusive use: a live holder is refused (by the annotations check in the swap),
     // a stale one — its session is gone — is restored first.
     let lease = lease::lease_name(target.kind.name(), &target.name);
-    if let lease::Holder::Stale { session: gone } = lease::holder(&cluster, &lease).await? {
-        step(
-            &events,
-            format!("session {gone} holding {} is gone (its lease expired); restoring the workload first", target.workload()),
-        );
-        workload::restore(&cluster, target.kind, &target.name, Some(&gone)).await?;
-        // What we resolved was the gone session's agent; the real container is back now.
-        target = resolve(&cluster, target_spec, settings.container.as_deref()).await?;
-    }
-    if let lease::Holder::Alive { session: other } = lease::holder(&cluster, &lease).await? {
-        if other != session {
-            return Err(format!(
-                "{} is in use by kbridge session {other}; wait for it to end (`kbridge status -n {}` shows who holds it)",
-                target.workload(),
-                cluster.namespace
-            )
-            .into());
+    match lease::holder(&cluster, &lease).await? {
+        lease::Holder::Stale { session: gone } => {
+            step(
+                &events,
+                format!("session {gone} holding {} is gone (its lease expired); restoring the workload first", target.workload()),
+            );
+            workload::restore(&cluster, target.kind, &target.name, Some(&gone)).await?;
+            // What we resolved was the gone session's agent; the real container is back now.
+            target = resolve(&cluster, target_spec, settings.container.as_deref()).await?;
         }
+        lease::Holder::Alive { session: other } if other != session => {
+            return Err(lease::in_use(&target.workload(), &other, &cluster.namespace).into());
+        }
+        _ => {}
     }
+    // Checked before anything changes: a bad mapping must not cost a rollout.
+    let ports = port_map(&target, &settings.ports)?;
     guardian
         .record(UndoStep::DeleteObject {
             kubeconfig: kubeconfig.clone(),
@@ -221,8 +219,7 @@ async fn open(
             name: lease.clone(),
         })
         .await?;
-    lease::acquire(&cluster, &lease, &session).await?;
-    let ports = port_map(&target, &settings.ports)?;
+    lease::acquire(&cluster, &lease, &session, &target.workload()).await?;
     guardian
         .record(UndoStep::RestoreWorkload {
             kubeconfig: kubeconfig.clone(),

@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 pub const AGENT_HEALTH_PORT: i32 = 7312;
 /// The agent's control port, which kbridge port-forwards to.
 pub const AGENT_CONTROL_PORT: u16 = 7311;
+/// How often a write that met a 409 Conflict is read and tried again.
+const CONFLICT_RETRIES: usize = 5;
 /// The key of the session token in the session's Secret.
 pub const TOKEN_KEY: &str = "token";
 
@@ -210,7 +212,7 @@ pub async fn swap(
     let agent = agent_container(&target.container, plan);
     // Controllers update the workload's status all the time; a 409 only means "read it
     // again", as long as the template itself is what we resolved.
-    for _ in 0..5 {
+    for _ in 0..CONFLICT_RETRIES {
         let workload = api
             .get(&target.name)
             .await
@@ -265,7 +267,7 @@ pub async fn restore(
     session: Option<&str>,
 ) -> Result<RestoreOutcome, ClusterError> {
     let api = api(cluster, kind)?;
-    for _ in 0..5 {
+    for _ in 0..CONFLICT_RETRIES {
         let Some(workload) = api
             .get_opt(name)
             .await
