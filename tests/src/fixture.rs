@@ -14,6 +14,8 @@ pub struct FixtureCluster {
     pub kubeconfig: PathBuf,
     /// The API server URL.
     pub url: String,
+    /// The fixture's ingress controller, `http://127.0.0.1:PORT` (serves every Ingress).
+    pub ingress_url: String,
 }
 
 impl FixtureCluster {
@@ -30,21 +32,56 @@ impl FixtureCluster {
             .spawn()
             .expect("start kube-fixture");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read ready line");
-        let url = line
-            .trim()
-            .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("kube-fixture did not get ready: {line:?}"))
-            .to_string();
+        let mut reader = BufReader::new(stdout);
+        let mut ingress_url = String::new();
+        // `ingress <url>` comes before the final `ready <url>` line.
+        let url = loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).expect("read ready line");
+            assert!(n > 0, "kube-fixture exited before it got ready");
+            if let Some(u) = line.trim().strip_prefix("ready ") {
+                break u.to_string();
+            }
+            if let Some(u) = line.trim().strip_prefix("ingress ") {
+                ingress_url = u.to_string();
+            }
+        };
         FixtureCluster {
             child,
             kubeconfig: dir.join("kubeconfig"),
             dir,
             url,
+            ingress_url,
         }
+    }
+
+    /// The ingress controller's URL (also in `DIR/ingress`).
+    pub fn ingress_url(&self) -> &str {
+        &self.ingress_url
+    }
+
+    /// Requests a token for ServiceAccount `ns/name` (TokenRequest, as the admin) and
+    /// writes `DIR/kubeconfig-sa-NS-NAME`: same server and CA, that token, default
+    /// namespace `ns`. The ServiceAccount must exist; RBAC then decides what it may do.
+    pub fn kubeconfig_for_service_account(&self, ns: &str, name: &str) -> PathBuf {
+        let path = format!("/api/v1/namespaces/{ns}/serviceaccounts/{name}/token");
+        let body = self.dir.join(format!("tokenrequest-{ns}-{name}.json"));
+        std::fs::write(&body, r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":86400}}"#)
+            .expect("write TokenRequest body");
+        let out = self.kubectl(&["create", "--raw", &path, "-f", &body.to_string_lossy()]);
+        let tr: serde_json::Value = serde_json::from_str(&out).expect("TokenRequest JSON");
+        let token = tr["status"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in TokenRequest answer: {out}"));
+        let user = format!("system:serviceaccount:{ns}:{name}");
+        let kubeconfig = self.dir.join(format!("kubeconfig-sa-{ns}-{name}"));
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-fixture\n  cluster:\n    server: {url}\n    certificate-authority: {ca}\ncontexts:\n- name: kube-fixture\n  context:\n    cluster: kube-fixture\n    user: {user}\n    namespace: {ns}\ncurrent-context: kube-fixture\nusers:\n- name: {user}\n  user:\n    token: {token}\n",
+            url = self.url,
+            ca = self.dir.join("ca.crt").display(),
+        );
+        std::fs::write(&kubeconfig, text).expect("write ServiceAccount kubeconfig");
+        kubeconfig
     }
 
     /// Runs `kubectl` against the cluster; returns stdout, panicking with stderr on failure.
