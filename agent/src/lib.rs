@@ -5,7 +5,8 @@
 //! [`wire`] frames each stream's header, [`control`] is the JSON-RPC 2.0 channel, [`inbound`],
 //! [`outbound`] and [`files`] are the data streams, [`server`] runs the agent, [`client`] talks
 //! to it, [`health`]/[`idle`] serve probes and the dead-man switch, and [`restore`] holds the
-//! annotation contract the restorer ([`restore_watch`]) and the adapter share.
+//! annotation contract the restorer ([`restore_watch`]) and the adapter share. [`router`] is the
+//! isolation router (`kbridge-agent router`, DESIGN §9).
 
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod mux;
 pub mod outbound;
 pub mod restore;
 pub mod restore_watch;
+pub mod router;
 pub mod server;
 pub mod splice;
 pub mod wire;

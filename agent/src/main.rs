@@ -1,4 +1,4 @@
-//! `kbridge-agent` command line: serve (default) or `restore-watch`.
+//! `kbridge-agent` command line: serve (default), `restore-watch` or `router`.
 
 use std::time::Duration;
 
@@ -44,6 +44,9 @@ enum Command {
         #[arg(long, env = "KBRIDGE_IDLE_RESTORE_SECS", default_value_t = 60)]
         grace: u64,
     },
+    /// Run the isolation router in front of a Service (DESIGN §9); configured by
+    /// KBRIDGE_ROUTER_* environment variables or these flags.
+    Router(kbridge_agent::router::RouterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve().await,
+            Command::Router(args) => router(args).await,
             Command::RestoreWatch {
                 agent,
                 namespace,
@@ -120,6 +124,34 @@ async fn serve() -> anyhow::Result<()> {
     signals.recv().await;
     tracing::info!("stopping: closing listeners and sessions");
     agent.shutdown(Duration::from_millis(800)).await;
+    Ok(())
+}
+
+async fn router(args: kbridge_agent::router::RouterArgs) -> anyhow::Result<()> {
+    let mut signals = Signals::install()?;
+    let config = args.into_config()?;
+    tracing::info!(
+        ?config,
+        "starting kbridge-agent {} router",
+        kbridge_agent::VERSION
+    );
+    let stop = async move {
+        signals.recv().await;
+        tracing::info!("stopping: closing listeners, finishing requests in flight");
+    };
+    kbridge_agent::router::run(config, stop, Duration::from_secs(5), |r| {
+        let ports: serde_json::Map<String, serde_json::Value> = r
+            .port_addrs
+            .iter()
+            .map(|(p, a)| (p.to_string(), a.to_string().into()))
+            .collect();
+        // Same machine-readable ready line as `serve`, for tests and pod logs.
+        println!(
+            "{}",
+            serde_json::json!({"event": "ready", "ports": ports, "health": r.health_addr.to_string()})
+        );
+    })
+    .await?;
     Ok(())
 }
 
