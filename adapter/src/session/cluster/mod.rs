@@ -7,6 +7,7 @@ pub mod addresses;
 pub mod connection;
 pub mod errors;
 pub mod hosts;
+pub mod isolation;
 pub mod lease;
 pub mod outbound;
 pub mod rollout;
