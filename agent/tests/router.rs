@@ -130,6 +130,11 @@ async fn upstream_handle(
             ];
             Response::new(StreamBody::new(futures::stream::iter(frames)).boxed())
         }
+        // Answers after a pause: a request in flight during shutdown.
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            Response::new(full(format!("slow {id}")))
+        }
         "/ws" => {
             let on = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
@@ -497,6 +502,59 @@ async fn raw_tcp_and_server_speaks_first_go_to_origin() {
     assert_eq!(&line, b"raw:origin\n");
     assert!(started.elapsed() < Duration::from_secs(2));
     s.router.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_each_routed() {
+    let s = setup().await;
+    let mut c = TcpStream::connect(s.addr).await.expect("connect");
+    // Three requests in one write, before any response.
+    c.write_all(
+        b"GET /id HTTP/1.1\r\nHost: a\r\nkubernetes-route-as: bob\r\n\r\n\
+          GET /id HTTP/1.1\r\nHost: a\r\n\r\n\
+          GET /id HTTP/1.1\r\nHost: a\r\nkubernetes-route-as: alice\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut all = String::new();
+    tokio::time::timeout(T, c.read_to_string(&mut all))
+        .await
+        .expect("in time")
+        .expect("read");
+    let bodies: Vec<&str> = all
+        .split("HTTP/1.1 200 OK")
+        .skip(1)
+        .filter_map(|r| r.split("\r\n\r\n").nth(1))
+        .collect();
+    assert_eq!(bodies, ["bob", "origin", "alice"], "{all}");
+    s.router.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish() {
+    let s = setup().await;
+    let mut sender = h1(s.addr).await;
+    let req = Request::get("/slow")
+        .header("host", "todo-api")
+        .header(ROUTE_HEADER, "alice")
+        .body(full(""))
+        .expect("request");
+    let pending = tokio::spawn(async move {
+        let resp = sender.send_request(req).await?;
+        resp.into_body().collect().await.map(|c| c.to_bytes())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let addr = s.addr;
+    s.router.shutdown(Duration::from_secs(3)).await;
+    let body = pending
+        .await
+        .expect("task")
+        .expect("the response completes");
+    assert_eq!(&body[..], b"slow alice");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
 }
 
 #[tokio::test]
