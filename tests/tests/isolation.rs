@@ -451,8 +451,8 @@ async fn two_sessions_share_a_router_and_the_last_one_out_restores_everything() 
         ),
     }
 
-    // Bob joins too (by workload: the Service now selects the router, and resolving it
-    // finds the router, which join refuses with a clear message).
+    // Bob joins too. Plain `resolve` of the Service now finds the router, which join
+    // refuses clearly; `isolation::resolve_target` follows the saved original selector.
     let through_service = resolve(&cluster, &Target::Service("todo-api".into()), None).await;
     if let Ok(router_target) = through_service {
         let refused = isolation::join(
@@ -465,9 +465,18 @@ async fn two_sessions_share_a_router_and_the_last_one_out_restores_everything() 
         .expect_err("the router is not a target");
         assert!(refused.to_string().contains("router"), "{refused}");
     }
+    let bob_target = isolation::resolve_target(&cluster, &Target::Service("todo-api".into()), None)
+        .await
+        .expect("resolve the isolated service/todo-api");
+    assert_eq!(
+        bob_target.workload(),
+        "deployment/todo-api",
+        "not the router"
+    );
+    assert_eq!(bob_target.container.name, "api");
     let bob = isolation::join(
         &cluster,
-        &resolve_workload(&cluster).await,
+        &bob_target,
         "bob",
         &plan("bob-session", &bob_secret),
     )

@@ -12,7 +12,7 @@ use super::{LABEL_MANAGED_BY, LABEL_ROUTE_AS, LABEL_ROUTE_FOR, LABEL_SESSION};
 use crate::session::cluster::target::{ResolvedTarget, WorkloadKind};
 use crate::session::cluster::workload::{agent_container, SwapPlan};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, PodSpec, PodTemplateSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
@@ -74,6 +74,9 @@ pub struct CloneSource<'a> {
     pub template_annotations: BTreeMap<String, String>,
     /// Selectors the clone must escape.
     pub selectors: Vec<Labels>,
+    /// Volumes a StatefulSet gets from its `volumeClaimTemplates`; the clone, a Deployment,
+    /// gets an empty directory for each instead of sharing a replica's claim.
+    pub claim_volumes: Vec<String>,
 }
 
 /// The clone Deployment of `source` for `route_as`, owned by `owner` (the session's
@@ -98,6 +101,16 @@ pub fn clone_deployment(
     spec.node_name = None;
     spec.hostname = None;
     spec.subdomain = None;
+    for claim in &source.claim_volumes {
+        let volumes = spec.volumes.get_or_insert_with(Vec::new);
+        if !volumes.iter().any(|v| &v.name == claim) {
+            volumes.push(Volume {
+                name: claim.clone(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            });
+        }
+    }
     let agent = agent_container(&target.container, plan);
     for container in &mut spec.containers {
         if container.name == target.container.name {
@@ -249,6 +262,7 @@ mod tests {
             template_labels: labels(&[("app", "todo-api")]),
             template_annotations: BTreeMap::new(),
             selectors: vec![workload_selector(&target)],
+            claim_volumes: vec!["data".into()],
         };
         let clone = clone_deployment(&source, "todo-api", "alice", &plan, None);
         assert_eq!(
@@ -259,6 +273,11 @@ mod tests {
         assert_eq!(spec.replicas, Some(1));
         let pod = spec.template.spec.expect("pod spec");
         assert_eq!(pod.node_name, None);
+        let volumes = pod.volumes.expect("volumes");
+        assert!(
+            volumes[0].empty_dir.is_some(),
+            "a claim becomes an emptyDir"
+        );
         assert_eq!(
             pod.containers[0].image.as_deref(),
             Some("kbridge/agent:dev")

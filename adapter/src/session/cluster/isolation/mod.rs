@@ -29,7 +29,7 @@ pub use routes::effective_selector;
 use super::connection::Cluster;
 use super::errors::{is_not_found, ClusterError, Request};
 use super::rollout::{is_ready, runs_our_agent};
-use super::target::{label_selector, ResolvedTarget, WorkloadKind};
+use super::target::{choose_container, label_selector, resolve, ResolvedTarget, WorkloadKind};
 use super::workload::SwapPlan;
 use clone::{clone_deployment, clone_selector, workload_selector, CloneSource};
 use futures::StreamExt;
@@ -42,6 +42,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::NamespaceResourceScope;
 use kbridge_agent::restore::RestoreRecord;
 use kbridge_agent::restore_watch::workload_resource;
+use kbridge_config::Target;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event as WatchEvent};
 use kube::Resource;
@@ -300,12 +301,20 @@ async fn update_service(
     )))
 }
 
+/// What the clone takes from the workload besides the pod spec.
+struct TemplateMeta {
+    labels: Labels,
+    annotations: BTreeMap<String, String>,
+    /// A StatefulSet's `volumeClaimTemplates` names.
+    claims: Vec<String>,
+}
+
 /// The pod template's labels and annotations, read fresh; a workload kbridge made (a
 /// router, a clone) or one a non-isolated session holds is refused.
 async fn template_metadata(
     cluster: &Cluster,
     target: &ResolvedTarget,
-) -> Result<(Labels, BTreeMap<String, String>), ClusterError> {
+) -> Result<TemplateMeta, ClusterError> {
     let (object_labels, annotations, template) = match workload_resource(target.kind.name()) {
         Some(resource) => {
             let api: Api<DynamicObject> =
@@ -322,7 +331,19 @@ async fn template_metadata(
                     .and_then(|v| serde_json::from_value(v.clone()).ok())
                     .unwrap_or_default()
             };
-            let template = (field("labels"), field("annotations"));
+            let claims = object
+                .data
+                .pointer("/spec/volumeClaimTemplates")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.pointer("/metadata/name")?.as_str().map(str::to_string))
+                .collect();
+            let template = TemplateMeta {
+                labels: field("labels"),
+                annotations: field("annotations"),
+                claims,
+            };
             (
                 object.metadata.labels.clone(),
                 object.metadata.annotations.clone().unwrap_or_default(),
@@ -339,7 +360,11 @@ async fn template_metadata(
             (
                 pod.metadata.labels.clone(),
                 annotations.clone(),
-                (labels, annotations),
+                TemplateMeta {
+                    labels,
+                    annotations,
+                    claims: Vec::new(),
+                },
             )
         }
     };
@@ -413,6 +438,71 @@ pub fn service_for(
     }
 }
 
+/// Resolves `target` as [`resolve`] does, except that a Service kbridge already isolates
+/// (its selector then picks the router) is followed through its saved original selector to
+/// the application's workload. Sessions with `isolateAs` should resolve their target with
+/// this; plain [`resolve`] would find the router.
+pub async fn resolve_target(
+    cluster: &Cluster,
+    target: &Target,
+    container: Option<&str>,
+) -> Result<ResolvedTarget, ClusterError> {
+    let Target::Service(name) = target else {
+        return resolve(cluster, target, container).await;
+    };
+    let found = api::<Service>(cluster)
+        .get_opt(name)
+        .await
+        .map_err(|e| api_error(cluster, e, "get", "services"))?;
+    let Some((service, original)) = found.and_then(|s| {
+        let original = state_of(&s).ok()?.original_selector?;
+        Some((s, original))
+    }) else {
+        return resolve(cluster, target, container).await;
+    };
+    let pod = api::<Pod>(cluster)
+        .list(&ListParams::default().labels(&label_selector(&original)))
+        .await
+        .map_err(|e| api_error(cluster, e, "list", "pods"))?
+        .items
+        .into_iter()
+        .find(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && !routes::made_by_kbridge(p.metadata.labels.as_ref())
+        })
+        .ok_or_else(|| {
+            ClusterError::Unsupported(format!(
+                "service '{name}' is isolated by kbridge, and its original selector ({}) selects no pods; start its workload, or name it with --workload",
+                label_selector(&original)
+            ))
+        })?;
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let any_container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let mut resolved = resolve(
+        cluster,
+        &Target::Pod(pod_name),
+        Some(container.unwrap_or(&any_container)),
+    )
+    .await?;
+    let mut view = service.clone();
+    if let Some(spec) = view.spec.as_mut() {
+        spec.selector = Some(original);
+    }
+    resolved.container = choose_container(
+        &resolved.pod_spec,
+        container,
+        Some(&view),
+        &resolved.workload(),
+    )?;
+    resolved.service = Some(service);
+    Ok(resolved)
+}
+
 /// The owner reference to the session's Secret, when it exists.
 async fn secret_owner(
     cluster: &Cluster,
@@ -443,13 +533,13 @@ pub async fn join(
     plan: &IsolationPlan,
 ) -> Result<Isolation, ClusterError> {
     check_route_name(route_as)?;
-    let (template_labels, template_annotations) = template_metadata(cluster, target).await?;
+    let template = template_metadata(cluster, target).await?;
     let services = api::<Service>(cluster)
         .list(&ListParams::default())
         .await
         .map_err(|e| api_error(cluster, e, "list", "services"))?
         .items;
-    let service = service_for(target, &services, &template_labels)?;
+    let service = service_for(target, &services, &template.labels)?;
     let service_name = service.metadata.name.clone().unwrap_or_default();
     // Everything that can be refused is checked before the first change.
     routes::register_patch(&service, route_as, &plan.session)?;
@@ -468,8 +558,9 @@ pub async fn join(
     );
     let source = CloneSource {
         target,
-        template_labels,
-        template_annotations,
+        template_labels: template.labels,
+        template_annotations: template.annotations,
+        claim_volumes: template.claims,
         selectors,
     };
     let owner = secret_owner(cluster, &plan.token_secret).await?;
@@ -1000,7 +1091,8 @@ mod tests {
         let found = service_for(&target(None), &all, &labels).expect("found");
         assert_eq!(found.metadata.name.as_deref(), Some("todo-api"));
 
-        let err = service_for(&target(None), &[other.clone()], &labels).expect_err("none");
+        let err =
+            service_for(&target(None), std::slice::from_ref(&other), &labels).expect_err("none");
         assert!(err.to_string().contains("needs a Service"), "{err}");
         let twin = service("todo-web", json!({"app": "todo-api"}), json!({}));
         let err = service_for(&target(None), &[isolated, twin], &labels).expect_err("two");

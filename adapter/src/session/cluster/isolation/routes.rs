@@ -208,7 +208,7 @@ pub fn leave_patch(
         });
     }
     let mut metadata = metadata_patch(service);
-    if current.keys().all(|k| ours(k)) {
+    if current.keys().all(ours) {
         metadata.insert("annotations".into(), Value::Null);
     } else {
         metadata.insert(
