@@ -655,3 +655,68 @@ async fn a_workload_without_a_service_is_refused_and_nothing_changes() {
         .expect("isolated")
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_session_is_cleaned_up_from_cluster_state_alone() {
+    let fixture = FixtureCluster::start_demo("isolation-crash");
+    let cluster = connect(&fixture).await;
+    create_ingress(&cluster).await;
+    let secret = token_secret(&cluster, "gone-session", "gone-token").await;
+    let before = snapshot(&cluster).await;
+    let target = resolve_workload(&cluster).await;
+    let isolation = isolation::join(&cluster, &target, "carol", &plan("gone-session", &secret))
+        .await
+        .expect("carol isolates todo-api");
+    assert_eq!(isolation.ingresses.len(), 1);
+    // The session dies here without leaving; `kbridge restore` knows only the cluster.
+    let listed = isolation::isolated(&cluster).await.expect("isolated");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].service, "todo-api");
+    assert_eq!(listed[0].clones, ["carol"]);
+    assert_eq!(
+        listed[0].original_selector,
+        Some(BTreeMap::from([(
+            "app".to_string(),
+            "todo-api".to_string()
+        )]))
+    );
+    let removed = isolation::leave_all(&cluster, "todo-api")
+        .await
+        .expect("restore from cluster state");
+    assert_eq!(removed, ["carol"]);
+    assert_same(&before, &snapshot(&cluster).await, "after leave_all");
+    assert!(isolation::leave_all(&cluster, "todo-api")
+        .await
+        .expect("again")
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_join_that_cannot_finish_undoes_itself() {
+    let fixture = FixtureCluster::start_demo("isolation-undo");
+    let cluster = connect(&fixture).await;
+    let secret = token_secret(&cluster, "doomed", "doomed-token").await;
+    let before = snapshot(&cluster).await;
+    let target = resolve_workload(&cluster).await;
+    let mut doomed = plan("doomed", &secret);
+    doomed.agent_image = "kbridge/no-such-image-anywhere:0".into();
+    doomed.ready_timeout = Duration::from_secs(8);
+    // The fixture may run any `kbridge/agent` tag, but this image does not exist at all.
+    let error = isolation::join(&cluster, &target, "dave", &doomed)
+        .await
+        .expect_err("nothing can start");
+    let message = error.to_string();
+    assert!(
+        message.contains("was not ready after 8s") && message.contains("kbridge undid"),
+        "{message}"
+    );
+    assert_same(&before, &snapshot(&cluster).await, "after the failed join");
+    let service_ip = cluster_ip(&cluster, "todo-api").await;
+    let answer = eventually(
+        || http(&service_ip, "todo-api", "/healthz", &[]),
+        |(status, _)| *status == 200,
+    )
+    .await
+    .expect("the Service still answers");
+    assert!(answer.1.ends_with("ok"));
+}
