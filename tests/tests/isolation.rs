@@ -314,6 +314,12 @@ async fn two_sessions_share_a_router_and_the_last_one_out_restores_everything() 
     let target = resolve(&cluster, &Target::Service("todo-api".into()), None)
         .await
         .expect("resolve service/todo-api");
+    assert_eq!(
+        isolation::fronting_service(&cluster, &target)
+            .await
+            .expect("the Service in front"),
+        "todo-api"
+    );
     let alice = isolation::join(
         &cluster,
         &target,
@@ -637,6 +643,9 @@ async fn a_workload_without_a_service_is_refused_and_nothing_changes() {
     .await
     .expect("resolve deployment/lonely");
     let before = snapshot(&cluster).await;
+    assert!(isolation::fronting_service(&cluster, &target)
+        .await
+        .is_err());
     let refused = isolation::join(&cluster, &target, "alice", &plan("s1", "kbridge-s1"))
         .await
         .expect_err("no Service in front");

@@ -523,6 +523,22 @@ async fn secret_owner(
     }))
 }
 
+/// The name of the Service [`join`] would isolate for `target` (the one named, else the
+/// only one selecting its pods), so the session can record its undo step before joining.
+pub async fn fronting_service(
+    cluster: &Cluster,
+    target: &ResolvedTarget,
+) -> Result<String, ClusterError> {
+    let template = template_metadata(cluster, target).await?;
+    let services = api::<Service>(cluster)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error(cluster, e, "list", "services"))?
+        .items;
+    let service = service_for(target, &services, &template.labels)?;
+    Ok(service.metadata.name.unwrap_or_default())
+}
+
 /// Isolates `target` for the session as `route_as` (see the module doc). On failure,
 /// whatever this call changed is undone before the error is returned; an error before
 /// any change (no Service, a route name in use, UDP ports…) changes nothing.
