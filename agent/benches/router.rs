@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,11 +21,15 @@ const IDLE_CLIENTS: usize = 1_000;
 
 type Sender = SendRequest<Empty<Bytes>>;
 
+/// Connections the upstream accepted (the router's pool should keep this small).
+static UPSTREAM_CONNS: AtomicUsize = AtomicUsize::new(0);
+
 async fn upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
+            UPSTREAM_CONNS.fetch_add(1, Ordering::Relaxed);
             let _ = sock.set_nodelay(true);
             tokio::spawn(async move {
                 let svc = service_fn(|_req| async {
@@ -136,6 +141,8 @@ async fn run() {
     }
     d.sort();
     r.sort();
+    // One is the direct client's own connection.
+    let pooled = UPSTREAM_CONNS.load(Ordering::Relaxed) - 1;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_idle = rss_kib(pid);
 
@@ -180,6 +187,10 @@ async fn run() {
         "| added by the router | {:.1} | {:.1} | |",
         us(pct(&r, 0.5)) - us(pct(&d, 0.5)),
         us(pct(&r, 0.99)) - us(pct(&d, 0.99))
+    );
+    println!(
+        "upstream connections the router opened for {} requests: {pooled}",
+        WARMUP + SAMPLES
     );
     println!();
     println!("| router RSS | KiB |");
