@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kbridge_agent::restore_watch::{self, WatchOptions};
+use kbridge_agent::restore_watch::{self, AgentSource, WatchOptions};
 use kbridge_agent::{Agent, AgentConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -25,9 +25,21 @@ enum Command {
     Serve,
     /// Watch one agent and restore its workload when the agent is orphaned.
     RestoreWatch {
-        /// Agent health endpoint, host:port.
-        #[arg(long, env = "KBRIDGE_RESTORE_AGENT")]
-        agent: String,
+        /// One agent health endpoint, host:port (instead of --agent-selector).
+        #[arg(long, env = "KBRIDGE_RESTORE_AGENT", conflicts_with = "agent_selector")]
+        agent: Option<String>,
+        /// Label selector of the agent pods (every replica is asked); empty with a bare pod.
+        #[arg(long, env = "KBRIDGE_RESTORE_AGENT_SELECTOR", default_value = "")]
+        agent_selector: String,
+        /// The agents' health port.
+        #[arg(long, env = "KBRIDGE_RESTORE_AGENT_PORT", default_value_t = 7312)]
+        agent_port: u16,
+        /// The session's Lease, deleted after restoring.
+        #[arg(long, env = "KBRIDGE_RESTORE_LEASE")]
+        lease: Option<String>,
+        /// The session's Secret, deleted after restoring (the restorer's objects go with it).
+        #[arg(long, env = "KBRIDGE_RESTORE_SECRET")]
+        secret: Option<String>,
         /// Namespace of the workload.
         #[arg(long, env = "KBRIDGE_RESTORE_NAMESPACE")]
         namespace: String,
@@ -69,6 +81,10 @@ fn main() -> anyhow::Result<()> {
             Command::Router(args) => router(args).await,
             Command::RestoreWatch {
                 agent,
+                agent_selector,
+                agent_port,
+                lease,
+                secret,
                 namespace,
                 workload,
                 session,
@@ -84,7 +100,15 @@ fn main() -> anyhow::Result<()> {
                 });
                 let outcome = restore_watch::run(
                     WatchOptions {
-                        agent,
+                        agents: match agent {
+                            Some(address) => AgentSource::Address(address),
+                            None => AgentSource::Pods {
+                                selector: agent_selector,
+                                port: agent_port,
+                            },
+                        },
+                        lease,
+                        secret,
                         namespace,
                         workload,
                         session,

@@ -21,12 +21,17 @@ pub const ANNOTATION_STARTED: &str = "kbridge.dev/started";
 /// The original container, as JSON, exactly as it was in the pod template.
 pub const ANNOTATION_ORIGINAL_CONTAINER: &str = "kbridge.dev/original-container";
 
+/// On a bare Pod kbridge recreated with the agent: the original Pod, as JSON, ready to create
+/// again (see [`recreatable_pod`]).
+pub const ANNOTATION_ORIGINAL_POD: &str = "kbridge.dev/original-pod";
+
 /// Every annotation a session writes (and a restore removes).
 pub const ALL_ANNOTATIONS: &[&str] = &[
     ANNOTATION_SESSION,
     ANNOTATION_OWNER,
     ANNOTATION_STARTED,
     ANNOTATION_ORIGINAL_CONTAINER,
+    ANNOTATION_ORIGINAL_POD,
 ];
 
 /// Errors reading or applying a restore record.
@@ -145,6 +150,77 @@ pub fn restore_patch(workload: &Value, record: &RestoreRecord) -> Result<Value, 
         "metadata": metadata,
         "spec": { "template": { "spec": { "containers": new } } }
     }))
+}
+
+/// A Pod as it can be created again: what its author wrote (name, labels, annotations without
+/// kbridge's, spec), without what the API server and the scheduler filled in (uid,
+/// resourceVersion, status, `nodeName` — the scheduler picks a node again).
+pub fn recreatable_pod(pod: &Value) -> Value {
+    let mut metadata = serde_json::Map::new();
+    for key in ["name", "namespace", "labels", "annotations", "finalizers"] {
+        if let Some(v) = pod.pointer(&format!("/metadata/{key}")) {
+            metadata.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(Value::Object(annotations)) = metadata.get_mut("annotations") {
+        annotations.retain(|k, _| !k.starts_with(ANNOTATION_PREFIX));
+        if annotations.is_empty() {
+            metadata.remove("annotations");
+        }
+    }
+    let mut spec = pod.get("spec").cloned().unwrap_or_else(|| json!({}));
+    if let Value::Object(spec) = &mut spec {
+        spec.remove("nodeName");
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
+}
+
+/// The Pod that replaces bare Pod `original`: the same Pod with `agent` in place of the
+/// container of the same name, carrying the restore record and the original Pod itself.
+pub fn agent_pod(
+    original: &Value,
+    agent: &Value,
+    record: &RestoreRecord,
+) -> Result<Value, RestoreError> {
+    let keep = recreatable_pod(original);
+    let mut pod = keep.clone();
+    let name = agent
+        .get("name")
+        .ok_or_else(|| RestoreError::BadContainer("the agent container has no name".into()))?;
+    let containers = pod
+        .pointer_mut("/spec/containers")
+        .and_then(Value::as_array_mut)
+        .ok_or(RestoreError::NoTemplate)?;
+    for c in containers.iter_mut() {
+        if c.get("name") == Some(name) {
+            *c = agent.clone();
+        }
+    }
+    let mut annotations = record.to_annotations();
+    annotations.insert(ANNOTATION_ORIGINAL_POD.into(), keep.to_string());
+    let merged = pod["metadata"]
+        .get("annotations")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(annotations.into_iter().map(|(k, v)| (k, Value::String(v))))
+        .collect::<serde_json::Map<_, _>>();
+    pod["metadata"]["annotations"] = Value::Object(merged);
+    Ok(pod)
+}
+
+/// The original Pod stored on an agent Pod kbridge created, ready to create.
+pub fn original_pod(agent_pod: &BTreeMap<String, String>) -> Result<Value, RestoreError> {
+    let raw = agent_pod
+        .get(ANNOTATION_ORIGINAL_POD)
+        .ok_or(RestoreError::Missing(ANNOTATION_ORIGINAL_POD))?;
+    let pod: Value =
+        serde_json::from_str(raw).map_err(|e| RestoreError::BadContainer(e.to_string()))?;
+    if pod.pointer("/spec/containers").is_none() {
+        return Err(RestoreError::NoTemplate);
+    }
+    Ok(pod)
 }
 
 /// What the restorer saw of the agent.
@@ -280,6 +356,35 @@ mod tests {
             decide("s1", None, st(SessionState::Orphaned), grace).unwrap(),
             Decision::Done(_)
         ));
+    }
+
+    #[test]
+    fn bare_pods_keep_what_their_author_wrote() {
+        let original = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "solo", "namespace": "todo", "uid": "u1", "resourceVersion": "7",
+                         "labels": {"app": "solo"}, "annotations": {"team": "a"}},
+            "spec": {"nodeName": "node-1", "containers": [
+                {"name": "api", "image": "todo-api:1"}, {"name": "sidecar", "image": "envoy"}]},
+            "status": {"phase": "Running"}
+        });
+        let agent = json!({"name": "api", "image": "kbridge/agent:dev"});
+        let pod = agent_pod(&original, &agent, &record("s1")).unwrap();
+        assert_eq!(pod["spec"]["containers"][0], agent);
+        assert_eq!(pod["spec"]["containers"][1]["image"], "envoy");
+        assert!(pod["metadata"].get("uid").is_none() && pod.get("status").is_none());
+        assert_eq!(pod["metadata"]["annotations"]["team"], "a");
+        let annotations: BTreeMap<String, String> =
+            serde_json::from_value(pod["metadata"]["annotations"].clone()).unwrap();
+        assert_eq!(
+            RestoreRecord::from_annotations(&annotations).unwrap(),
+            Some(record("s1"))
+        );
+        let back = original_pod(&annotations).unwrap();
+        assert_eq!(back, recreatable_pod(&original));
+        assert_eq!(back["metadata"]["annotations"], json!({"team": "a"}));
+        assert!(back["spec"].get("nodeName").is_none());
+        assert_eq!(back["spec"]["containers"][0]["image"], "todo-api:1");
     }
 
     #[test]

@@ -1,13 +1,24 @@
-//! `kbridge-agent restore-watch`: the in-cluster restorer. It polls one agent's `/status` and the
-//! workload's `kbridge.dev/*` annotations, and puts the workload back when the agent reports
-//! "orphaned" (or stays unreachable past the grace period), using in-cluster credentials.
+//! `kbridge-agent restore-watch`: the in-cluster restorer. It polls the agents' `/status` (every
+//! replica) and the workload's `kbridge.dev/*` annotations, and puts the workload back — a
+//! template patched, a bare Pod recreated — when the agents report "orphaned" (or stay
+//! unreachable past the grace period), then removes the session's Lease and Secret.
 
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+    Preconditions,
+};
 use tokio_util::sync::CancellationToken;
 
-use crate::restore::{decide, restore_patch, AgentObservation, Decision, RestoreError};
+use crate::idle::SessionState;
+use crate::restore::{
+    decide, original_pod, restore_patch, AgentObservation, Decision, RestoreError,
+};
 
 /// Errors that stop the restorer.
 #[derive(Debug, thiserror::Error)]
@@ -29,14 +40,29 @@ pub enum RestoreWatchError {
     Cancelled,
 }
 
+/// Where the restorer finds the agent(s) whose health decides.
+#[derive(Debug, Clone)]
+pub enum AgentSource {
+    /// One fixed `host:port` health endpoint.
+    Address(String),
+    /// Every running pod matching a label selector (all replicas of the workload), at this
+    /// health port. A bare Pod target is found by name without a selector.
+    Pods {
+        /// Label selector (`app=todo-api,tier=web`); empty for a bare Pod.
+        selector: String,
+        /// The agents' health port.
+        port: u16,
+    },
+}
+
 /// What to watch.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
-    /// `host:port` of the agent's health endpoint.
-    pub agent: String,
+    /// The agent(s) to ask.
+    pub agents: AgentSource,
     /// Namespace of the workload.
     pub namespace: String,
-    /// Workload as `kind/name` (`deployment/todo-api`, `statefulset/db`, …).
+    /// Workload as `kind/name` (`deployment/todo-api`, `statefulset/db`, `pod/solo`, …).
     pub workload: String,
     /// Session id the restorer was created for.
     pub session: String,
@@ -44,6 +70,12 @@ pub struct WatchOptions {
     pub interval: Duration,
     /// How long an unreachable agent is tolerated before restoring.
     pub unreachable_grace: Duration,
+    /// The session's Lease, deleted after restoring.
+    pub lease: Option<String>,
+    /// The session's Secret, deleted after restoring. kbridge makes the restorer's Job,
+    /// ServiceAccount, Role and RoleBinding dependents of it, so this also removes the
+    /// restorer itself.
+    pub secret: Option<String>,
 }
 
 /// The API resource for a workload kind name as users type it.
@@ -76,6 +108,14 @@ pub async fn run(
     run_with_client(client, opts, cancel).await
 }
 
+/// The workload as the restorer handles it.
+enum Target {
+    /// A controller's pod template, restored with a merge patch.
+    Template(Api<DynamicObject>),
+    /// A bare Pod, recreated.
+    Pod(Api<Pod>),
+}
+
 /// Like [`run`], with a client built elsewhere (tests, or `kbridge restore` reusing the loop).
 pub async fn run_with_client(
     client: kube::Client,
@@ -88,30 +128,48 @@ pub async fn run_with_client(
             opts.workload
         ))
     })?;
-    let ar = workload_resource(kind).ok_or_else(|| {
-        RestoreWatchError::Options(format!(
-            "kind '{kind}' is not restorable here (deployment, statefulset, replicaset, daemonset); \
-             use 'kbridge restore' for bare pods"
-        ))
-    })?;
-    let api: Api<DynamicObject> = Api::namespaced_with(client, &opts.namespace, &ar);
+    let target = match workload_resource(kind) {
+        Some(ar) => Target::Template(Api::namespaced_with(client.clone(), &opts.namespace, &ar)),
+        None if matches!(kind, "pod" | "pods" | "po") => {
+            Target::Pod(Api::namespaced(client.clone(), &opts.namespace))
+        }
+        None => {
+            return Err(RestoreWatchError::Options(format!(
+            "kind '{kind}' is not restorable (deployment, statefulset, replicaset, daemonset, pod)"
+        )))
+        }
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
     let mut unreachable_since: Option<Instant> = None;
     loop {
-        let observation = match crate::health::fetch_status(&opts.agent).await {
-            Ok(s) => {
+        let observation = match observe(&opts.agents, &pods, kind, name).await {
+            Some(state) => {
                 unreachable_since = None;
-                AgentObservation::State(s.state)
+                AgentObservation::State(state)
             }
-            Err(e) => {
+            None => {
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
-                tracing::info!(agent = %opts.agent, error = %e, "agent unreachable");
                 AgentObservation::Unreachable(since.elapsed())
             }
         };
-        let obj = api.get_opt(name).await?;
-        let annotations = obj
-            .as_ref()
-            .map(|o| o.metadata.annotations.clone().unwrap_or_default());
+        let object = match &target {
+            Target::Template(api) => api
+                .get_opt(name)
+                .await?
+                .map(|o| serde_json::to_value(&o).unwrap_or_default()),
+            Target::Pod(api) => api
+                .get_opt(name)
+                .await?
+                .map(|o| serde_json::to_value(&o).unwrap_or_default()),
+        };
+        let annotations: Option<BTreeMap<String, String>> = object.as_ref().map(|o| {
+            serde_json::from_value(
+                o.pointer("/metadata/annotations")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_default()
+        });
         match decide(
             &opts.session,
             annotations.as_ref(),
@@ -121,30 +179,152 @@ pub async fn run_with_client(
             Decision::Done(reason) => return Ok(reason),
             Decision::Wait => {}
             Decision::Restore(record) => {
-                let value = serde_json::to_value(&obj)
-                    .map_err(|e| RestoreWatchError::Options(e.to_string()))?;
-                let patch = restore_patch(&value, &record)?;
-                match api
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(_) => {
-                        return Ok(format!(
-                            "restored {} after session {} was orphaned",
-                            opts.workload, record.session
-                        ))
+                let object = object.unwrap_or_default();
+                let restored = match &target {
+                    Target::Template(api) => {
+                        let patch = restore_patch(&object, &record)?;
+                        match api
+                            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                        {
+                            Ok(_) => true,
+                            // Someone changed it meanwhile: look again rather than overwrite.
+                            Err(kube::Error::Api(s)) if s.code == 409 => false,
+                            Err(e) => return Err(e.into()),
+                        }
                     }
-                    // Someone changed it meanwhile: look again rather than overwrite.
-                    Err(kube::Error::Api(s)) if s.code == 409 => {
-                        tracing::info!("workload changed while restoring; retrying")
+                    Target::Pod(api) => {
+                        let original =
+                            original_pod(annotations.as_ref().unwrap_or(&BTreeMap::new()))?;
+                        recreate_pod(api, name, &object, &original).await?
                     }
-                    Err(e) => return Err(e.into()),
+                };
+                if restored {
+                    clean_up(&client, &opts).await;
+                    return Ok(format!(
+                        "restored {} after session {} was orphaned",
+                        opts.workload, record.session
+                    ));
                 }
+                tracing::info!("workload changed while restoring; retrying");
             }
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(RestoreWatchError::Cancelled),
             _ = tokio::time::sleep(opts.interval) => {}
+        }
+    }
+}
+
+/// The most alive state any agent reports (one active replica keeps the session), or `None`
+/// when no agent answers.
+async fn observe(
+    source: &AgentSource,
+    pods: &Api<Pod>,
+    kind: &str,
+    name: &str,
+) -> Option<SessionState> {
+    let addresses: Vec<String> = match source {
+        AgentSource::Address(a) => vec![a.clone()],
+        AgentSource::Pods { selector, port } => {
+            let found: Vec<Pod> = if selector.is_empty() && matches!(kind, "pod" | "pods" | "po") {
+                pods.get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .into_iter()
+                    .collect()
+            } else {
+                match pods.list(&ListParams::default().labels(selector)).await {
+                    Ok(list) => list.items,
+                    Err(error) => {
+                        tracing::info!(%error, "cannot list the agent pods");
+                        Vec::new()
+                    }
+                }
+            };
+            found
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+                .map(|ip| format!("{ip}:{port}"))
+                .collect()
+        }
+    };
+    let mut best: Option<SessionState> = None;
+    for address in addresses {
+        match crate::health::fetch_status(&address).await {
+            Ok(status) => {
+                best = Some(match (best, status.state) {
+                    (Some(SessionState::Active), _) | (_, SessionState::Active) => {
+                        SessionState::Active
+                    }
+                    (Some(SessionState::Idle), _) | (_, SessionState::Idle) => SessionState::Idle,
+                    _ => SessionState::Orphaned,
+                })
+            }
+            Err(error) => tracing::info!(agent = %address, %error, "agent unreachable"),
+        }
+    }
+    best
+}
+
+/// Deletes the agent Pod and creates `original` in its place. `false` when the Pod changed
+/// under us (uid precondition), so the caller looks again.
+async fn recreate_pod(
+    api: &Api<Pod>,
+    name: &str,
+    current: &serde_json::Value,
+    original: &serde_json::Value,
+) -> Result<bool, RestoreWatchError> {
+    let uid = current
+        .pointer("/metadata/uid")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    // A Pod's name is free only once it is gone (after its grace period).
+    loop {
+        if api.get_opt(name).await?.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pod: Pod = serde_json::from_value(original.clone()).map_err(|e| {
+        RestoreWatchError::Options(format!("the stored original pod is not a Pod: {e}"))
+    })?;
+    match api.create(&PostParams::default(), &pod).await {
+        Ok(_) => Ok(true),
+        // Someone (kbridge restore, the session itself) was quicker.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes the session's Lease and Secret (and with the Secret, by owner references, this
+/// restorer's Job and its RBAC objects). Failures are logged: the workload is back already.
+async fn clean_up(client: &kube::Client, opts: &WatchOptions) {
+    if let Some(lease) = &opts.lease {
+        let api: Api<Lease> = Api::namespaced(client.clone(), &opts.namespace);
+        if let Err(error) = api.delete(lease, &DeleteParams::default()).await {
+            tracing::warn!(%error, %lease, "cannot delete the session's lease");
+        }
+    }
+    if let Some(secret) = &opts.secret {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
+        if let Err(error) = api.delete(secret, &DeleteParams::background()).await {
+            tracing::warn!(%error, %secret, "cannot delete the session's secret");
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use kbridge_agent::restore::{RestoreRecord, ANNOTATION_SESSION};
-use kbridge_agent::restore_watch::{run_with_client, WatchOptions};
+use kbridge_agent::restore_watch::{run_with_client, AgentSource, WatchOptions};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -130,7 +130,9 @@ async fn serve_conn(mut s: TcpStream, state: Arc<Mutex<FakeApi>>) {
 
 fn options(agent: &AgentProcess, session: &str) -> WatchOptions {
     WatchOptions {
-        agent: agent.health.to_string(),
+        agents: AgentSource::Address(agent.health.to_string()),
+        lease: None,
+        secret: None,
         namespace: "todo".into(),
         workload: "deployment/todo-api".into(),
         session: session.into(),
