@@ -43,6 +43,20 @@ pub enum Command {
         /// Write the session's environment to this file (dotenv).
         #[arg(long)]
         env_file: Option<std::path::PathBuf>,
+        /// Report progress as lines on stdout (`step …`, `ready ID`) for the launch that
+        /// started this process with `disconnectAfterDebugging: false`.
+        #[arg(long, hide = true)]
+        background: bool,
+        /// The launch configuration's `bridge` object, instead of target flags.
+        #[arg(long, hide = true)]
+        settings_json: Option<String>,
+    },
+    /// The live sessions on this machine: environment (secret values redacted), hosts
+    /// entries, forwarded services, inbound ports and tunnels with their traffic.
+    Diagnostics {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the environment a bridged process gets.
     Env {

@@ -100,9 +100,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::targets::run(context.as_deref(), namespace.as_deref(), output == "json").await
         }
         Command::Run { target, command } => commands::bridged::run(&target, &command).await,
-        Command::Connect { target, env_file } => {
-            commands::bridged::connect(&target, env_file.as_deref()).await
+        Command::Connect {
+            target,
+            env_file,
+            background,
+            settings_json,
+        } => {
+            commands::bridged::connect(
+                &target,
+                env_file.as_deref(),
+                background,
+                settings_json.as_deref(),
+            )
+            .await
         }
+        Command::Diagnostics { json } => commands::diagnostics::run(json).await,
         Command::Env { target, format } => commands::bridged::env(&target, format).await,
         Command::Restore {
             context,

@@ -2,6 +2,7 @@
 //! sends, and `KubernetesLocalProcessConfig.yaml`, with validation errors that name the
 //! offending key and the allowed values, and the JSON Schemas generated from the types.
 
+pub mod azds_env;
 pub mod debugger;
 pub mod env;
 pub mod error;

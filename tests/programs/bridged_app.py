@@ -26,9 +26,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     by_name = json.loads(response.read())
             except Exception as error:
                 by_name = {"error": str(error)}
+        # TODO_CONFIG comes from KubernetesLocalProcessConfig.yaml: the downloaded volume.
+        config_path = os.environ.get("TODO_CONFIG")
+        config = open(config_path).read() if config_path else None
+        served_by = "local"  # BREAK: a test stops here while the cluster's request waits
         body = json.dumps({
+            "config": config,
             "stats_by_name": by_name,
-            "served_by": "local",
+            "served_by": served_by,
             "api_key": os.environ.get("API_KEY"),
             "log_level": os.environ.get("LOG_LEVEL"),
             "grpc": os.environ.get("GRPC_DNS_RESOLVER"),

@@ -2,6 +2,7 @@
 //! editor-side DAP client written independently of the proxy's own codec, and the
 //! small programs the debuggers run.
 
+pub mod cluster;
 pub mod dap_client;
 pub mod fixture;
 pub mod programs;

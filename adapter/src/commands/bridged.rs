@@ -4,7 +4,7 @@
 use crate::cli::{EnvFormatArg, TargetArgs};
 use anyhow::{bail, Context};
 use kbridge::env::EnvLayers;
-use kbridge::session::{open_session, BridgeSession, Guardian, SessionEvent, SessionId};
+use kbridge::session::{open_session_as, BridgeSession, Guardian, SessionEvent, SessionId};
 use kbridge_config::{BridgeSettings, EnvVars, HostsMode, PortMapping};
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -51,20 +51,48 @@ fn settings(args: &TargetArgs) -> anyhow::Result<BridgeSettings> {
     })
 }
 
+/// How a command shows its session's progress.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// On stderr: a spinner line on a terminal, else one line per step.
+    Stderr,
+    /// `step …`/`notice …` lines on stdout, for the launch that started a background connect.
+    Lines,
+}
+
 /// Opens the session, showing progress on stderr.
 async fn open(args: &TargetArgs) -> anyhow::Result<(Box<dyn BridgeSession>, Guardian, SessionId)> {
-    let settings = settings(args)?;
+    open_with(settings(args)?, false, Progress::Stderr).await
+}
+
+async fn open_with(
+    settings: BridgeSettings,
+    held: bool,
+    progress: Progress,
+) -> anyhow::Result<(Box<dyn BridgeSession>, Guardian, SessionId)> {
     let Some(target) = settings.target()? else {
         bail!("say what to bridge: --service NAME, --workload KIND/NAME or --pod NAME");
     };
     let id = SessionId::generate();
     kbridge::logging::init(&id.0);
     let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let tty = std::io::stderr().is_terminal();
+    let tty = std::io::stderr().is_terminal() && progress == Progress::Stderr;
     // Runs for the whole session: notices (e.g. "nothing listens on localhost:8080")
     // keep coming after setup.
     tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
+            if progress == Progress::Lines {
+                // The launch that reads these is gone once the session is up: a closed
+                // pipe is expected, and the lines are in the log anyway.
+                use std::io::Write;
+                let line = match &event {
+                    SessionEvent::Step(step) => format!("step {step}\n"),
+                    SessionEvent::Notice(notice) => format!("notice {notice}\n"),
+                };
+                let _ = std::io::stdout().write_all(line.as_bytes());
+                let _ = std::io::stdout().flush();
+                continue;
+            }
             match event {
                 // On a terminal each step replaces the last; in logs each gets a line.
                 SessionEvent::Step(step) if tty => eprint!("\r\x1b[2Kkbridge: {step}…"),
@@ -75,7 +103,8 @@ async fn open(args: &TargetArgs) -> anyhow::Result<(Box<dyn BridgeSession>, Guar
             }
         }
     });
-    let (session, guardian) = open_session(id.clone(), settings, Some(target), events).await?;
+    let (session, guardian) =
+        open_session_as(id.clone(), settings, Some(target), events, held).await?;
     if tty {
         eprintln!();
     }
@@ -164,12 +193,36 @@ pub async fn run(args: &TargetArgs, command: &[OsString]) -> anyhow::Result<Exit
     ))
 }
 
-/// `kbridge connect`: holds the session until Ctrl-C or SIGTERM.
+/// `kbridge connect`: holds the session until Ctrl-C or SIGTERM; launches of the same
+/// target reuse it meanwhile.
 pub async fn connect(
     args: &TargetArgs,
     env_file: Option<&std::path::Path>,
+    background: bool,
+    settings_json: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let (session, guardian, id) = open(args).await?;
+    let settings = match settings_json {
+        Some(json) => {
+            serde_json::from_str(json).context("--settings-json is not a `bridge` object")?
+        }
+        None => settings(args)?,
+    };
+    let progress = if background {
+        Progress::Lines
+    } else {
+        Progress::Stderr
+    };
+    let (session, guardian, id) = match open_with(settings, true, progress).await {
+        Ok(opened) => opened,
+        Err(error) if background => {
+            println!("error {error:#}");
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
+    if background {
+        println!("ready {id}");
+    }
     if let Some(path) = env_file {
         std::fs::write(path, dotenv(&environment(session.as_ref())))
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -40,12 +40,46 @@ pub async fn run(
                 println!(
                     "restored {}/{name} (was held by session {session})",
                     kind.name()
-                )
+                );
+                remove_session_objects(&cluster, kind, &name, &session).await;
             }
             RestoreOutcome::NothingToDo(why) => println!("{why}"),
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The session's Lease and Secret go too; the restorer's Job, ServiceAccount, Role and
+/// RoleBinding are owned by the Secret and follow it.
+async fn remove_session_objects(cluster: &Cluster, kind: WorkloadKind, name: &str, session: &str) {
+    use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
+    use kube::api::{Api, DeleteParams};
+    let lease = kbridge::session::cluster::lease::lease_name(kind.name(), name);
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let secret = workload::session_secret_name(session);
+    for (what, result) in [
+        (
+            "lease",
+            leases
+                .delete(&lease, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "secret",
+            secrets
+                .delete(&secret, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+        ),
+    ] {
+        match result {
+            Ok(()) => println!("  removed the session's {what}"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => eprintln!("  could not remove the session's {what}: {e}"),
+        }
+    }
 }
 
 fn parse_workload(text: &str) -> anyhow::Result<(WorkloadKind, String)> {
@@ -56,8 +90,9 @@ fn parse_workload(text: &str) -> anyhow::Result<(WorkloadKind, String)> {
         "deployment" | "deployments" | "deploy" => WorkloadKind::Deployment,
         "statefulset" | "statefulsets" | "sts" => WorkloadKind::StatefulSet,
         "replicaset" | "replicasets" | "rs" => WorkloadKind::ReplicaSet,
+        "pod" | "pods" | "po" => WorkloadKind::Pod,
         other => bail!(
-            "cannot restore a '{other}': kbridge swaps deployments, statefulsets and replicasets"
+            "cannot restore a '{other}': kbridge swaps deployments, statefulsets, replicasets and bare pods"
         ),
     };
     Ok((kind, name.to_string()))

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Namespace;
 use kbridge::session::cluster::connection::Cluster;
 use kbridge::session::cluster::workload;
-use kbridge::session::state_root;
+use kbridge::session::registry;
 use kube::api::{Api, ListParams};
 use std::process::ExitCode;
 
@@ -14,22 +14,27 @@ pub async fn run(
     namespace: Option<&str>,
     all_namespaces: bool,
 ) -> anyhow::Result<ExitCode> {
-    let sessions_dir = state_root().join("sessions");
-    let local: Vec<String> = std::fs::read_dir(&sessions_dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    println!(
-        "Sessions on this machine: {}",
-        if local.is_empty() {
-            "none".to_string()
-        } else {
-            local.join(", ")
+    let live = registry::list().await;
+    if live.is_empty() {
+        println!("Sessions on this machine: none");
+    } else {
+        println!("Sessions on this machine:");
+        for (_, info) in &live {
+            println!(
+                "  {:<24} pid {:<8} {:<32} namespace {:<16} since {}{}",
+                info.id,
+                info.pid,
+                info.workload,
+                info.key.namespace,
+                info.started,
+                if info.held {
+                    "  (held: launches of this target reuse it)"
+                } else {
+                    ""
+                }
+            );
         }
-    );
+    }
 
     let cluster = Cluster::connect(context, namespace).await?;
     let namespaces = if all_namespaces {

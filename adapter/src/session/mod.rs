@@ -5,8 +5,10 @@
 
 pub mod cluster;
 pub mod guardian;
+pub mod held;
 pub mod hosts_namespace;
 pub mod local;
+pub mod registry;
 pub mod undo;
 
 pub use guardian::Guardian;
@@ -63,6 +65,8 @@ pub struct SessionRequest {
     pub target: Option<Target>,
     /// A private 0700 directory for this session's files (downloaded volumes, hosts copy).
     pub private_dir: PathBuf,
+    /// Held open by `kbridge connect` so later launches of the same target reuse it.
+    pub held: bool,
 }
 
 /// Progress a session reports while it sets up; the proxy turns it into DAP progress
@@ -134,6 +138,25 @@ pub async fn open_session(
     target: Option<Target>,
     events: EventSink,
 ) -> Result<(Box<dyn BridgeSession>, Guardian), SessionError> {
+    open_session_as(id, settings, target, events, false).await
+}
+
+/// [`open_session`] for `kbridge connect` (`held`: published for reuse, never reusing one).
+/// Any other launch first looks for a session held for the same target and, if there is
+/// one, reuses it (no cluster change at all); with `disconnectAfterDebugging: false` and
+/// none held yet, it starts one in the background and reuses that.
+pub async fn open_session_as(
+    id: SessionId,
+    settings: BridgeSettings,
+    target: Option<Target>,
+    events: EventSink,
+    held: bool,
+) -> Result<(Box<dyn BridgeSession>, Guardian), SessionError> {
+    if let (Some(target), false) = (&target, held) {
+        if let Some(reused) = held::reuse(&id, &settings, target, &events).await? {
+            return Ok(reused);
+        }
+    }
     let backend = backend_for(target.as_ref())?;
     let private_dir = state_root().join("sessions").join(&id.0);
     if let Some(parent) = private_dir.parent() {
@@ -148,6 +171,7 @@ pub async fn open_session(
         settings,
         target,
         private_dir,
+        held,
     };
     match backend.open(request, events, &guardian).await {
         Ok(session) => Ok((session, guardian)),

@@ -22,7 +22,7 @@ pub enum UndoStep {
         context: Option<String>,
         /// Namespace.
         namespace: String,
-        /// `secret` or `lease`.
+        /// `secret`, `lease`, `job`, `role`, `rolebinding`, `serviceaccount` or `pod`.
         kind: String,
         /// Object name.
         name: String,
@@ -68,7 +68,8 @@ impl UndoStep {
                 name,
             } => {
                 use super::cluster::connection::Cluster;
-                use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
+                let resource =
+                    deletable_resource(kind).ok_or_else(|| format!("cannot delete a {kind}"))?;
                 let cluster = Cluster::connect_with(
                     kubeconfig.as_deref(),
                     context.as_deref(),
@@ -76,18 +77,13 @@ impl UndoStep {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-                let params = kube::api::DeleteParams::default();
-                let deleted = match kind.as_str() {
-                    "secret" => kube::Api::<Secret>::namespaced(cluster.client, namespace)
-                        .delete(name, &params)
-                        .await
-                        .map(|_| ()),
-                    "lease" => kube::Api::<Lease>::namespaced(cluster.client, namespace)
-                        .delete(name, &params)
-                        .await
-                        .map(|_| ()),
-                    other => return Err(format!("cannot delete a {other}")),
-                };
+                let api: kube::Api<kube::api::DynamicObject> =
+                    kube::Api::namespaced_with(cluster.client, namespace, &resource);
+                // Background propagation: a Job's pods, and objects owned by the Secret, go too.
+                let deleted = api
+                    .delete(name, &kube::api::DeleteParams::background())
+                    .await
+                    .map(|_| ());
                 match deleted {
                     Ok(()) => Ok(()),
                     Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -122,6 +118,7 @@ impl UndoStep {
                     "deployment" => WorkloadKind::Deployment,
                     "statefulset" => WorkloadKind::StatefulSet,
                     "replicaset" => WorkloadKind::ReplicaSet,
+                    "pod" => WorkloadKind::Pod,
                     other => return Err(format!("cannot restore a {other}")),
                 };
                 let cluster = Cluster::connect_with(
@@ -139,6 +136,36 @@ impl UndoStep {
             }
         }
     }
+}
+
+/// The API resource of a kind [`UndoStep::DeleteObject`] may delete.
+fn deletable_resource(kind: &str) -> Option<kube::api::ApiResource> {
+    let (group, version, kind, plural) = match kind {
+        "secret" => ("", "v1", "Secret", "secrets"),
+        "pod" => ("", "v1", "Pod", "pods"),
+        "serviceaccount" => ("", "v1", "ServiceAccount", "serviceaccounts"),
+        "lease" => ("coordination.k8s.io", "v1", "Lease", "leases"),
+        "job" => ("batch", "v1", "Job", "jobs"),
+        "role" => ("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+        "rolebinding" => (
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+        ),
+        _ => return None,
+    };
+    Some(kube::api::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: if group.is_empty() {
+            version.into()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.into(),
+        plural: plural.into(),
+    })
 }
 
 /// Runs a plan newest first, going on past failures; returns the failures.

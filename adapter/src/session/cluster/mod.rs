@@ -10,6 +10,7 @@ pub mod hosts;
 pub mod isolation;
 pub mod lease;
 pub mod outbound;
+pub mod restorer;
 pub mod rollout;
 pub mod service_links;
 pub mod session;

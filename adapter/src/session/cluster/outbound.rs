@@ -183,14 +183,17 @@ pub async fn forward(
                 let agents = agents.clone();
                 let destination = destination.clone();
                 conn_tasks.spawn(async move {
-                    let Some(agent) = agents.pick() else {
+                    let Some((pod, agent)) = agents.pick() else {
                         tracing::warn!(%peer, "no agent connected; dropping outbound connection");
                         return;
                     };
                     match agent.open_outbound(&destination, remote).await {
                         Ok(mut stream) => {
                             let _ = socket.set_nodelay(true);
-                            let _ = tokio::io::copy_bidirectional(&mut socket, &mut stream).await;
+                            let (sent, received) = tokio::io::copy_bidirectional(&mut socket, &mut stream)
+                                .await
+                                .unwrap_or_default();
+                            agents.count_outbound(&pod, sent, received);
                         }
                         Err(error) => tracing::warn!(%destination, remote, %error, "outbound connection failed"),
                     }

@@ -9,12 +9,14 @@ use super::errors::ClusterError;
 use super::hosts::{self, HostsEntry};
 use super::lease;
 use super::outbound::{self, ForwardedService};
+use super::restorer;
 use super::rollout::wait_for_agents;
-use super::target::{resolve, ResolvedTarget};
+use super::target::{resolve, ResolvedTarget, WorkloadKind};
 use super::tunnels::{self, Agents, PortMap, TunnelNotice};
 use super::workload::{self, SwapPlan, TOKEN_KEY};
 use crate::env::EnvLayers;
 use crate::session::local::create_private_dir;
+use crate::session::registry;
 use crate::session::{
     BoxFuture, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionId,
     SessionRequest, UndoStep,
@@ -23,7 +25,7 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use kbridge_config::local_process::{parse_value, LocalProcessConfig, ValuePart};
 use kbridge_config::{EnvVars, HostsMode, PortMapping};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -129,7 +131,11 @@ async fn open(
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-            Some(LocalProcessConfig::parse(&text, path)?)
+            Some(if kbridge_config::azds_env::is_azds_env(path) {
+                kbridge_config::azds_env::parse_azds_env(&text, path)?
+            } else {
+                LocalProcessConfig::parse(&text, path)?
+            })
         }
         None => None,
     };
@@ -153,7 +159,7 @@ async fn open(
     let token = kbridge_agent::handshake::generate_token()
         .map_err(|e| format!("no randomness for the session token: {e}"))?;
 
-    let secret_name = format!("kbridge-{}", session.replace(['_', '.'], "-"));
+    let secret_name = workload::session_secret_name(&session);
     guardian
         .record(UndoStep::DeleteObject {
             kubeconfig: kubeconfig.clone(),
@@ -176,7 +182,7 @@ async fn open(
         string_data: Some(BTreeMap::from([(TOKEN_KEY.to_string(), token.clone())])),
         ..Default::default()
     };
-    secrets.create(&PostParams::default(), &secret).await?;
+    let secret = secrets.create(&PostParams::default(), &secret).await?;
 
     let agent_image = settings
         .agent_image
@@ -246,6 +252,35 @@ async fn open(
         idle_restore_secs,
     };
     workload::swap(&cluster, &target, &plan).await?;
+    if restorer_enabled() {
+        // Created after the swap: a restorer that finds no session annotation ends at once.
+        let restorer = restorer::RestorerPlan {
+            session: session.clone(),
+            kind: target.kind,
+            name: target.name.clone(),
+            agent_selector: if target.kind == WorkloadKind::Pod {
+                String::new()
+            } else {
+                super::target::label_selector(&target.selector)
+            },
+            image: agent_image.clone(),
+            idle_restore_secs,
+            lease: lease.clone(),
+        };
+        let name = restorer::restorer_name(&session);
+        for kind in ["serviceaccount", "role", "rolebinding", "job"] {
+            guardian
+                .record(UndoStep::DeleteObject {
+                    kubeconfig: kubeconfig.clone(),
+                    context: settings.context.clone(),
+                    namespace: cluster.namespace.clone(),
+                    kind: kind.into(),
+                    name: name.clone(),
+                })
+                .await?;
+        }
+        restorer::create(&cluster, &restorer, &secret).await?;
+    }
 
     let replicas = target.replicas.max(1);
     let progress_events = events.clone();
@@ -344,7 +379,22 @@ async fn open(
     let mut config_layer = EnvVars::new();
     if let Some(config) = &config_file {
         let mut local_volumes: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for wanted in &config.volume_mounts {
+        // As in Bridge to Kubernetes, `$(volumeMounts:NAME)` alone downloads the volume
+        // (into the private directory); `volumeMounts` only says where, when it matters.
+        let mut wanted_volumes = config.volume_mounts.clone();
+        for entry in &config.env {
+            for part in parse_value(&entry.value)? {
+                if let ValuePart::VolumeMount(name) = part {
+                    if !wanted_volumes.iter().any(|w| w.name == name) {
+                        wanted_volumes.push(kbridge_config::local_process::VolumeMount {
+                            name,
+                            local_path: None,
+                        });
+                    }
+                }
+            }
+        }
+        for wanted in &wanted_volumes {
             for mount in mounts
                 .iter()
                 .filter(|m| m.name.as_deref().is_some_and(|n| wildcard(&wanted.name, n)))
@@ -380,7 +430,12 @@ async fn open(
                             .iter()
                             .find(|(n, _)| wildcard(&name, n))
                             .map(|(_, p)| p.display().to_string())
-                            .ok_or_else(|| format!("env `{}`: volume '{name}' is not in `volumeMounts` of the config file", entry.name))?;
+                            .ok_or_else(|| format!(
+                                "env `{}`: container '{}' mounts no volume named '{name}' (it mounts: {})",
+                                entry.name,
+                                target.container.name,
+                                mounts.iter().filter_map(|m| m.name.clone()).collect::<Vec<_>>().join(", ")
+                            ))?;
                         value.push_str(&path);
                     }
                     ValuePart::Service { name, .. } => {
@@ -543,19 +598,139 @@ async fn open(
         forwarded.len(),
         cluster.namespace
     )));
+    let env = EnvLayers {
+        pod: pod_layer,
+        config_file: config_layer,
+        ..EnvLayers::default()
+    };
+    let view = ClusterView {
+        info: registry::SessionInfo {
+            id: session.clone(),
+            pid: std::process::id(),
+            held: request.held,
+            key: registry::TargetKey {
+                cluster: cluster.url.trim_end_matches('/').to_string(),
+                namespace: cluster.namespace.clone(),
+                target: target_spec.to_string(),
+                container: settings.container.clone(),
+            },
+            workload: target.workload(),
+            started: k8s_openapi::jiff::Timestamp::now().to_string(),
+        },
+        env: env.clone(),
+        secret_names: secret_env_names(&target.container),
+        forwarded: forwarded.clone(),
+        hosts_mode: hosts_mode_name(mode),
+        hosts_file: hosts_file.clone(),
+        inbound: ports.clone(),
+        agents: agents.clone(),
+    };
+    if let Err(error) = registry::serve(std::sync::Arc::new(view), &tasks, cancel.clone()) {
+        // Diagnostics and reuse are conveniences: the session itself works without them.
+        tracing::warn!(%error, "cannot publish the session for `kbridge diagnostics`");
+    }
     Ok(ClusterSession {
         id: request.id,
-        env: EnvLayers {
-            pod: pod_layer,
-            config_file: config_layer,
-            ..EnvLayers::default()
-        },
+        env,
         cancel,
         tasks,
         forwarded,
         hosts: hosts_entries,
         hosts_file,
     })
+}
+
+/// Variables whose values come from Secrets (`secretKeyRef`), redacted in diagnostics along
+/// with any whose name looks secret.
+fn secret_env_names(container: &k8s_openapi::api::core::v1::Container) -> BTreeSet<String> {
+    container
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| {
+            e.value_from
+                .as_ref()
+                .is_some_and(|v| v.secret_key_ref.is_some())
+        })
+        .map(|e| e.name.clone())
+        .collect()
+}
+
+/// What a live cluster session shows to `kbridge diagnostics` and hands to reusing launches.
+struct ClusterView {
+    info: registry::SessionInfo,
+    env: EnvLayers,
+    secret_names: BTreeSet<String>,
+    forwarded: Vec<ForwardedService>,
+    hosts_mode: &'static str,
+    hosts_file: Option<PathBuf>,
+    inbound: PortMap,
+    agents: Agents,
+}
+
+impl registry::SessionView for ClusterView {
+    fn info(&self) -> registry::SessionInfo {
+        self.info.clone()
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        let env: serde_json::Map<String, serde_json::Value> = self
+            .env
+            .merged()
+            .iter()
+            .filter_map(|(name, value)| {
+                let value = value?;
+                Some((
+                    name.to_string(),
+                    registry::redact(name, value, &self.secret_names).into(),
+                ))
+            })
+            .collect();
+        let services: Vec<serde_json::Value> = self
+            .forwarded
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name,
+                    "namespace": f.namespace,
+                    "address": f.address.to_string(),
+                    "ports": f.ports.iter().map(|(remote, local)| serde_json::json!({"service": remote, "local": local})).collect::<Vec<_>>(),
+                    "names": f.hosts_entry().names,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "session": self.info,
+            "hostsMode": self.hosts_mode,
+            "hostsFile": self.hosts_file,
+            "env": env,
+            "services": services,
+            "inbound": self.inbound.iter().map(|(remote, local)| serde_json::json!({"containerPort": remote, "local": local})).collect::<Vec<_>>(),
+            "tunnels": self.agents.traffic(),
+        })
+    }
+
+    fn attach(&self) -> registry::Attachment {
+        let list = |vars: &EnvVars| {
+            vars.iter()
+                .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
+                .collect()
+        };
+        registry::Attachment {
+            pod_env: list(&self.env.pod),
+            config_env: list(&self.env.config_file),
+            hosts_file: self.hosts_file.clone(),
+        }
+    }
+}
+
+/// The in-cluster restorer runs unless `KBRIDGE_RESTORER=off` (for clusters where a session
+/// may not create Roles; the guardian and `kbridge restore` remain).
+fn restorer_enabled() -> bool {
+    !matches!(
+        std::env::var("KBRIDGE_RESTORER").as_deref(),
+        Ok("off" | "0" | "false")
+    )
 }
 
 fn hosts_mode_name(mode: HostsMode) -> &'static str {

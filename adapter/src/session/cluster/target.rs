@@ -36,7 +36,8 @@ impl WorkloadKind {
         }
     }
 
-    fn resource(self) -> &'static str {
+    /// Plural resource name, as RBAC and the API name it.
+    pub fn resource(self) -> &'static str {
         match self {
             WorkloadKind::Deployment => "deployments",
             WorkloadKind::StatefulSet => "statefulsets",

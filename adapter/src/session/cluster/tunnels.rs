@@ -21,22 +21,77 @@ pub type PortMap = BTreeMap<u16, u16>;
 /// A connected agent and the pod it runs in.
 type LiveAgent = (String, Arc<AgentClient>);
 
-/// The live agents, shared by the outbound listeners.
+/// The live agents, shared by the outbound listeners, with each tunnel's traffic.
 #[derive(Clone, Default)]
 pub struct Agents {
     live: Arc<Mutex<Vec<LiveAgent>>>,
     next: Arc<std::sync::atomic::AtomicUsize>,
+    traffic: Arc<Mutex<BTreeMap<String, TunnelTraffic>>>,
+}
+
+/// What went through one pod's tunnel, for `kbridge diagnostics`. Bytes are counted when a
+/// connection ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelTraffic {
+    /// The agent's pod.
+    pub pod: String,
+    /// Whether the tunnel is up now.
+    pub connected: bool,
+    /// Times it came up (more than one: it was reconnected).
+    pub connects: u64,
+    /// Connections from the cluster to the local process.
+    pub inbound_connections: u64,
+    /// Bytes from the cluster to the local process.
+    pub inbound_bytes_in: u64,
+    /// Bytes from the local process back to the cluster.
+    pub inbound_bytes_out: u64,
+    /// Connections from the local process to cluster services.
+    pub outbound_connections: u64,
+    /// Bytes the local process sent to cluster services.
+    pub outbound_bytes_sent: u64,
+    /// Bytes cluster services sent back.
+    pub outbound_bytes_received: u64,
 }
 
 impl Agents {
-    /// An agent to carry the next outbound connection (round robin).
-    pub fn pick(&self) -> Option<Arc<AgentClient>> {
+    /// An agent to carry the next outbound connection (round robin), with its pod.
+    pub fn pick(&self) -> Option<(String, Arc<AgentClient>)> {
         let live = self.live.lock().ok()?;
         if live.is_empty() {
             return None;
         }
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % live.len();
-        Some(live[i].1.clone())
+        Some(live[i].clone())
+    }
+
+    /// Every tunnel's traffic so far.
+    pub fn traffic(&self) -> Vec<TunnelTraffic> {
+        self.traffic
+            .lock()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn count(&self, pod: &str, update: impl FnOnce(&mut TunnelTraffic)) {
+        if let Ok(mut traffic) = self.traffic.lock() {
+            let entry = traffic
+                .entry(pod.to_string())
+                .or_insert_with(|| TunnelTraffic {
+                    pod: pod.to_string(),
+                    ..TunnelTraffic::default()
+                });
+            update(entry);
+        }
+    }
+
+    /// Records an outbound connection that ended.
+    pub fn count_outbound(&self, pod: &str, sent: u64, received: u64) {
+        self.count(pod, |t| {
+            t.outbound_connections += 1;
+            t.outbound_bytes_sent += sent;
+            t.outbound_bytes_received += received;
+        });
     }
 
     /// Pods with a connected agent.
@@ -52,12 +107,17 @@ impl Agents {
             live.retain(|(p, _)| p != pod);
             live.push((pod.to_string(), client));
         }
+        self.count(pod, |t| {
+            t.connected = true;
+            t.connects += 1;
+        });
     }
 
     fn remove(&self, pod: &str) {
         if let Ok(mut live) = self.live.lock() {
             live.retain(|(p, _)| p != pod);
         }
+        self.count(pod, |t| t.connected = false);
     }
 }
 
@@ -156,13 +216,14 @@ pub fn supervise(
                 let warned = warned.clone();
                 let conn_tasks = inner_tasks.clone();
                 let cancel = cancel.clone();
+                let (agents, pod) = (agents.clone(), pod.clone());
                 inner_tasks.spawn(async move {
                     loop {
                         tokio::select! {
                             _ = cancel.cancelled() => return,
                             next = inbound.next() => match next {
                                 Some(connection) => {
-                                    conn_tasks.spawn(serve_inbound(connection, ports.clone(), notices.clone(), warned.clone()));
+                                    conn_tasks.spawn(serve_inbound(connection, ports.clone(), notices.clone(), warned.clone(), (agents.clone(), pod.clone())));
                                 }
                                 None => return,
                             }
@@ -196,6 +257,7 @@ async fn serve_inbound(
     ports: PortMap,
     notices: tokio::sync::mpsc::UnboundedSender<TunnelNotice>,
     warned: Arc<std::sync::atomic::AtomicBool>,
+    (agents, pod): (Agents, String),
 ) {
     let InboundConnection {
         port,
@@ -206,8 +268,16 @@ async fn serve_inbound(
     match tokio::net::TcpStream::connect(("127.0.0.1", local)).await {
         Ok(mut socket) => {
             let _ = socket.set_nodelay(true);
-            if let Err(error) = tokio::io::copy_bidirectional(&mut stream, &mut socket).await {
-                tracing::debug!(%peer, port, %error, "inbound connection ended with an error");
+            match tokio::io::copy_bidirectional(&mut stream, &mut socket).await {
+                Ok((to_local, from_local)) => agents.count(&pod, |t| {
+                    t.inbound_connections += 1;
+                    t.inbound_bytes_in += to_local;
+                    t.inbound_bytes_out += from_local;
+                }),
+                Err(error) => {
+                    agents.count(&pod, |t| t.inbound_connections += 1);
+                    tracing::debug!(%peer, port, %error, "inbound connection ended with an error");
+                }
             }
         }
         Err(error) => {

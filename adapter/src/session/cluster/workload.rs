@@ -10,11 +10,18 @@ use super::target::{ResolvedTarget, WorkloadKind};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Probe, SecretKeySelector,
 };
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kbridge_agent::restore::{restore_patch, RestoreRecord};
+use kbridge_agent::restore::{
+    agent_pod, original_pod, recreatable_pod, restore_patch, RestoreRecord, ANNOTATION_ORIGINAL_POD,
+};
 use kbridge_agent::restore_watch::workload_resource;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
+};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// The agent's health port (its default), where kubelet probes go.
 pub const AGENT_HEALTH_PORT: i32 = 7312;
@@ -22,6 +29,8 @@ pub const AGENT_HEALTH_PORT: i32 = 7312;
 pub const AGENT_CONTROL_PORT: u16 = 7311;
 /// How often a write that met a 409 Conflict is read and tried again.
 const CONFLICT_RETRIES: usize = 5;
+/// How long a deleted Pod may take to terminate before a swap or restore gives up.
+const POD_GONE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The key of the session token in the session's Secret.
 pub const TOKEN_KEY: &str = "token";
 
@@ -182,17 +191,28 @@ fn api(cluster: &Cluster, kind: WorkloadKind) -> Result<Api<DynamicObject>, Clus
     ))
 }
 
-fn kube_error(cluster: &Cluster, error: kube::Error, verb: &'static str) -> ClusterError {
+fn kind_error(
+    cluster: &Cluster,
+    error: kube::Error,
+    verb: &'static str,
+    resource: &'static str,
+) -> ClusterError {
     ClusterError::from_kube(
         error,
-        Request {
-            verb,
-            resource: "workloads",
-        },
+        Request { verb, resource },
         &cluster.namespace,
         &cluster.url,
     )
 }
+
+/// The Secret that holds a session's token (and, for a bare Pod, the original Pod).
+pub fn session_secret_name(session: &str) -> String {
+    format!("kbridge-{}", session.replace(['_', '.'], "-"))
+}
+
+/// The key of the original bare Pod in the session's Secret: between deleting the Pod and
+/// creating it again, the Pod's own annotations do not exist.
+pub const ORIGINAL_POD_KEY: &str = "original-pod";
 
 /// Replaces the target container by the agent; returns the record stored.
 pub async fn swap(
@@ -200,6 +220,9 @@ pub async fn swap(
     target: &ResolvedTarget,
     plan: &SwapPlan,
 ) -> Result<RestoreRecord, ClusterError> {
+    if target.kind == WorkloadKind::Pod {
+        return swap_bare_pod(cluster, target, plan).await;
+    }
     let api = api(cluster, target.kind)?;
     let original = serde_json::to_value(&target.container)
         .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
@@ -216,7 +239,7 @@ pub async fn swap(
         let workload = api
             .get(&target.name)
             .await
-            .map_err(|e| kube_error(cluster, e, "get"))?;
+            .map_err(|e| kind_error(cluster, e, "get", target.kind.resource()))?;
         let annotations = workload.metadata.annotations.clone().unwrap_or_default();
         if let Ok(Some(held)) = RestoreRecord::from_annotations(&annotations) {
             return Err(ClusterError::Unsupported(format!(
@@ -237,7 +260,7 @@ pub async fn swap(
         {
             Ok(_) => return Ok(record),
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
-            Err(error) => return Err(kube_error(cluster, error, "patch")),
+            Err(error) => return Err(kind_error(cluster, error, "patch", target.kind.resource())),
         }
     }
     Err(ClusterError::Unsupported(format!(
@@ -266,12 +289,15 @@ pub async fn restore(
     name: &str,
     session: Option<&str>,
 ) -> Result<RestoreOutcome, ClusterError> {
+    if kind == WorkloadKind::Pod {
+        return restore_bare_pod(cluster, name, session).await;
+    }
     let api = api(cluster, kind)?;
     for _ in 0..CONFLICT_RETRIES {
         let Some(workload) = api
             .get_opt(name)
             .await
-            .map_err(|e| kube_error(cluster, e, "get"))?
+            .map_err(|e| kind_error(cluster, e, "get", kind.resource()))?
         else {
             return Ok(RestoreOutcome::NothingToDo(format!(
                 "{}/{name} no longer exists",
@@ -308,13 +334,182 @@ pub async fn restore(
                 })
             }
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
-            Err(error) => return Err(kube_error(cluster, error, "patch")),
+            Err(error) => return Err(kind_error(cluster, error, "patch", kind.resource())),
         }
     }
     Err(ClusterError::Unsupported(format!(
         "{}/{name} kept changing while kbridge restored it; run `kbridge restore` again",
         kind.name()
     )))
+}
+
+fn record_of(
+    annotations: &BTreeMap<String, String>,
+    what: &str,
+) -> Result<Option<RestoreRecord>, ClusterError> {
+    RestoreRecord::from_annotations(annotations)
+        .map_err(|e| ClusterError::Unsupported(format!("{what}: {e}")))
+}
+
+/// A bare Pod has no template to patch: it is deleted and created again with the agent,
+/// the original kept in an annotation of the new Pod and in the session's Secret.
+async fn swap_bare_pod(
+    cluster: &Cluster,
+    target: &ResolvedTarget,
+    plan: &SwapPlan,
+) -> Result<RestoreRecord, ClusterError> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let name = &target.name;
+    let pod = pods
+        .get(name)
+        .await
+        .map_err(|e| kind_error(cluster, e, "get", "pods"))?;
+    if let Some(held) = record_of(
+        &pod.metadata.annotations.clone().unwrap_or_default(),
+        &format!("pod/{name}"),
+    )? {
+        return Err(ClusterError::Unsupported(format!(
+            "pod/{name} is already bridged by {} (session {}, since {}); wait for it to end, or run `kbridge restore pod/{name}` if that session is gone",
+            held.owner, held.session, held.started
+        )));
+    }
+    let original =
+        serde_json::to_value(&pod).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+    let record = RestoreRecord {
+        session: plan.session.clone(),
+        owner: plan.owner.clone(),
+        started: k8s_openapi::jiff::Timestamp::now().to_string(),
+        original_container: serde_json::to_value(&target.container)
+            .map_err(|e| ClusterError::Unsupported(e.to_string()))?,
+    };
+    let agent = serde_json::to_value(agent_container(&target.container, plan))
+        .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+    let replacement = agent_pod(&original, &agent, &record)
+        .map_err(|e| ClusterError::Unsupported(format!("pod/{name}: {e}")))?;
+    let replacement: Pod = serde_json::from_value(replacement)
+        .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+    let keep = recreatable_pod(&original);
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let stored = json!({"stringData": {ORIGINAL_POD_KEY: keep.to_string()}});
+    secrets
+        .patch(
+            &plan.token_secret,
+            &PatchParams::default(),
+            &Patch::Merge(&stored),
+        )
+        .await
+        .map_err(|e| kind_error(cluster, e, "patch", "secrets"))?;
+    delete_pod_and_wait(cluster, &pods, name, pod.metadata.uid.clone()).await?;
+    if let Err(error) = pods.create(&PostParams::default(), &replacement).await {
+        // Put the original back at once rather than leave the service without its pod.
+        let original: Pod =
+            serde_json::from_value(keep).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        let _ = pods.create(&PostParams::default(), &original).await;
+        return Err(kind_error(cluster, error, "create", "pods"));
+    }
+    Ok(record)
+}
+
+/// Deletes a Pod (only the one with `uid`) and waits until its name is free again.
+async fn delete_pod_and_wait(
+    cluster: &Cluster,
+    pods: &Api<Pod>,
+    name: &str,
+    uid: Option<String>,
+) -> Result<(), ClusterError> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match pods.delete(name, &params).await {
+        Ok(_) => {}
+        Err(error) if super::errors::is_not_found(&error) => return Ok(()),
+        Err(error) => return Err(kind_error(cluster, error, "delete", "pods")),
+    }
+    let deadline = tokio::time::Instant::now() + POD_GONE_TIMEOUT;
+    while pods
+        .get_opt(name)
+        .await
+        .map_err(|e| kind_error(cluster, e, "get", "pods"))?
+        .is_some()
+    {
+        if tokio::time::Instant::now() > deadline {
+            return Err(ClusterError::Unsupported(format!(
+                "pod/{name} is still terminating after {}s; check `kubectl describe pod {name}` (a finalizer?)",
+                POD_GONE_TIMEOUT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Puts a bare Pod back: the agent Pod deleted, the original created again — from the agent
+/// Pod's annotation or, when a crash left no Pod at all, from the session's Secret.
+async fn restore_bare_pod(
+    cluster: &Cluster,
+    name: &str,
+    session: Option<&str>,
+) -> Result<RestoreOutcome, ClusterError> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let current = pods
+        .get_opt(name)
+        .await
+        .map_err(|e| kind_error(cluster, e, "get", "pods"))?;
+    let (original, held_by) = match current {
+        Some(pod) => {
+            let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+            let Some(record) = record_of(&annotations, &format!("pod/{name}"))? else {
+                return Ok(RestoreOutcome::NothingToDo(format!(
+                    "pod/{name} is not bridged"
+                )));
+            };
+            if session.is_some_and(|s| s != record.session) {
+                return Ok(RestoreOutcome::NothingToDo(format!(
+                    "pod/{name} is held by another session ({})",
+                    record.session
+                )));
+            }
+            let original = original_pod(&annotations)
+                .map_err(|e| ClusterError::Unsupported(format!("pod/{name}: {e}")))?;
+            delete_pod_and_wait(cluster, &pods, name, pod.metadata.uid.clone()).await?;
+            (original, record.session)
+        }
+        None => {
+            let Some(session) = session else {
+                return Ok(RestoreOutcome::NothingToDo(format!(
+                    "pod/{name} no longer exists"
+                )));
+            };
+            let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+            let stored = secrets
+                .get_opt(&session_secret_name(session))
+                .await
+                .map_err(|e| kind_error(cluster, e, "get", "secrets"))?
+                .and_then(|s| s.data?.get(ORIGINAL_POD_KEY).cloned())
+                .and_then(|raw| serde_json::from_slice::<Value>(&raw.0).ok());
+            match stored {
+                Some(original) => (original, session.to_string()),
+                None => {
+                    return Ok(RestoreOutcome::NothingToDo(format!(
+                        "pod/{name} no longer exists"
+                    )))
+                }
+            }
+        }
+    };
+    let original: Pod = serde_json::from_value(original).map_err(|e| {
+        ClusterError::Unsupported(format!("the stored pod/{name} is not a Pod: {e}"))
+    })?;
+    match pods.create(&PostParams::default(), &original).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => return Err(kind_error(cluster, error, "create", "pods")),
+    }
+    Ok(RestoreOutcome::Restored { session: held_by })
 }
 
 /// Workloads in the cluster's namespace that a session holds: `(kind, name, record)`.
@@ -330,12 +525,32 @@ pub async fn bridged(
         let list = api(cluster, kind)?
             .list(&ListParams::default())
             .await
-            .map_err(|e| kube_error(cluster, e, "list"))?;
+            .map_err(|e| kind_error(cluster, e, "list", kind.resource()))?;
         for object in list.items {
             let annotations = object.metadata.annotations.clone().unwrap_or_default();
             if let Ok(Some(record)) = RestoreRecord::from_annotations(&annotations) {
                 found.push((kind, object.metadata.name.unwrap_or_default(), record));
             }
+        }
+    }
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    for pod in pods
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kind_error(cluster, e, "list", "pods"))?
+        .items
+    {
+        let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+        // Pods of a bridged template carry no record; only a recreated bare Pod does.
+        if !annotations.contains_key(ANNOTATION_ORIGINAL_POD) {
+            continue;
+        }
+        if let Ok(Some(record)) = RestoreRecord::from_annotations(&annotations) {
+            found.push((
+                WorkloadKind::Pod,
+                pod.metadata.name.unwrap_or_default(),
+                record,
+            ));
         }
     }
     Ok(found)

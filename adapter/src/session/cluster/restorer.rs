@@ -1,0 +1,277 @@
+//! The in-cluster restorer (DESIGN §7, second layer): a Job per session running
+//! `kbridge-agent restore-watch` under its own ServiceAccount, whose Role allows only what
+//! putting this one workload back takes. Job, ServiceAccount, Role and RoleBinding are all
+//! dependents of the session's Secret, so deleting the Secret — kbridge at teardown, or the
+//! restorer itself once it has restored — removes every one of them.
+
+use super::connection::Cluster;
+use super::errors::{ClusterError, Request};
+use super::target::WorkloadKind;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, PodSpec, PodTemplateSpec, Secret, ServiceAccount,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::Resource;
+use std::collections::BTreeMap;
+
+/// Everything the restorer needs to know about the session.
+#[derive(Debug, Clone)]
+pub struct RestorerPlan {
+    /// Session id (the `kbridge.dev/session` annotation it must match).
+    pub session: String,
+    /// The workload's kind.
+    pub kind: WorkloadKind,
+    /// The workload's name.
+    pub name: String,
+    /// Label selector of the agent pods (empty for a bare Pod).
+    pub agent_selector: String,
+    /// Image holding `kbridge-agent`.
+    pub image: String,
+    /// Seconds without kbridge before the workload is put back.
+    pub idle_restore_secs: u64,
+    /// The session's Lease.
+    pub lease: String,
+}
+
+/// The name shared by the restorer's Job, ServiceAccount, Role and RoleBinding.
+pub fn restorer_name(session: &str) -> String {
+    format!("kbridge-restorer-{}", session.replace(['_', '.'], "-"))
+}
+
+fn labels(session: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/managed-by".into(), "kbridge".into()),
+        ("app.kubernetes.io/component".into(), "restorer".into()),
+        (
+            "kbridge.dev/session".into(),
+            session.replace(['_', '.'], "-"),
+        ),
+    ])
+}
+
+fn rule(group: &str, resource: &str, names: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(vec![resource.into()]),
+        resource_names: (!names.is_empty()).then(|| names.iter().map(|n| n.to_string()).collect()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The least privilege the restorer needs: read and patch (or, for a bare Pod, delete and
+/// create) this one workload, find the agent pods, delete this session's Lease and Secret.
+pub fn role_rules(plan: &RestorerPlan, secret: &str) -> Vec<PolicyRule> {
+    let name = plan.name.as_str();
+    let mut rules = match plan.kind {
+        WorkloadKind::Pod => vec![
+            rule("", "pods", &[name], &["get", "delete"]),
+            // A Pod is created without a name check: RBAC cannot restrict `create` by name.
+            rule("", "pods", &[], &["create"]),
+        ],
+        kind => vec![
+            rule("apps", kind.resource(), &[name], &["get", "patch"]),
+            rule("", "pods", &[], &["list"]),
+        ],
+    };
+    rules.push(rule("", "secrets", &[secret], &["delete"]));
+    rules.push(rule(
+        "coordination.k8s.io",
+        "leases",
+        &[&plan.lease],
+        &["delete"],
+    ));
+    rules
+}
+
+/// Creates the restorer's objects, each owned by `secret`. Idempotent per session: an
+/// object that already exists (a retried start) is left as it is.
+pub async fn create(
+    cluster: &Cluster,
+    plan: &RestorerPlan,
+    secret: &Secret,
+) -> Result<(), ClusterError> {
+    let name = restorer_name(&plan.session);
+    let secret_name = secret.metadata.name.clone().unwrap_or_default();
+    let owner = OwnerReference {
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        name: secret_name.clone(),
+        uid: secret.metadata.uid.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let meta = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(cluster.namespace.clone()),
+        labels: Some(labels(&plan.session)),
+        owner_references: Some(vec![owner]),
+        ..Default::default()
+    };
+    let account = ServiceAccount {
+        metadata: meta.clone(),
+        automount_service_account_token: Some(true),
+        ..Default::default()
+    };
+    let role = Role {
+        metadata: meta.clone(),
+        rules: Some(role_rules(plan, &secret_name)),
+    };
+    let binding = RoleBinding {
+        metadata: meta.clone(),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: name.clone(),
+            namespace: Some(cluster.namespace.clone()),
+            ..Default::default()
+        }]),
+    };
+    let env = |k: &str, v: String| EnvVar {
+        name: k.into(),
+        value: Some(v),
+        ..Default::default()
+    };
+    let job = Job {
+        metadata: meta,
+        spec: Some(JobSpec {
+            backoff_limit: Some(20),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&plan.session)),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(name.clone()),
+                    restart_policy: Some("OnFailure".into()),
+                    // Not a service of the application: no service links in its environment.
+                    enable_service_links: Some(false),
+                    containers: vec![Container {
+                        name: "restorer".into(),
+                        image: Some(plan.image.clone()),
+                        args: Some(vec!["restore-watch".into()]),
+                        env: Some(vec![
+                            env("KBRIDGE_RESTORE_NAMESPACE", cluster.namespace.clone()),
+                            env(
+                                "KBRIDGE_RESTORE_WORKLOAD",
+                                format!("{}/{}", plan.kind.name(), plan.name),
+                            ),
+                            env(
+                                "KBRIDGE_RESTORE_AGENT_SELECTOR",
+                                plan.agent_selector.clone(),
+                            ),
+                            env("KBRIDGE_SESSION_ID", plan.session.clone()),
+                            env(
+                                "KBRIDGE_IDLE_RESTORE_SECS",
+                                plan.idle_restore_secs.to_string(),
+                            ),
+                            env("KBRIDGE_RESTORE_LEASE", plan.lease.clone()),
+                            env("KBRIDGE_RESTORE_SECRET", secret_name),
+                        ]),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    create_one(cluster, account).await?;
+    create_one(cluster, role).await?;
+    create_one(cluster, binding).await?;
+    create_one(cluster, job).await?;
+    Ok(())
+}
+
+async fn create_one<K>(cluster: &Cluster, object: K) -> Result<(), ClusterError>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(ClusterError::from_kube(
+            error,
+            Request {
+                verb: "create",
+                resource: restorer_resource(&K::kind(&K::DynamicType::default())),
+            },
+            &cluster.namespace,
+            &cluster.url,
+        )),
+    }
+}
+
+fn restorer_resource(kind: &str) -> &'static str {
+    match kind {
+        "ServiceAccount" => "serviceaccounts",
+        "Role" => "roles",
+        "RoleBinding" => "rolebindings",
+        _ => "jobs",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(kind: WorkloadKind) -> RestorerPlan {
+        RestorerPlan {
+            session: "1764590000-123-42".into(),
+            kind,
+            name: "todo-api".into(),
+            agent_selector: "app=todo-api".into(),
+            image: "kbridge/agent:dev".into(),
+            idle_restore_secs: 60,
+            lease: "kbridge-deployment-todo-api".into(),
+        }
+    }
+
+    #[test]
+    fn the_role_names_every_object_it_may_change() {
+        let rules = role_rules(&plan(WorkloadKind::Deployment), "kbridge-s");
+        let patch = &rules[0];
+        assert_eq!(
+            patch.resources.as_deref(),
+            Some(&["deployments".into()][..])
+        );
+        assert_eq!(
+            patch.resource_names.as_deref(),
+            Some(&["todo-api".into()][..])
+        );
+        assert_eq!(patch.verbs, ["get", "patch"]);
+        // Nothing cluster-wide and nothing unnamed but listing pods.
+        for r in &rules {
+            assert!(!r.verbs.iter().any(|v| v == "*"));
+            if r.resource_names.is_none() {
+                assert_eq!(r.verbs, ["list"]);
+            }
+        }
+        let pod_rules = role_rules(&plan(WorkloadKind::Pod), "kbridge-s");
+        assert!(
+            pod_rules
+                .iter()
+                .any(|r| r.verbs == ["create"]
+                    && r.resources.as_deref() == Some(&["pods".into()][..]))
+        );
+    }
+
+    #[test]
+    fn names_are_valid_object_names() {
+        let name = restorer_name("1764590000-123.42_x");
+        assert_eq!(name, "kbridge-restorer-1764590000-123-42-x");
+    }
+}

@@ -1,0 +1,153 @@
+//! `azds-local.env`, the file Azure Dev Spaces read before `KubernetesLocalProcessConfig.yaml`
+//! existed: `NAME=VALUE` lines whose values carry `${volumes.NAME}`, `${volumes.NAME|PATH}`,
+//! `${services.SVC}` and `${services.NS.SVC}`. It is translated into the newer format, so the
+//! rest of kbridge knows one configuration only.
+
+use crate::local_process::{EnvEntry, LocalProcessConfig, VolumeMount};
+use crate::ConfigError;
+
+/// Whether `path` names an `azds-local.env` style file rather than a YAML one.
+pub fn is_azds_env(path: &str) -> bool {
+    let name = std::path::Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(path);
+    name.ends_with(".env")
+}
+
+/// Reads an `azds-local.env` file; `file` names it in errors, which carry the line.
+pub fn parse_azds_env(text: &str, file: &str) -> Result<LocalProcessConfig, ConfigError> {
+    let mut config = LocalProcessConfig::default();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let error = |message: String| ConfigError::File {
+            file: file.to_string(),
+            line: index + 1,
+            message,
+        };
+        let (name, value) = line
+            .split_once('=')
+            .ok_or_else(|| error(format!("`{line}` is not NAME=VALUE")))?;
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(error(format!("`{name}` is not a variable name")));
+        }
+        let value = translate_value(value.trim(), &mut config.volume_mounts)
+            .map_err(|m| error(format!("`{name}`: {m}")))?;
+        config.env.push(EnvEntry {
+            name: name.to_string(),
+            value,
+        });
+    }
+    Ok(config)
+}
+
+/// Rewrites `${…}` tokens into the `$(…)` tokens of `KubernetesLocalProcessConfig.yaml`,
+/// adding a `volumeMounts` entry for each `${volumes.NAME|PATH}`.
+fn translate_value(value: &str, mounts: &mut Vec<VolumeMount>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("token `{}` has no closing `}}`", &rest[start..]))?;
+        let token = &after[..end];
+        out.push_str(&translate_token(token, mounts)?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn translate_token(token: &str, mounts: &mut Vec<VolumeMount>) -> Result<String, String> {
+    let (kind, argument) = token
+        .split_once('.')
+        .ok_or_else(|| format!("token `${{{token}}}` is not of the form ${{KIND.VALUE}}"))?;
+    if argument.is_empty() {
+        return Err(format!("token `${{{token}}}` has nothing after `{kind}.`"));
+    }
+    match kind.to_ascii_lowercase().as_str() {
+        "volumes" => {
+            let (volume, local_path) = match argument.split_once('|') {
+                Some((volume, path)) => (volume, Some(path.to_string())),
+                None => (argument, None),
+            };
+            if let Some(existing) = mounts.iter_mut().find(|m| m.name == volume) {
+                if existing.local_path.is_none() {
+                    existing.local_path = local_path;
+                }
+            } else {
+                mounts.push(VolumeMount {
+                    name: volume.to_string(),
+                    local_path,
+                });
+            }
+            Ok(format!("$(volumeMounts:{volume})"))
+        }
+        // `${services.NS.SVC}` names the namespace first; the newer token puts it second.
+        "services" => Ok(match argument.split_once('.') {
+            Some((namespace, service)) => format!("$(services:{service}.{namespace})"),
+            None => format!("$(services:{argument})"),
+        }),
+        _ => Err(format!(
+            "unknown token kind `{kind}` in `${{{token}}}`; expected volumes or services"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local_process::{parse_value, ValuePart};
+
+    const EXAMPLE: &str = "# downloads the whitelist volume
+WHITELIST_PATH=${volumes.whitelist}/whitelist
+
+KUBERNETES_IN_CLUSTER_CONFIG_OVERWRITE=${volumes.default-token-*|/var/run/secrets/kubernetes.io/serviceaccount}
+MYAPP1_SERVICE_HOST=${services.myapp1}
+MYAPP2_SERVICE_HOST=${services.mynamespace.myapp2}
+PLAIN=value with = sign
+";
+
+    #[test]
+    fn reads_the_dev_spaces_format() {
+        assert!(is_azds_env("/src/azds-local.env") && !is_azds_env("K.yaml"));
+        let config = parse_azds_env(EXAMPLE, "azds-local.env").expect("valid file");
+        assert_eq!(config.volume_mounts.len(), 2);
+        assert_eq!(config.volume_mounts[0].name, "whitelist");
+        assert_eq!(config.volume_mounts[0].local_path, None);
+        assert_eq!(
+            config.volume_mounts[1].local_path.as_deref(),
+            Some("/var/run/secrets/kubernetes.io/serviceaccount")
+        );
+        assert_eq!(config.env[0].value, "$(volumeMounts:whitelist)/whitelist");
+        assert_eq!(
+            parse_value(&config.env[3].value).expect("tokens"),
+            [ValuePart::Service {
+                name: "myapp2".into(),
+                namespace: Some("mynamespace".into()),
+                ports: vec![]
+            }]
+        );
+        assert_eq!(config.env[4].value, "value with = sign");
+    }
+
+    #[test]
+    fn mistakes_name_their_line() {
+        let err = parse_azds_env("A=1\nB=${secrets.x}\n", "azds-local.env").expect_err("token");
+        let text = err.to_string();
+        assert!(
+            text.contains("line 2") && text.contains("secrets"),
+            "{text}"
+        );
+        let err = parse_azds_env("A=1\n\nno equals sign\n", "azds-local.env").expect_err("line");
+        assert!(err.to_string().contains("line 3"), "{err}");
+        let err = parse_azds_env("A=${volumes.x\n", "azds-local.env").expect_err("unclosed");
+        assert!(err.to_string().contains("closing"), "{err}");
+    }
+}

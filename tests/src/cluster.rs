@@ -1,0 +1,186 @@
+//! Helpers for tests against the fixture cluster: a kube client, plain HTTP calls to
+//! ClusterIPs, a snapshot of a namespace's objects to prove a session left nothing behind,
+//! and finding kbridge's own processes (to kill them the way a crash would).
+
+use crate::fixture::FixtureCluster;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// A free local TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// GET `path` over plain HTTP/1.0; returns the body.
+pub fn http_get(host: &str, port: u16, path: &str) -> std::io::Result<String> {
+    let mut stream = std::net::TcpStream::connect((host, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
+}
+
+/// A client for the fixture, default namespace `todo`.
+pub async fn client_for(fixture: &FixtureCluster) -> kube::Client {
+    kbridge::session::cluster::connection::Cluster::connect_with(
+        Some(&fixture.kubeconfig),
+        None,
+        Some("todo"),
+    )
+    .await
+    .expect("connect")
+    .client
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: if group.is_empty() {
+            version.into()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// Every object of the kinds a session may touch in `namespace`, as JSON, without what
+/// Kubernetes itself changes (resourceVersion, generation, status, timestamps, uid) — so
+/// `before == after` means the session left the namespace exactly as it found it. Pods
+/// are left out: a rollout replaces them by design.
+pub async fn namespace_snapshot(client: &kube::Client, namespace: &str) -> Value {
+    let kinds = [
+        resource("apps", "v1", "Deployment", "deployments"),
+        resource("apps", "v1", "StatefulSet", "statefulsets"),
+        resource("", "v1", "Service", "services"),
+        resource("", "v1", "Secret", "secrets"),
+        resource("", "v1", "ConfigMap", "configmaps"),
+        resource("", "v1", "ServiceAccount", "serviceaccounts"),
+        resource("coordination.k8s.io", "v1", "Lease", "leases"),
+        resource("batch", "v1", "Job", "jobs"),
+        resource("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+        resource(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+        ),
+        resource("networking.k8s.io", "v1", "Ingress", "ingresses"),
+    ];
+    let mut snapshot = serde_json::Map::new();
+    for ar in kinds {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
+        let mut objects = serde_json::Map::new();
+        for object in api.list(&ListParams::default()).await.expect("list").items {
+            let mut value = serde_json::to_value(&object).expect("json");
+            if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+                for volatile in [
+                    "resourceVersion",
+                    "generation",
+                    "uid",
+                    "creationTimestamp",
+                    "managedFields",
+                ] {
+                    meta.remove(volatile);
+                }
+                // The Deployment controller records its revision; a rollout and its
+                // rollback legitimately move it.
+                if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+                    a.remove("deployment.kubernetes.io/revision");
+                }
+            }
+            if let Some(o) = value.as_object_mut() {
+                o.remove("status");
+            }
+            let name = object.metadata.name.clone().unwrap_or_default();
+            objects.insert(name, value);
+        }
+        snapshot.insert(ar.plural.clone(), Value::Object(objects));
+    }
+    json!(snapshot)
+}
+
+/// The names (in `snapshot` order) that differ between two snapshots, for readable failures.
+pub fn snapshot_diff(before: &Value, after: &Value) -> Vec<String> {
+    let mut differences = Vec::new();
+    let empty = serde_json::Map::new();
+    for (kind, objects) in before.as_object().unwrap_or(&empty) {
+        let later = after[kind].as_object().unwrap_or(&empty);
+        for (name, value) in objects.as_object().unwrap_or(&empty) {
+            match later.get(name) {
+                None => differences.push(format!("{kind}/{name} is gone")),
+                Some(v) if v != value => differences.push(format!("{kind}/{name} changed: {v}")),
+                _ => {}
+            }
+        }
+        for name in later.keys() {
+            if !objects.as_object().unwrap_or(&empty).contains_key(name) {
+                differences.push(format!("{kind}/{name} was left behind"));
+            }
+        }
+    }
+    differences
+}
+
+/// Pids of processes whose command line contains every one of `words`.
+pub fn pids_with(words: &[&str]) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if words.iter().all(|w| args.iter().any(|a| a.contains(w))) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// SIGKILLs a process, as a crash or an editor force-quit would.
+pub fn kill9(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics after `limit` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

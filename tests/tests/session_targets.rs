@@ -1,0 +1,277 @@
+//! Targets beyond a Deployment, and mistakes that must stop a session before it changes
+//! anything: a StatefulSet, a bare Pod (recreated, then recreated as it was), a missing RBAC
+//! permission, an unknown token in the config file.
+
+use k8s_openapi::api::core::v1::Pod;
+use kbridge_tests::cluster::{client_for, namespace_snapshot, snapshot_diff};
+use kbridge_tests::fixture::FixtureCluster;
+use kbridge_tests::{kbridge_bin, temp_dir};
+use kube::api::Api;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kbridge(kubeconfig: &Path, tmp: &Path, args: &[&str]) -> Output {
+    Command::new(kbridge_bin())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("TMPDIR", tmp)
+        .output()
+        .expect("run kbridge")
+}
+
+fn apply(fixture: &FixtureCluster, tmp: &Path, name: &str, manifest: &str) {
+    let path = tmp.join(format!("{name}.yaml"));
+    std::fs::write(&path, manifest).expect("write manifest");
+    fixture.kubectl(&["apply", "-f", &path.to_string_lossy()]);
+}
+
+const EXTRA: &str = "apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: counter, namespace: todo}
+spec:
+  serviceName: counter
+  replicas: 1
+  selector: {matchLabels: {app: counter}}
+  template:
+    metadata: {labels: {app: counter}}
+    spec:
+      containers:
+      - name: counter
+        image: kbridge-samples/stats-api:1.0
+        env: [{name: COUNTER_MODE, value: stateful}]
+        ports: [{name: http, containerPort: 8081}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: solo, namespace: todo, labels: {app: solo}, annotations: {team: blue}}
+spec:
+  containers:
+  - name: solo
+    image: kbridge-samples/stats-api:1.0
+    env: [{name: SOLO_MODE, value: bare}]
+    ports: [{name: http, containerPort: 8081}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: solo, namespace: todo}
+spec:
+  selector: {app: solo}
+  ports: [{name: http, port: 80, targetPort: http}]
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statefulset_and_a_bare_pod_are_bridged_and_put_back() {
+    let fixture = FixtureCluster::start_demo("targets-kinds");
+    let tmp = temp_dir("targets-kinds");
+    apply(&fixture, &tmp, "extra", EXTRA);
+    let client = client_for(&fixture).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "todo");
+    // Wait for the bare pod to run before taking it over.
+    for _ in 0..100 {
+        if pods
+            .get("solo")
+            .await
+            .ok()
+            .and_then(|p| p.status?.phase)
+            .as_deref()
+            == Some("Running")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let before = namespace_snapshot(&client, "todo").await;
+    let solo_before = pods.get("solo").await.expect("solo");
+
+    let run = |target: &'static [&'static str], script: &'static str| {
+        let mut args = vec![
+            "run",
+            "--namespace",
+            "todo",
+            "--agent-image",
+            "kbridge/agent:dev",
+        ];
+        args.extend(target);
+        args.extend(["--", "sh", "-c", script]);
+        kbridge(&fixture.kubeconfig, &tmp, &args)
+    };
+    let out = run(
+        &["--workload", "statefulset/counter"],
+        "echo MODE=$COUNTER_MODE",
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("MODE=stateful"),
+        "{stdout} {stderr}"
+    );
+
+    let out = run(&["--pod", "solo"], "echo MODE=$SOLO_MODE");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("MODE=bare"),
+        "{stdout} {stderr}"
+    );
+    assert!(stderr.contains("bridged pod/solo"), "{stderr}");
+
+    let diff = snapshot_diff(&before, &namespace_snapshot(&client, "todo").await);
+    assert!(diff.is_empty(), "namespace as before: {diff:#?}");
+    // The bare Pod is a new object with the old spec, labels and annotations.
+    let solo_after = pods.get("solo").await.expect("solo recreated");
+    assert_ne!(
+        solo_after.metadata.uid, solo_before.metadata.uid,
+        "recreated"
+    );
+    assert_eq!(solo_after.metadata.labels, solo_before.metadata.labels);
+    assert_eq!(
+        solo_after.metadata.annotations,
+        solo_before.metadata.annotations
+    );
+    let (a, b) = (
+        solo_after.spec.expect("spec").containers,
+        solo_before.spec.expect("spec").containers,
+    );
+    assert_eq!(a, b, "the original containers are back");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_permission_is_named_and_nothing_changes() {
+    let fixture = FixtureCluster::start_demo("targets-rbac");
+    let tmp = temp_dir("targets-rbac");
+    // A developer who may read everything, create the session's Secret and Lease, but not
+    // patch Deployments.
+    apply(
+        &fixture,
+        &tmp,
+        "rbac",
+        "apiVersion: v1
+kind: ServiceAccount
+metadata: {name: dev, namespace: todo}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: dev-no-patch, namespace: todo}
+rules:
+- apiGroups: ['']
+  resources: [pods, services, endpoints, secrets, configmaps, serviceaccounts, events]
+  verbs: [get, list, watch]
+- apiGroups: ['']
+  resources: [secrets]
+  verbs: [create, delete]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments, replicasets, statefulsets]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: dev-no-patch, namespace: todo}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: dev-no-patch}
+subjects: [{kind: ServiceAccount, name: dev, namespace: todo}]
+",
+    );
+    let client = client_for(&fixture).await;
+    let before = namespace_snapshot(&client, "todo").await;
+    let restricted = fixture.kubeconfig_for_service_account("todo", "dev");
+    let out = kbridge(
+        &restricted,
+        &tmp,
+        &[
+            "run",
+            "--namespace",
+            "todo",
+            "--service",
+            "todo-api",
+            "--agent-image",
+            "kbridge/agent:dev",
+            "--",
+            "true",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("may not patch deployments") && stderr.contains("todo"),
+        "names the verb and resource: {stderr}"
+    );
+    let diff = snapshot_diff(&before, &namespace_snapshot(&client, "todo").await);
+    assert!(diff.is_empty(), "nothing left changed: {diff:#?}");
+    // `kbridge doctor` says the same before anyone tries.
+    let doctor = kbridge(&restricted, &tmp, &["doctor", "--namespace", "todo"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&doctor.stdout),
+        String::from_utf8_lossy(&doctor.stderr)
+    );
+    assert!(
+        text.contains("patch") && text.contains("deployments"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_token_in_the_config_file_stops_before_the_cluster_changes() {
+    let fixture = FixtureCluster::start_demo("targets-config");
+    let tmp = temp_dir("targets-config");
+    let client = client_for(&fixture).await;
+    let before = namespace_snapshot(&client, "todo").await;
+    let config = tmp.join("KubernetesLocalProcessConfig.yaml");
+    std::fs::write(
+        &config,
+        "version: 0.1\nenv:\n  - name: OK\n    value: plain\n  - name: DB\n    value: $(secrets:db)\n",
+    )
+    .expect("write");
+    let out = kbridge(
+        &fixture.kubeconfig,
+        &tmp,
+        &[
+            "run",
+            "--namespace",
+            "todo",
+            "--service",
+            "todo-api",
+            "--config",
+            &config.to_string_lossy(),
+            "--",
+            "true",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 6") && stderr.contains("secrets") && stderr.contains("`DB`"),
+        "names line and key: {stderr}"
+    );
+    // And the older azds-local.env format, with its own token syntax.
+    let azds = tmp.join("azds-local.env");
+    std::fs::write(&azds, "GOOD=${services.stats-api}\nBAD=${secrets.db}\n").expect("write");
+    let out = kbridge(
+        &fixture.kubeconfig,
+        &tmp,
+        &[
+            "run",
+            "--namespace",
+            "todo",
+            "--service",
+            "todo-api",
+            "--config",
+            &azds.to_string_lossy(),
+            "--",
+            "true",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("line 2") && stderr.contains("secrets"),
+        "{stderr}"
+    );
+    let diff = snapshot_diff(&before, &namespace_snapshot(&client, "todo").await);
+    assert!(diff.is_empty(), "nothing changed: {diff:#?}");
+}
