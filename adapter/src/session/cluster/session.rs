@@ -69,7 +69,34 @@ impl super::super::SessionBackend for ClusterBackend {
 }
 
 fn step(events: &EventSink, text: impl Into<String>) {
-    let _ = events.send(SessionEvent::Step(text.into()));
+    let text = text.into();
+    record_timing(&text);
+    let _ = events.send(SessionEvent::Step(text));
+}
+
+/// When this session's setup began, for the phase timings.
+static SETUP_STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// With `KBRIDGE_TIMINGS=FILE`, appends `{"ms": …, "step": …}` for each setup step (ms since
+/// setup began), so a benchmark can break setup time down by phase.
+fn record_timing(step: &str) {
+    let Some(path) = std::env::var_os("KBRIDGE_TIMINGS") else {
+        return;
+    };
+    let ms = SETUP_STARTED
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+        * 1000.0;
+    let line = format!("{}\n", serde_json::json!({"ms": ms, "step": step}));
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(error) = written {
+        tracing::warn!(%error, "cannot write KBRIDGE_TIMINGS");
+    }
 }
 
 fn owner() -> String {
@@ -115,6 +142,7 @@ async fn open(
     events: EventSink,
     guardian: &Guardian,
 ) -> Result<ClusterSession, Box<dyn std::error::Error + Send + Sync>> {
+    SETUP_STARTED.get_or_init(std::time::Instant::now);
     let settings = &request.settings;
     let Some(target_spec) = &request.target else {
         return Err("no target".into());
@@ -279,6 +307,7 @@ async fn open(
                 })
                 .await?;
         }
+        step(&events, "starting the in-cluster restorer");
         restorer::create(&cluster, &restorer, &secret).await?;
     }
 
@@ -625,6 +654,7 @@ async fn open(
         inbound: ports.clone(),
         agents: agents.clone(),
     };
+    record_timing("session ready");
     if let Err(error) = registry::serve(std::sync::Arc::new(view), &tasks, cancel.clone()) {
         // Diagnostics and reuse are conveniences: the session itself works without them.
         tracing::warn!(%error, "cannot publish the session for `kbridge diagnostics`");
