@@ -172,6 +172,10 @@ pub struct TargetArgs {
     /// The agent image.
     #[arg(long)]
     pub agent_image: Option<String>,
+    /// Only requests routed as NAME reach this machine (header `kubernetes-route-as: NAME`
+    /// or a Host starting with `NAME.`); without NAME one is generated (`<user>-<4 hex>`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
+    pub isolate_as: Option<String>,
 }
 
 /// Output formats of `kbridge env`.

@@ -5,7 +5,7 @@ use crate::cli::{EnvFormatArg, TargetArgs};
 use anyhow::{bail, Context};
 use kbridge::env::EnvLayers;
 use kbridge::session::{open_session_as, BridgeSession, Guardian, SessionEvent, SessionId};
-use kbridge_config::{BridgeSettings, EnvVars, HostsMode, PortMapping};
+use kbridge_config::{BridgeSettings, EnvVars, HostsMode, IsolateAs, PortMapping};
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -47,6 +47,10 @@ fn settings(args: &TargetArgs) -> anyhow::Result<BridgeSettings> {
         hosts,
         config: args.config.clone(),
         agent_image: args.agent_image.clone(),
+        isolate_as: args.isolate_as.as_deref().map(|name| match name {
+            "" => IsolateAs::Generate(true),
+            name => IsolateAs::Name(name.to_string()),
+        }),
         ..BridgeSettings::default()
     })
 }

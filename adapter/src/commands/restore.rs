@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context};
 use kbridge::session::cluster::connection::Cluster;
+use kbridge::session::cluster::isolation;
 use kbridge::session::cluster::target::WorkloadKind;
 use kbridge::session::cluster::workload::{self, RestoreOutcome};
 use std::process::ExitCode;
@@ -28,7 +29,28 @@ pub async fn run(
             .map(|(kind, name, _)| (kind, name))
             .collect(),
     };
-    if targets.is_empty() {
+    // Isolation (DESIGN §9) changed Services, not workloads: `--all` ends every isolation of
+    // the namespace too, restoring each Service's selector and removing routers and clones.
+    let isolated = if all {
+        isolation::isolated(&cluster).await?
+    } else {
+        Vec::new()
+    };
+    for service in &isolated {
+        let ended = isolation::leave_all(&cluster, &service.service)
+            .await
+            .with_context(|| format!("ending the isolation of service {}", service.service))?;
+        println!(
+            "restored service {} (ended isolation of: {})",
+            service.service,
+            if ended.is_empty() {
+                "a router without sessions".to_string()
+            } else {
+                ended.join(", ")
+            }
+        );
+    }
+    if targets.is_empty() && isolated.is_empty() {
         println!("nothing to restore in namespace '{}'", cluster.namespace);
     }
     for (kind, name) in targets {

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Namespace;
 use kbridge::session::cluster::connection::Cluster;
-use kbridge::session::cluster::workload;
+use kbridge::session::cluster::{isolation, workload};
 use kbridge::session::registry;
 use kube::api::{Api, ListParams};
 use std::process::ExitCode;
@@ -49,7 +49,7 @@ pub async fn run(
         vec![cluster.namespace.clone()]
     };
     let mut rows = Vec::new();
-    for ns in namespaces {
+    for ns in namespaces.clone() {
         let scoped = Cluster {
             namespace: ns.clone(),
             ..cluster.clone()
@@ -72,6 +72,39 @@ pub async fn run(
             "NAMESPACE", "WORKLOAD", "SESSION", "OWNER"
         );
         for row in rows {
+            println!("{row}");
+        }
+    }
+    let mut isolated_rows = Vec::new();
+    for ns in &namespaces {
+        let scoped = Cluster {
+            namespace: ns.clone(),
+            ..cluster.clone()
+        };
+        for service in isolation::isolated(&scoped).await? {
+            if service.sessions.is_empty() {
+                isolated_rows.push(format!(
+                    "{ns:<16} {:<24} (router left without sessions: run `kbridge restore --all -n {ns}`)",
+                    service.service
+                ));
+            }
+            for (route_as, session) in &service.sessions {
+                isolated_rows.push(format!(
+                    "{ns:<16} {:<24} {:<16} {:<28} header '{}: {route_as}' or Host prefix '{route_as}.'",
+                    service.service,
+                    route_as,
+                    session,
+                    isolation::ROUTE_HEADER
+                ));
+            }
+        }
+    }
+    if !isolated_rows.is_empty() {
+        println!(
+            "\n{:<16} {:<24} {:<16} {:<28} ROUTE",
+            "NAMESPACE", "ISOLATED SERVICE", "ISOLATED AS", "SESSION"
+        );
+        for row in isolated_rows {
             println!("{row}");
         }
     }

@@ -34,6 +34,22 @@ pub enum UndoStep {
         /// The session whose block goes.
         session: String,
     },
+    /// End this session's isolation of a Service (DESIGN §9): its clone and Ingress copies
+    /// go; the last session out restores the Service's selector and removes the router.
+    LeaveIsolation {
+        /// The kubeconfig file used, if not the default.
+        kubeconfig: Option<PathBuf>,
+        /// The context used.
+        context: Option<String>,
+        /// Namespace.
+        namespace: String,
+        /// The isolated Service.
+        service: String,
+        /// The session's route name.
+        route_as: String,
+        /// The session.
+        session: String,
+    },
     /// Put a workload's original container back (if this session still holds it).
     RestoreWorkload {
         /// Where the cluster is: the kubeconfig file used, if not the default.
@@ -103,6 +119,28 @@ impl UndoStep {
                         .await
                         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 }
+                Ok(())
+            }
+            UndoStep::LeaveIsolation {
+                kubeconfig,
+                context,
+                namespace,
+                service,
+                route_as,
+                session,
+            } => {
+                use super::cluster::{connection::Cluster, isolation};
+                let cluster = Cluster::connect_with(
+                    kubeconfig.as_deref(),
+                    context.as_deref(),
+                    Some(namespace),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let outcome = isolation::leave(&cluster, service, route_as, Some(session))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(?outcome, %service, %route_as, "left the isolation");
                 Ok(())
             }
             UndoStep::RestoreWorkload {

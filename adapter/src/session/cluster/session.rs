@@ -7,11 +7,12 @@ use super::addresses::AddressBook;
 use super::connection::Cluster;
 use super::errors::ClusterError;
 use super::hosts::{self, HostsEntry};
+use super::isolation;
 use super::lease;
 use super::outbound::{self, ForwardedService};
 use super::restorer;
 use super::rollout::wait_for_agents;
-use super::target::{resolve, ResolvedTarget, WorkloadKind};
+use super::target::{ResolvedTarget, WorkloadKind};
 use super::tunnels::{self, Agents, PortMap, TunnelNotice};
 use super::workload::{self, SwapPlan, TOKEN_KEY};
 use crate::env::EnvLayers;
@@ -23,7 +24,7 @@ use crate::session::{
 };
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kbridge_config::local_process::{parse_value, LocalProcessConfig, ValuePart};
-use kbridge_config::{EnvVars, HostsMode, PortMapping};
+use kbridge_config::{EnvVars, HostsMode, IsolateAs, PortMapping};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -100,9 +101,7 @@ fn record_timing(step: &str) {
 }
 
 fn owner() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "someone".into());
+    let user = user();
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
@@ -182,7 +181,9 @@ async fn open(
         &events,
         format!("resolving {target_spec} in namespace {}", cluster.namespace),
     );
-    let mut target = resolve(&cluster, target_spec, settings.container.as_deref()).await?;
+    // Through an isolated Service's saved selector, so a session never swaps the router.
+    let target =
+        isolation::resolve_target(&cluster, target_spec, settings.container.as_deref()).await?;
     let session = request.id.0.clone();
     let token = kbridge_agent::handshake::generate_token()
         .map_err(|e| format!("no randomness for the session token: {e}"))?;
@@ -224,92 +225,41 @@ async fn open(
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(60);
-    // Exclusive use: a live holder is refused (by the annotations check in the swap),
-    // a stale one — its session is gone — is restored first.
-    let lease = lease::lease_name(target.kind.name(), &target.name);
-    match lease::holder(&cluster, &lease).await? {
-        lease::Holder::Stale { session: gone } => {
-            step(
-                &events,
-                format!("session {gone} holding {} is gone (its lease expired); restoring the workload first", target.workload()),
-            );
-            workload::restore(&cluster, target.kind, &target.name, Some(&gone)).await?;
-            // What we resolved was the gone session's agent; the real container is back now.
-            target = resolve(&cluster, target_spec, settings.container.as_deref()).await?;
-        }
-        lease::Holder::Alive { session: other } if other != session => {
-            return Err(lease::in_use(&target.workload(), &other, &cluster.namespace).into());
-        }
-        _ => {}
-    }
-    // Checked before anything changes: a bad mapping must not cost a rollout.
-    let ports = port_map(&target, &settings.ports)?;
-    guardian
-        .record(UndoStep::DeleteObject {
-            kubeconfig: kubeconfig.clone(),
-            context: settings.context.clone(),
-            namespace: cluster.namespace.clone(),
-            kind: "lease".into(),
-            name: lease.clone(),
-        })
-        .await?;
-    lease::acquire(&cluster, &lease, &session, &target.workload()).await?;
-    guardian
-        .record(UndoStep::RestoreWorkload {
-            kubeconfig: kubeconfig.clone(),
-            context: settings.context.clone(),
-            namespace: cluster.namespace.clone(),
-            kind: target.kind.name().into(),
-            name: target.name.clone(),
+    let takeover = Takeover {
+        cluster: &cluster,
+        guardian,
+        events: &events,
+        kubeconfig: kubeconfig.clone(),
+        context: settings.context.clone(),
+        plan: SwapPlan {
             session: session.clone(),
-        })
-        .await?;
-    step(
-        &events,
-        format!(
-            "replacing container '{}' of {} with the kbridge agent",
-            target.container.name,
-            target.workload()
-        ),
-    );
-    let plan = SwapPlan {
-        session: session.clone(),
-        owner: owner(),
-        agent_image: agent_image.clone(),
-        token_secret: secret_name,
-        idle_restore_secs,
-    };
-    workload::swap(&cluster, &target, &plan).await?;
-    if restorer_enabled() {
-        // Created after the swap: a restorer that finds no session annotation ends at once.
-        let restorer = restorer::RestorerPlan {
-            session: session.clone(),
-            kind: target.kind,
-            name: target.name.clone(),
-            agent_selector: if target.kind == WorkloadKind::Pod {
-                String::new()
-            } else {
-                super::target::label_selector(&target.selector)
-            },
-            image: agent_image.clone(),
+            owner: owner(),
+            agent_image: agent_image.clone(),
+            token_secret: secret_name,
             idle_restore_secs,
-            lease: lease.clone(),
-        };
-        let name = restorer::restorer_name(&session);
-        for kind in ["serviceaccount", "role", "rolebinding", "job"] {
-            guardian
-                .record(UndoStep::DeleteObject {
-                    kubeconfig: kubeconfig.clone(),
-                    context: settings.context.clone(),
-                    namespace: cluster.namespace.clone(),
-                    kind: kind.into(),
-                    name: name.clone(),
-                })
-                .await?;
+        },
+        secret: &secret,
+    };
+    let (target, ports, lease) = match &settings.isolate_as {
+        None | Some(IsolateAs::Generate(false)) => {
+            takeover
+                .swap(
+                    target,
+                    target_spec,
+                    settings.container.as_deref(),
+                    &settings.ports,
+                )
+                .await?
         }
-        step(&events, "starting the in-cluster restorer");
-        restorer::create(&cluster, &restorer, &secret).await?;
-    }
+        Some(wanted) => {
+            let route_as = match wanted {
+                IsolateAs::Name(name) => name.clone(),
+                _ => isolation::generated_name(&user()),
+            };
+            takeover.isolate(target, &route_as, &settings.ports).await?
+        }
+    };
+    let plan = takeover.plan;
 
     let replicas = target.replicas.max(1);
     let progress_events = events.clone();
@@ -342,15 +292,10 @@ async fn open(
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    {
+    if let Some(lease) = lease {
         // Heartbeats come from kbridge itself, never from the debuggee: a process paused
         // on a breakpoint keeps its session.
-        let (cluster, lease, session, cancel) = (
-            cluster.clone(),
-            lease.clone(),
-            session.clone(),
-            cancel.clone(),
-        );
+        let (cluster, session, cancel) = (cluster.clone(), session.clone(), cancel.clone());
         tasks.spawn(async move {
             loop {
                 tokio::select! {
@@ -752,6 +697,164 @@ impl registry::SessionView for ClusterView {
             hosts_file: self.hosts_file.clone(),
         }
     }
+}
+
+/// What taking the workload over needs: the cluster, the guardian to record each change
+/// with before making it, and the swap plan shared by both ways of taking over.
+struct Takeover<'a> {
+    cluster: &'a Cluster,
+    guardian: &'a Guardian,
+    events: &'a EventSink,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    plan: SwapPlan,
+    secret: &'a Secret,
+}
+
+impl Takeover<'_> {
+    fn delete_step(&self, kind: &str, name: &str) -> UndoStep {
+        UndoStep::DeleteObject {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.cluster.namespace.clone(),
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The whole workload: its Lease taken (a stale holder restored first), the target
+    /// container swapped for the agent, the in-cluster restorer started.
+    async fn swap(
+        &self,
+        mut target: ResolvedTarget,
+        target_spec: &kbridge_config::Target,
+        container: Option<&str>,
+        port_mappings: &[PortMapping],
+    ) -> Result<(ResolvedTarget, PortMap, Option<String>), Box<dyn std::error::Error + Send + Sync>>
+    {
+        let (cluster, events, session) = (self.cluster, self.events, &self.plan.session);
+        // Exclusive use: a live holder is refused (by the annotations check in the swap),
+        // a stale one — its session is gone — is restored first.
+        let lease = lease::lease_name(target.kind.name(), &target.name);
+        match lease::holder(cluster, &lease).await? {
+            lease::Holder::Stale { session: gone } => {
+                step(
+                    events,
+                    format!("session {gone} holding {} is gone (its lease expired); restoring the workload first", target.workload()),
+                );
+                workload::restore(cluster, target.kind, &target.name, Some(&gone)).await?;
+                // What we resolved was the gone session's agent; the real container is back now.
+                target = isolation::resolve_target(cluster, target_spec, container).await?;
+            }
+            lease::Holder::Alive { session: other } if &other != session => {
+                return Err(lease::in_use(&target.workload(), &other, &cluster.namespace).into());
+            }
+            _ => {}
+        }
+        // Checked before anything changes: a bad mapping must not cost a rollout.
+        let ports = port_map(&target, port_mappings)?;
+        self.guardian
+            .record(self.delete_step("lease", &lease))
+            .await?;
+        lease::acquire(cluster, &lease, session, &target.workload()).await?;
+        self.guardian
+            .record(UndoStep::RestoreWorkload {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+                namespace: cluster.namespace.clone(),
+                kind: target.kind.name().into(),
+                name: target.name.clone(),
+                session: session.clone(),
+            })
+            .await?;
+        step(
+            events,
+            format!(
+                "replacing container '{}' of {} with the kbridge agent",
+                target.container.name,
+                target.workload()
+            ),
+        );
+        workload::swap(cluster, &target, &self.plan).await?;
+        if restorer_enabled() {
+            // Created after the swap: a restorer that finds no session annotation ends at once.
+            let restorer = restorer::RestorerPlan {
+                session: session.clone(),
+                kind: target.kind,
+                name: target.name.clone(),
+                agent_selector: if target.kind == WorkloadKind::Pod {
+                    String::new()
+                } else {
+                    super::target::label_selector(&target.selector)
+                },
+                image: self.plan.agent_image.clone(),
+                idle_restore_secs: self.plan.idle_restore_secs,
+                lease: lease.clone(),
+            };
+            let name = restorer::restorer_name(session);
+            for kind in ["serviceaccount", "role", "rolebinding", "job"] {
+                self.guardian.record(self.delete_step(kind, &name)).await?;
+            }
+            step(events, "starting the in-cluster restorer");
+            restorer::create(cluster, &restorer, self.secret).await?;
+        }
+        Ok((target, ports, Some(lease)))
+    }
+
+    /// Only this session's requests (DESIGN §9): the original workload keeps serving, a
+    /// one-replica clone runs the agent, the shared router sends requests routed as
+    /// `route_as` to it. Returns the clone as the target the rest of the session works on.
+    async fn isolate(
+        &self,
+        target: ResolvedTarget,
+        route_as: &str,
+        port_mappings: &[PortMapping],
+    ) -> Result<(ResolvedTarget, PortMap, Option<String>), Box<dyn std::error::Error + Send + Sync>>
+    {
+        let (cluster, events, session) = (self.cluster, self.events, &self.plan.session);
+        let ports = port_map(&target, port_mappings)?;
+        let service = isolation::fronting_service(cluster, &target).await?;
+        self.guardian
+            .record(UndoStep::LeaveIsolation {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+                namespace: cluster.namespace.clone(),
+                service: service.clone(),
+                route_as: route_as.to_string(),
+                session: session.clone(),
+            })
+            .await?;
+        step(
+            events,
+            format!(
+                "isolating service {service} as '{route_as}': starting the router and a clone of {} with the kbridge agent",
+                target.workload()
+            ),
+        );
+        let joined = isolation::join(
+            cluster,
+            &target,
+            route_as,
+            &isolation::IsolationPlan {
+                session: session.clone(),
+                owner: self.plan.owner.clone(),
+                agent_image: self.plan.agent_image.clone(),
+                token_secret: self.plan.token_secret.clone(),
+                idle_restore_secs: self.plan.idle_restore_secs,
+                ready_timeout: READY_TIMEOUT,
+            },
+        )
+        .await?;
+        let _ = events.send(SessionEvent::Notice(joined.summary()));
+        // Isolated sessions share the workload: no Lease to hold.
+        Ok((joined.clone_target(&target), ports, None))
+    }
+}
+
+fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "someone".into())
 }
 
 /// The in-cluster restorer runs unless `KBRIDGE_RESTORER=off` (for clusters where a session
