@@ -151,7 +151,8 @@ pub struct BridgeSettings {
     /// Reach services through `*_SERVICE_HOST`/`*_PORT` variables only, no hosts entries.
     #[serde(default)]
     pub use_kubernetes_service_environment_variables: Option<bool>,
-    /// Path of `KubernetesLocalProcessConfig.yaml`.
+    /// Path of `KubernetesLocalProcessConfig.yaml`, or of an older `azds-local.env` (a name
+    /// ending in `.env`).
     #[serde(default)]
     pub config: Option<String>,
     /// End the session when debugging ends (default true); `false` keeps it for the next launch.
