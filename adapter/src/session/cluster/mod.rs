@@ -11,6 +11,7 @@ pub mod isolation;
 pub mod lease;
 pub mod outbound;
 pub mod restorer;
+pub mod route_header;
 pub mod rollout;
 pub mod service_links;
 pub mod session;

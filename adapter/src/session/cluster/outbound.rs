@@ -4,6 +4,7 @@
 
 use super::addresses::AddressBook;
 use super::hosts::{service_names, HostsEntry};
+use super::route_header::{splice_rewriting, RouteHeaderRewriter};
 use super::service_links::{self, ServicePort};
 use super::tunnels::{Agents, TunnelNotice};
 use k8s_openapi::api::core::v1::Service;
@@ -147,7 +148,10 @@ async fn bind_all(
     None
 }
 
-/// Binds the Service's listeners and starts forwarding; returns what was bound.
+/// Binds the Service's listeners and starts forwarding; returns what was bound. With
+/// `route_as` (an isolated session), plain HTTP/1.x requests sent through get the route
+/// header when they lack it (DESIGN §9).
+#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     service: &Service,
     namespace: &str,
@@ -156,6 +160,7 @@ pub async fn forward(
     tasks: &TaskTracker,
     notices: tokio::sync::mpsc::UnboundedSender<TunnelNotice>,
     cancel: CancellationToken,
+    route_as: Option<String>,
 ) -> Option<ForwardedService> {
     let name = service.metadata.name.clone()?;
     let ports = service_ports(service);
@@ -173,6 +178,7 @@ pub async fn forward(
         let remote = port.port;
         let cancel = cancel.clone();
         let conn_tasks = tasks.clone();
+        let route_as = route_as.clone();
         tasks.spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -182,6 +188,7 @@ pub async fn forward(
                 let Ok((mut socket, peer)) = accepted else { continue };
                 let agents = agents.clone();
                 let destination = destination.clone();
+                let route_as = route_as.clone();
                 conn_tasks.spawn(async move {
                     let Some((pod, agent)) = agents.pick() else {
                         tracing::warn!(%peer, "no agent connected; dropping outbound connection");
@@ -190,9 +197,15 @@ pub async fn forward(
                     match agent.open_outbound(&destination, remote).await {
                         Ok(mut stream) => {
                             let _ = socket.set_nodelay(true);
-                            let (sent, received) = tokio::io::copy_bidirectional(&mut socket, &mut stream)
-                                .await
-                                .unwrap_or_default();
+                            let (sent, received) = match &route_as {
+                                Some(route_as) => {
+                                    splice_rewriting(socket, stream, RouteHeaderRewriter::new(route_as))
+                                        .await
+                                }
+                                None => tokio::io::copy_bidirectional(&mut socket, &mut stream)
+                                    .await
+                                    .unwrap_or_default(),
+                            };
                             agents.count_outbound(&pod, sent, received);
                         }
                         Err(error) => tracing::warn!(%destination, remote, %error, "outbound connection failed"),

@@ -240,8 +240,14 @@ async fn open(
         },
         secret: &secret,
     };
-    let (target, ports, lease) = match &settings.isolate_as {
-        None | Some(IsolateAs::Generate(false)) => {
+    // The route name of an isolated session; outbound requests carry it too.
+    let route_as: Option<String> = match &settings.isolate_as {
+        None | Some(IsolateAs::Generate(false)) => None,
+        Some(IsolateAs::Name(name)) => Some(name.clone()),
+        Some(_) => Some(isolation::generated_name(&user())),
+    };
+    let (target, ports, lease) = match &route_as {
+        None => {
             takeover
                 .swap(
                     target,
@@ -251,13 +257,7 @@ async fn open(
                 )
                 .await?
         }
-        Some(wanted) => {
-            let route_as = match wanted {
-                IsolateAs::Name(name) => name.clone(),
-                _ => isolation::generated_name(&user()),
-            };
-            takeover.isolate(target, &route_as, &settings.ports).await?
-        }
+        Some(route_as) => takeover.isolate(target, route_as, &settings.ports).await?,
     };
     let plan = takeover.plan;
 
@@ -334,6 +334,7 @@ async fn open(
             &tasks,
             notice_tx.clone(),
             cancel.clone(),
+            route_as.clone(),
         )
         .await
         {
