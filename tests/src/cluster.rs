@@ -100,6 +100,14 @@ pub async fn namespace_snapshot(client: &kube::Client, namespace: &str) -> Value
                 if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
                     a.remove("deployment.kubernetes.io/revision");
                 }
+                // Taken right after start, the controller may not have annotated yet.
+                if meta
+                    .get("annotations")
+                    .and_then(Value::as_object)
+                    .is_some_and(|a| a.is_empty())
+                {
+                    meta.remove("annotations");
+                }
             }
             if let Some(o) = value.as_object_mut() {
                 o.remove("status");

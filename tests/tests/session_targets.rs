@@ -275,3 +275,90 @@ async fn an_unknown_token_in_the_config_file_stops_before_the_cluster_changes() 
     let diff = snapshot_diff(&before, &namespace_snapshot(&client, "todo").await);
     assert!(diff.is_empty(), "nothing changed: {diff:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_config_file_reaches_a_service_of_another_namespace() {
+    let fixture = FixtureCluster::start_demo("targets-other-ns");
+    let tmp = temp_dir("targets-other-ns");
+    apply(
+        &fixture,
+        &tmp,
+        "shared",
+        "apiVersion: v1
+kind: Namespace
+metadata: {name: shared}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stats-shared, namespace: shared}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: stats-shared}}
+  template:
+    metadata: {labels: {app: stats-shared}}
+    spec:
+      containers:
+      - name: stats
+        image: kbridge-samples/stats-api:1.0
+        ports: [{name: http, containerPort: 8081}]
+        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: stats-shared, namespace: shared}
+spec:
+  selector: {app: stats-shared}
+  ports: [{name: http, port: 80, targetPort: http}]
+",
+    );
+    let config = tmp.join("KubernetesLocalProcessConfig.yaml");
+    std::fs::write(
+        &config,
+        "version: 0.1\nenv:\n  - name: SHARED_STATS\n    value: http://$(services:stats-shared.shared)/stats\n",
+    )
+    .expect("write");
+    // By the variable, and by the name `stats-shared.shared` (hosts mode namespace).
+    let script = r#"
+import os, time, urllib.request
+for url in (os.environ["SHARED_STATS"], "http://stats-shared.shared/stats"):
+    for attempt in range(50):
+        try:
+            print("answer", urllib.request.urlopen(url, timeout=10).read().decode())
+            break
+        except Exception as error:
+            last = error
+            time.sleep(0.2)
+    else:
+        print("failed", url, last)
+"#;
+    let out = kbridge(
+        &fixture.kubeconfig,
+        &tmp,
+        &[
+            "run",
+            "--namespace",
+            "todo",
+            "--service",
+            "todo-api",
+            "--agent-image",
+            "kbridge/agent:dev",
+            "--hosts",
+            "namespace",
+            "--config",
+            &config.to_string_lossy(),
+            "--",
+            "python3",
+            "-c",
+            script,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout} {stderr}");
+    assert_eq!(
+        stdout.matches("answer").count(),
+        2,
+        "both ways reach the other namespace's service: {stdout} {stderr}"
+    );
+    assert!(!stdout.contains("failed"), "{stdout}");
+}

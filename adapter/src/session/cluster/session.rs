@@ -352,6 +352,7 @@ async fn open(
 
     // KubernetesLocalProcessConfig.yaml: volumes to download, env entries with tokens.
     let mut config_layer = EnvVars::new();
+    let mut external: Vec<HostsEntry> = Vec::new();
     if let Some(config) = &config_file {
         let mut local_volumes: BTreeMap<String, PathBuf> = BTreeMap::new();
         // As in Bridge to Kubernetes, `$(volumeMounts:NAME)` alone downloads the volume
@@ -413,14 +414,76 @@ async fn open(
                             ))?;
                         value.push_str(&path);
                     }
-                    ValuePart::Service { name, .. } => {
-                        let f = forwarded
+                    ValuePart::Service {
+                        name, namespace, ..
+                    } => {
+                        let namespace = namespace.unwrap_or_else(|| cluster.namespace.clone());
+                        let known = forwarded
                             .iter()
-                            .find(|f| f.name == name)
-                            .ok_or_else(|| format!("env `{}`: service '{name}' is not forwarded (is it in namespace {}?)", entry.name, cluster.namespace))?;
-                        value.push_str(&f.address.to_string());
+                            .find(|f| f.name == name && f.namespace == namespace)
+                            .map(|f| f.address);
+                        let address = match known {
+                            Some(address) => address,
+                            // A Service of another namespace is forwarded when the config
+                            // file names it, as Bridge to Kubernetes did.
+                            None => {
+                                let api: Api<Service> =
+                                    Api::namespaced(cluster.client.clone(), &namespace);
+                                let service = api.get_opt(&name).await?.ok_or_else(|| {
+                                    format!("env `{}`: service '{name}' not found in namespace '{namespace}'", entry.name)
+                                })?;
+                                let f = outbound::forward(
+                                    &service,
+                                    &namespace,
+                                    &mut book,
+                                    agents.clone(),
+                                    &tasks,
+                                    notice_tx.clone(),
+                                    cancel.clone(),
+                                    route_as.clone(),
+                                )
+                                .await
+                                .ok_or_else(|| format!("env `{}`: service {name}.{namespace} has no TCP port to forward", entry.name))?;
+                                let address = f.address;
+                                forwarded.push(f);
+                                address
+                            }
+                        };
+                        value.push_str(&address.to_string());
                     }
-                    ValuePart::ExternalEndpoint { host, .. } => value.push_str(&host),
+                    ValuePart::ExternalEndpoint { host, ports } => {
+                        // Reached from inside the cluster: the agent dials HOST:PORT, and the
+                        // name resolves locally to the listener (hosts modes namespace/system).
+                        if !external
+                            .iter()
+                            .any(|e: &HostsEntry| e.names == [host.clone()])
+                        {
+                            let service: Service = serde_json::from_value(serde_json::json!({
+                                "metadata": {"name": format!("external-{}", host.replace('.', "-"))},
+                                "spec": {"type": "ExternalName", "externalName": host,
+                                         "ports": ports.iter().map(|p| serde_json::json!({"name": format!("p{p}"), "port": p})).collect::<Vec<_>>()}
+                            }))?;
+                            let f = outbound::forward(
+                                &service,
+                                &cluster.namespace,
+                                &mut book,
+                                agents.clone(),
+                                &tasks,
+                                notice_tx.clone(),
+                                cancel.clone(),
+                                None,
+                            )
+                            .await
+                            .ok_or_else(|| {
+                                format!("env `{}`: cannot listen for {host}", entry.name)
+                            })?;
+                            external.push(HostsEntry {
+                                address: f.address,
+                                names: vec![host.clone()],
+                            });
+                        }
+                        value.push_str(&host);
+                    }
                 }
             }
             config_layer.set(entry.name.clone(), Some(value));
@@ -429,7 +492,15 @@ async fn open(
 
     let hosts_entries: Vec<HostsEntry> = forwarded
         .iter()
-        .map(ForwardedService::hosts_entry)
+        .map(|f| {
+            let mut entry = f.hosts_entry();
+            if f.namespace != cluster.namespace {
+                // The bare name belongs to this namespace's Service of that name.
+                entry.names.retain(|n| n != &f.name);
+            }
+            entry
+        })
+        .chain(external)
         .collect();
     let mode = resolve_hosts_mode(
         settings.hosts.unwrap_or_default(),
