@@ -10,6 +10,23 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+/// Writes a line to stderr. Unlike `eprintln!` it does not panic when stderr is gone (a
+/// closed terminal, a parent that stopped reading): the session must still end cleanly.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// [`say!`] without the newline (a spinner line on a terminal).
+macro_rules! say_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// The `bridge` settings the flags describe.
 fn settings(args: &TargetArgs) -> anyhow::Result<BridgeSettings> {
     let ports = args
@@ -99,10 +116,10 @@ async fn open_with(
             }
             match event {
                 // On a terminal each step replaces the last; in logs each gets a line.
-                SessionEvent::Step(step) if tty => eprint!("\r\x1b[2Kkbridge: {step}…"),
-                SessionEvent::Step(step) => eprintln!("kbridge: {step}"),
+                SessionEvent::Step(step) if tty => say_inline!("\r\x1b[2Kkbridge: {step}…"),
+                SessionEvent::Step(step) => say!("kbridge: {step}"),
                 SessionEvent::Notice(notice) => {
-                    eprintln!("{}kbridge: {notice}", if tty { "\r\x1b[2K" } else { "" })
+                    say!("{}kbridge: {notice}", if tty { "\r\x1b[2K" } else { "" })
                 }
             }
         }
@@ -110,7 +127,7 @@ async fn open_with(
     let (session, guardian) =
         open_session_as(id.clone(), settings, Some(target), events, held).await?;
     if tty {
-        eprintln!();
+        say!("");
     }
     Ok((session, guardian, id))
 }
@@ -121,7 +138,7 @@ async fn close(mut session: Box<dyn BridgeSession>, guardian: Guardian) -> anyho
     if !failures.is_empty() {
         bail!("teardown failed: {}", failures.join("; "));
     }
-    eprintln!("kbridge: session ended, cluster restored");
+    say!("kbridge: session ended, cluster restored");
     Ok(())
 }
 
@@ -230,11 +247,11 @@ pub async fn connect(
     if let Some(path) = env_file {
         std::fs::write(path, dotenv(&environment(session.as_ref())))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("kbridge: environment written to {}", path.display());
+        say!("kbridge: environment written to {}", path.display());
     }
-    eprintln!("kbridge: session {id} is up; press Ctrl-C to end it");
+    say!("kbridge: session {id} is up; press Ctrl-C to end it");
     let which = signal().await?;
-    eprintln!("kbridge: {which}: ending the session");
+    say!("kbridge: {which}: ending the session");
     close(session, guardian).await?;
     Ok(ExitCode::SUCCESS)
 }
