@@ -6,7 +6,8 @@
 //! [`outbound`] and [`files`] are the data streams, [`server`] runs the agent, [`client`] talks
 //! to it, [`health`]/[`idle`] serve probes and the dead-man switch, and [`restore`] holds the
 //! annotation contract the restorer ([`restore_watch`]) and the adapter share. [`router`] is the
-//! isolation router (`kbridge-agent router`, DESIGN §9).
+//! isolation router (`kbridge-agent router`, DESIGN §9), and [`isolation_record`] the
+//! isolated Service's bookkeeping that kbridge and the restorer both read and patch.
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod handshake;
 pub mod health;
 pub mod idle;
 pub mod inbound;
+pub mod isolation_record;
 pub mod mounts;
 pub mod mux;
 pub mod outbound;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kbridge_agent::restore_watch::{self, AgentSource, WatchOptions};
+use kbridge_agent::restore_watch::{self, AgentSource, IsolationWatchOptions, WatchOptions};
 use kbridge_agent::{Agent, AgentConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +23,8 @@ struct Cli {
 enum Command {
     /// Run the agent (the default); configured by KBRIDGE_* environment variables.
     Serve,
-    /// Watch one agent and restore its workload when the agent is orphaned.
+    /// Watch one agent and restore its workload when the agent is orphaned (or, with
+    /// --isolation, end the session's isolation of a Service).
     RestoreWatch {
         /// One agent health endpoint, host:port (instead of --agent-selector).
         #[arg(long, env = "KBRIDGE_RESTORE_AGENT", conflicts_with = "agent_selector")]
@@ -44,8 +45,17 @@ enum Command {
         #[arg(long, env = "KBRIDGE_RESTORE_NAMESPACE")]
         namespace: String,
         /// Workload as KIND/NAME, e.g. deployment/todo-api.
-        #[arg(long, env = "KBRIDGE_RESTORE_WORKLOAD")]
-        workload: String,
+        #[arg(
+            long,
+            env = "KBRIDGE_RESTORE_WORKLOAD",
+            required_unless_present = "isolation"
+        )]
+        workload: Option<String>,
+        /// An isolated session instead of a workload, as SERVICE/ROUTE_AS (e.g.
+        /// todo-api/alice): the agents are the clone's, and restoring removes the route from
+        /// the Service (the last one out puts its selector back and removes the router).
+        #[arg(long, env = "KBRIDGE_RESTORE_ISOLATION", conflicts_with = "workload")]
+        isolation: Option<String>,
         /// Session id (the kbridge.dev/session annotation it must match).
         #[arg(long, env = "KBRIDGE_SESSION_ID")]
         session: String,
@@ -87,6 +97,7 @@ fn main() -> anyhow::Result<()> {
                 secret,
                 namespace,
                 workload,
+                isolation,
                 session,
                 interval,
                 grace,
@@ -98,26 +109,55 @@ fn main() -> anyhow::Result<()> {
                     signals.recv().await;
                     on_signal.cancel();
                 });
-                let outcome = restore_watch::run(
-                    WatchOptions {
-                        agents: match agent {
-                            Some(address) => AgentSource::Address(address),
-                            None => AgentSource::Pods {
-                                selector: agent_selector,
-                                port: agent_port,
-                            },
-                        },
-                        lease,
-                        secret,
-                        namespace,
-                        workload,
-                        session,
-                        interval: Duration::from_secs(interval.max(1)),
-                        unreachable_grace: Duration::from_secs(grace),
+                let agents = match agent {
+                    Some(address) => AgentSource::Address(address),
+                    None => AgentSource::Pods {
+                        selector: agent_selector,
+                        port: agent_port,
                     },
-                    cancel,
-                )
-                .await?;
+                };
+                let interval = Duration::from_secs(interval.max(1));
+                let unreachable_grace = Duration::from_secs(grace);
+                let outcome = match (isolation, workload) {
+                    (Some(isolation), _) => {
+                        let (service, route_as) = isolation
+                            .split_once('/')
+                            .filter(|(s, r)| !s.is_empty() && !r.is_empty())
+                            .with_context(|| {
+                                format!("--isolation '{isolation}' is not SERVICE/ROUTE_AS (e.g. todo-api/alice)")
+                            })?;
+                        restore_watch::run_isolation(
+                            IsolationWatchOptions {
+                                agents,
+                                namespace,
+                                service: service.to_string(),
+                                route_as: route_as.to_string(),
+                                session,
+                                interval,
+                                unreachable_grace,
+                                secret,
+                            },
+                            cancel,
+                        )
+                        .await?
+                    }
+                    (None, workload) => {
+                        restore_watch::run(
+                            WatchOptions {
+                                agents,
+                                lease,
+                                secret,
+                                namespace,
+                                workload: workload.unwrap_or_default(),
+                                session,
+                                interval,
+                                unreachable_grace,
+                            },
+                            cancel,
+                        )
+                        .await?
+                    }
+                };
                 tracing::info!(%outcome, "restore-watch finished");
                 Ok(())
             }

@@ -2,13 +2,22 @@
 //! replica) and the workload's `kbridge.dev/*` annotations, and puts the workload back — a
 //! template patched, a bare Pod recreated — when the agents report "orphaned" (or stay
 //! unreachable past the grace period), then removes the session's Lease and Secret.
+//!
+//! For an isolated session (`--isolation SERVICE/ROUTE_AS`, DESIGN §9) the agents are the
+//! clone's, and "restoring" ends the session's isolation the way kbridge's own leave does,
+//! with the same [`crate::isolation_record`] patches: the route is removed from the
+//! Service (the last session out puts the original selector back and deletes the router
+//! and the origin Service), then the session's Secret, and with it the clone, the Ingress
+//! copies and the restorer's own objects.
 
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
     Preconditions,
@@ -16,6 +25,10 @@ use kube::api::{
 use tokio_util::sync::CancellationToken;
 
 use crate::idle::SessionState;
+use crate::isolation_record::{
+    decide_leave, leave_patch, origin_name, router_name, router_removable, IsolationRecordError,
+    LeaveDecision,
+};
 use crate::restore::{
     decide, original_pod, restore_patch, AgentObservation, Decision, RestoreError,
 };
@@ -35,6 +48,12 @@ pub enum RestoreWatchError {
     /// The restore record is unusable.
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    /// The isolated Service's record is unusable.
+    #[error(transparent)]
+    Isolation(#[from] IsolationRecordError),
+    /// The isolated Service kept changing under the restorer.
+    #[error("service '{0}' kept changing while the restorer updated it")]
+    Conflicts(String),
     /// Interrupted by a signal.
     #[error("interrupted before the session ended")]
     Cancelled,
@@ -77,6 +96,31 @@ pub struct WatchOptions {
     /// restorer itself.
     pub secret: Option<String>,
 }
+
+/// What to watch for an isolated session.
+#[derive(Debug, Clone)]
+pub struct IsolationWatchOptions {
+    /// The clone's agent(s) to ask.
+    pub agents: AgentSource,
+    /// Namespace of the Service.
+    pub namespace: String,
+    /// The isolated Service.
+    pub service: String,
+    /// The session's route name (`isolateAs`).
+    pub route_as: String,
+    /// Session id the restorer was created for (the value registered for `route_as`).
+    pub session: String,
+    /// Time between checks.
+    pub interval: Duration,
+    /// How long an unreachable agent is tolerated before leaving.
+    pub unreachable_grace: Duration,
+    /// The session's Secret, deleted after leaving: the clone, the Ingress copies and the
+    /// restorer's Job, ServiceAccount, Role and RoleBinding are its dependents.
+    pub secret: Option<String>,
+}
+
+/// How often a Service update that met a 409 Conflict is read and tried again.
+const CONFLICT_RETRIES: usize = 10;
 
 /// The API resource for a workload kind name as users type it.
 pub fn workload_resource(kind: &str) -> Option<ApiResource> {
@@ -213,6 +257,175 @@ pub async fn run_with_client(
             _ = cancel.cancelled() => return Err(RestoreWatchError::Cancelled),
             _ = tokio::time::sleep(opts.interval) => {}
         }
+    }
+}
+
+/// Like [`run`], for an isolated session: watches the clone's agents with in-cluster
+/// credentials and ends the session's isolation once they are orphaned.
+pub async fn run_isolation(
+    opts: IsolationWatchOptions,
+    cancel: CancellationToken,
+) -> Result<String, RestoreWatchError> {
+    let config =
+        kube::Config::incluster().map_err(|e| RestoreWatchError::InCluster(e.to_string()))?;
+    let client = kube::Client::try_from(config)?;
+    run_isolation_with_client(client, opts, cancel).await
+}
+
+/// Like [`run_isolation`], with a client built elsewhere (tests).
+pub async fn run_isolation_with_client(
+    client: kube::Client,
+    opts: IsolationWatchOptions,
+    cancel: CancellationToken,
+) -> Result<String, RestoreWatchError> {
+    if let AgentSource::Pods { selector, .. } = &opts.agents {
+        if selector.is_empty() {
+            return Err(RestoreWatchError::Options(
+                "an isolated session's restorer needs the clone's agent selector".into(),
+            ));
+        }
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), &opts.namespace);
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        let observation = match observe(&opts.agents, &pods, "deployment", "").await {
+            Some(state) => {
+                unreachable_since = None;
+                AgentObservation::State(state)
+            }
+            None => {
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                AgentObservation::Unreachable(since.elapsed())
+            }
+        };
+        let service = services.get_opt(&opts.service).await?;
+        match decide_leave(
+            service.as_ref(),
+            &opts.route_as,
+            &opts.session,
+            observation,
+            opts.unreachable_grace,
+        )? {
+            LeaveDecision::Done(reason) => {
+                // The session's route is gone: kbridge left (and is deleting the Secret,
+                // and this restorer, itself), or an earlier run of this restorer was cut
+                // short after taking the route off. Finish what such a run left undone.
+                remove_router_if_unused(&client, &opts).await?;
+                delete_secret(&client, &opts).await;
+                return Ok(reason);
+            }
+            LeaveDecision::Wait => {}
+            LeaveDecision::Leave => {
+                let last = leave_isolation(&client, &opts).await?;
+                delete_secret(&client, &opts).await;
+                return Ok(format!(
+                    "ended the isolation of service {} as '{}' after session {} was orphaned{}",
+                    opts.service,
+                    opts.route_as,
+                    opts.session,
+                    if last {
+                        "; it was the last one, so the service is back as it was"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(RestoreWatchError::Cancelled),
+            _ = tokio::time::sleep(opts.interval) => {}
+        }
+    }
+}
+
+/// Removes the session's route from the Service (resourceVersion-guarded, read again on a
+/// 409); the last session out also puts the selector back and deletes the router and the
+/// origin Service. Returns whether it was the last.
+async fn leave_isolation(
+    client: &kube::Client,
+    opts: &IsolationWatchOptions,
+) -> Result<bool, RestoreWatchError> {
+    let services: Api<Service> = Api::namespaced(client.clone(), &opts.namespace);
+    let mut last = None;
+    for _ in 0..CONFLICT_RETRIES {
+        let Some(service) = services.get_opt(&opts.service).await? else {
+            last = Some(true);
+            break;
+        };
+        let plan = leave_patch(&service, &opts.route_as, Some(&opts.session))?;
+        let Some(patch) = plan.patch else {
+            last = Some(plan.last);
+            break;
+        };
+        match services
+            .patch(
+                &opts.service,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {
+                last = Some(plan.last);
+                break;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let last = last.ok_or_else(|| RestoreWatchError::Conflicts(opts.service.clone()))?;
+    if last {
+        remove_router_if_unused(client, opts).await?;
+    }
+    Ok(last)
+}
+
+/// Deletes the router Deployment, its ServiceAccount, Role and RoleBinding and the origin
+/// Service, unless a session is registered on the Service (one joined meanwhile).
+async fn remove_router_if_unused(
+    client: &kube::Client,
+    opts: &IsolationWatchOptions,
+) -> Result<(), RestoreWatchError> {
+    let services: Api<Service> = Api::namespaced(client.clone(), &opts.namespace);
+    let current = services.get_opt(&opts.service).await?;
+    if !router_removable(current.as_ref())? {
+        return Ok(());
+    }
+    let ns = &opts.namespace;
+    let name = router_name(&opts.service);
+    delete_quietly(&Api::<Deployment>::namespaced(client.clone(), ns), &name).await?;
+    delete_quietly(&services, &origin_name(&opts.service)).await?;
+    delete_quietly(&Api::<RoleBinding>::namespaced(client.clone(), ns), &name).await?;
+    delete_quietly(&Api::<Role>::namespaced(client.clone(), ns), &name).await?;
+    delete_quietly(
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        &name,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes the session's Secret in the background, and with it the clone, the Ingress
+/// copies and this restorer's objects. A failure is logged: the route is gone already.
+async fn delete_secret(client: &kube::Client, opts: &IsolationWatchOptions) {
+    if let Some(secret) = &opts.secret {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
+        if let Err(error) = delete_quietly(&api, secret).await {
+            tracing::warn!(%error, %secret, "cannot delete the session's secret");
+        }
+    }
+}
+
+/// Deletes `name` in the background; one already gone is fine.
+async fn delete_quietly<K>(api: &Api<K>, name: &str) -> Result<(), RestoreWatchError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

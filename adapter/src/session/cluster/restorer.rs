@@ -3,6 +3,11 @@
 //! putting this one workload back takes. Job, ServiceAccount, Role and RoleBinding are all
 //! dependents of the session's Secret, so deleting the Secret — kbridge at teardown, or the
 //! restorer itself once it has restored — removes every one of them.
+//!
+//! An isolated session (DESIGN §9) gets one too ([`IsolationRestorerPlan`]): it watches the
+//! clone's agent and, once it is orphaned, takes the session's route off the Service (the
+//! last one out restores the selector and removes the router and the origin Service), then
+//! deletes the Secret, which removes the clone and the Ingress copies as well.
 
 use super::connection::Cluster;
 use super::errors::{ClusterError, Request};
@@ -34,6 +39,23 @@ pub struct RestorerPlan {
     pub idle_restore_secs: u64,
     /// The session's Lease.
     pub lease: String,
+}
+
+/// What the restorer of an isolated session needs to know.
+#[derive(Debug, Clone)]
+pub struct IsolationRestorerPlan {
+    /// Session id (the value registered for `route_as` on the Service).
+    pub session: String,
+    /// The isolated Service.
+    pub service: String,
+    /// The session's route name.
+    pub route_as: String,
+    /// Label selector of the clone's pods (its agent).
+    pub agent_selector: String,
+    /// Image holding `kbridge-agent`.
+    pub image: String,
+    /// Seconds without kbridge before the session's isolation is ended.
+    pub idle_restore_secs: u64,
 }
 
 /// The name shared by the restorer's Job, ServiceAccount, Role and RoleBinding.
@@ -87,6 +109,35 @@ pub fn role_rules(plan: &RestorerPlan, secret: &str) -> Vec<PolicyRule> {
     rules
 }
 
+/// The least privilege the restorer of an isolated session needs, exactly what
+/// `restore-watch --isolation` calls: read and patch the Service; list pods to find the
+/// clone's agent; delete the origin Service, the router Deployment and its ServiceAccount,
+/// Role and RoleBinding (the last session out), and this session's Secret (which takes the
+/// clone and the Ingress copies with it).
+pub fn isolation_role_rules(plan: &IsolationRestorerPlan, secret: &str) -> Vec<PolicyRule> {
+    use kbridge_agent::isolation_record::{origin_name, router_name};
+    let router = router_name(&plan.service);
+    let rbac = "rbac.authorization.k8s.io";
+    vec![
+        rule("", "services", &[&plan.service], &["get", "patch"]),
+        rule("", "services", &[&origin_name(&plan.service)], &["delete"]),
+        rule("", "pods", &[], &["list"]),
+        rule("apps", "deployments", &[&router], &["delete"]),
+        rule("", "serviceaccounts", &[&router], &["delete"]),
+        rule(rbac, "roles", &[&router], &["delete"]),
+        rule(rbac, "rolebindings", &[&router], &["delete"]),
+        rule("", "secrets", &[secret], &["delete"]),
+    ]
+}
+
+fn env(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
 /// Creates the restorer's objects, each owned by `secret`. Idempotent per session: an
 /// object that already exists (a retried start) is left as it is.
 pub async fn create(
@@ -94,19 +145,81 @@ pub async fn create(
     plan: &RestorerPlan,
     secret: &Secret,
 ) -> Result<(), ClusterError> {
-    let name = restorer_name(&plan.session);
+    let secret_name = secret.metadata.name.clone().unwrap_or_default();
+    let vars = vec![
+        env("KBRIDGE_RESTORE_NAMESPACE", cluster.namespace.clone()),
+        env(
+            "KBRIDGE_RESTORE_WORKLOAD",
+            format!("{}/{}", plan.kind.name(), plan.name),
+        ),
+        env(
+            "KBRIDGE_RESTORE_AGENT_SELECTOR",
+            plan.agent_selector.clone(),
+        ),
+        env("KBRIDGE_SESSION_ID", plan.session.clone()),
+        env(
+            "KBRIDGE_IDLE_RESTORE_SECS",
+            plan.idle_restore_secs.to_string(),
+        ),
+        env("KBRIDGE_RESTORE_LEASE", plan.lease.clone()),
+        env("KBRIDGE_RESTORE_SECRET", secret_name.clone()),
+    ];
+    let rules = role_rules(plan, &secret_name);
+    create_objects(cluster, &plan.session, &plan.image, rules, vars, secret).await
+}
+
+/// Creates the restorer of an isolated session (`restore-watch --isolation SVC/NAME`),
+/// each object owned by `secret`; idempotent like [`create`].
+pub async fn create_for_isolation(
+    cluster: &Cluster,
+    plan: &IsolationRestorerPlan,
+    secret: &Secret,
+) -> Result<(), ClusterError> {
+    let secret_name = secret.metadata.name.clone().unwrap_or_default();
+    let vars = vec![
+        env("KBRIDGE_RESTORE_NAMESPACE", cluster.namespace.clone()),
+        env(
+            "KBRIDGE_RESTORE_ISOLATION",
+            format!("{}/{}", plan.service, plan.route_as),
+        ),
+        env(
+            "KBRIDGE_RESTORE_AGENT_SELECTOR",
+            plan.agent_selector.clone(),
+        ),
+        env("KBRIDGE_SESSION_ID", plan.session.clone()),
+        env(
+            "KBRIDGE_IDLE_RESTORE_SECS",
+            plan.idle_restore_secs.to_string(),
+        ),
+        env("KBRIDGE_RESTORE_SECRET", secret_name.clone()),
+    ];
+    let rules = isolation_role_rules(plan, &secret_name);
+    create_objects(cluster, &plan.session, &plan.image, rules, vars, secret).await
+}
+
+/// The ServiceAccount, Role, RoleBinding and Job of a restorer running `restore-watch`
+/// with `vars`, each owned by `secret`.
+async fn create_objects(
+    cluster: &Cluster,
+    session: &str,
+    image: &str,
+    rules: Vec<PolicyRule>,
+    vars: Vec<EnvVar>,
+    secret: &Secret,
+) -> Result<(), ClusterError> {
+    let name = restorer_name(session);
     let secret_name = secret.metadata.name.clone().unwrap_or_default();
     let owner = OwnerReference {
         api_version: "v1".into(),
         kind: "Secret".into(),
-        name: secret_name.clone(),
+        name: secret_name,
         uid: secret.metadata.uid.clone().unwrap_or_default(),
         ..Default::default()
     };
     let meta = ObjectMeta {
         name: Some(name.clone()),
         namespace: Some(cluster.namespace.clone()),
-        labels: Some(labels(&plan.session)),
+        labels: Some(labels(session)),
         owner_references: Some(vec![owner]),
         ..Default::default()
     };
@@ -117,7 +230,7 @@ pub async fn create(
     };
     let role = Role {
         metadata: meta.clone(),
-        rules: Some(role_rules(plan, &secret_name)),
+        rules: Some(rules),
     };
     let binding = RoleBinding {
         metadata: meta.clone(),
@@ -133,18 +246,13 @@ pub async fn create(
             ..Default::default()
         }]),
     };
-    let env = |k: &str, v: String| EnvVar {
-        name: k.into(),
-        value: Some(v),
-        ..Default::default()
-    };
     let job = Job {
         metadata: meta,
         spec: Some(JobSpec {
             backoff_limit: Some(20),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(&plan.session)),
+                    labels: Some(labels(session)),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -154,26 +262,9 @@ pub async fn create(
                     enable_service_links: Some(false),
                     containers: vec![Container {
                         name: "restorer".into(),
-                        image: Some(plan.image.clone()),
+                        image: Some(image.to_string()),
                         args: Some(vec!["restore-watch".into()]),
-                        env: Some(vec![
-                            env("KBRIDGE_RESTORE_NAMESPACE", cluster.namespace.clone()),
-                            env(
-                                "KBRIDGE_RESTORE_WORKLOAD",
-                                format!("{}/{}", plan.kind.name(), plan.name),
-                            ),
-                            env(
-                                "KBRIDGE_RESTORE_AGENT_SELECTOR",
-                                plan.agent_selector.clone(),
-                            ),
-                            env("KBRIDGE_SESSION_ID", plan.session.clone()),
-                            env(
-                                "KBRIDGE_IDLE_RESTORE_SECS",
-                                plan.idle_restore_secs.to_string(),
-                            ),
-                            env("KBRIDGE_RESTORE_LEASE", plan.lease.clone()),
-                            env("KBRIDGE_RESTORE_SECRET", secret_name),
-                        ]),
+                        env: Some(vars),
                         ..Default::default()
                     }],
                     ..Default::default()
@@ -267,6 +358,41 @@ mod tests {
                 .any(|r| r.verbs == ["create"]
                     && r.resources.as_deref() == Some(&["pods".into()][..]))
         );
+    }
+
+    #[test]
+    fn an_isolated_sessions_role_names_only_its_service_router_and_secret() {
+        let plan = IsolationRestorerPlan {
+            session: "1764590000-123-42".into(),
+            service: "todo-api".into(),
+            route_as: "bob".into(),
+            agent_selector: "kbridge.dev/route-for=todo-api,kbridge.dev/route-as=bob".into(),
+            image: "kbridge/agent:dev".into(),
+            idle_restore_secs: 60,
+        };
+        let rules = isolation_role_rules(&plan, "kbridge-s");
+        let find = |resource: &str, verb: &str| -> Vec<String> {
+            rules
+                .iter()
+                .filter(|r| r.resources.as_deref() == Some(&[resource.to_string()][..]))
+                .filter(|r| r.verbs.iter().any(|v| v == verb))
+                .flat_map(|r| r.resource_names.clone().unwrap_or_else(|| vec!["*".into()]))
+                .collect()
+        };
+        assert_eq!(find("services", "get"), ["todo-api"]);
+        assert_eq!(find("services", "patch"), ["todo-api"]);
+        assert_eq!(find("services", "delete"), ["todo-api-kbridge-origin"]);
+        for kind in ["deployments", "serviceaccounts", "roles", "rolebindings"] {
+            assert_eq!(find(kind, "delete"), ["todo-api-kbridge-router"], "{kind}");
+        }
+        assert_eq!(find("secrets", "delete"), ["kbridge-s"]);
+        assert_eq!(find("pods", "list"), ["*"]);
+        for r in &rules {
+            assert!(!r.verbs.iter().any(|v| v == "*" || v == "create"));
+            if r.resource_names.is_none() {
+                assert_eq!(r.verbs, ["list"]);
+            }
+        }
     }
 
     #[test]

@@ -917,6 +917,25 @@ impl Takeover<'_> {
             },
         )
         .await?;
+        if restorer_enabled() {
+            // Created after the join: a restorer that finds the route gone ends at once.
+            // Orphaned, it takes this session's route off the Service (the last one out
+            // puts the Service back) and deletes the Secret, and so the clone.
+            let restorer = restorer::IsolationRestorerPlan {
+                session: session.clone(),
+                service: joined.service.clone(),
+                route_as: joined.route_as.clone(),
+                agent_selector: super::target::label_selector(&joined.clone_selector),
+                image: self.plan.agent_image.clone(),
+                idle_restore_secs: self.plan.idle_restore_secs,
+            };
+            let name = restorer::restorer_name(session);
+            for kind in ["serviceaccount", "role", "rolebinding", "job"] {
+                self.guardian.record(self.delete_step(kind, &name)).await?;
+            }
+            step(events, "starting the in-cluster restorer");
+            restorer::create_for_isolation(cluster, &restorer, self.secret).await?;
+        }
         let _ = events.send(SessionEvent::Notice(joined.summary()));
         // Isolated sessions share the workload: no Lease to hold.
         Ok((joined.clone_target(&target), ports, None))

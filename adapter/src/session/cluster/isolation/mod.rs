@@ -930,15 +930,12 @@ pub async fn leave(
 /// Deletes the router of `service` and its origin Service, unless a session joined
 /// meanwhile.
 async fn remove_router(cluster: &Cluster, service: &str) -> Result<(), ClusterError> {
-    if let Some(current) = api::<Service>(cluster)
+    let current = api::<Service>(cluster)
         .get_opt(service)
         .await
-        .map_err(|e| api_error(cluster, e, "get", "services"))?
-    {
-        let state = state_of(&current)?;
-        if !state.sessions.is_empty() || state.original_selector.is_some() {
-            return Ok(());
-        }
+        .map_err(|e| api_error(cluster, e, "get", "services"))?;
+    if !routes::router_removable(current.as_ref())? {
+        return Ok(());
     }
     let name = router_name(service);
     delete::<Deployment>(cluster, &name).await?;

@@ -4,10 +4,10 @@
 
 use crate::session::cluster::errors::ClusterError;
 
-/// Longest name of a Service (a DNS-1035 label) and of a label value.
-pub const MAX_LABEL: usize = 63;
-/// Longest name of most other objects (a DNS-1123 subdomain).
-pub const MAX_NAME: usize = 253;
+/// Object names are shared with the in-cluster restorer, so they live in the agent crate.
+pub use kbridge_agent::isolation_record::{
+    clone_name, fit, ingress_copy_name, label_value, origin_name, router_name, MAX_LABEL, MAX_NAME,
+};
 /// Longest route name: it must leave room in `<workload>-kbridge-<name>` and in hosts.
 pub const MAX_ROUTE_NAME: usize = 30;
 
@@ -70,60 +70,6 @@ pub fn check_route_name(name: &str) -> Result<(), ClusterError> {
     }
 }
 
-/// `name` if it fits in `max` characters, else its start and a short hash of the whole,
-/// so long names stay unique and valid.
-pub fn fit(name: &str, max: usize) -> String {
-    if name.len() <= max {
-        return name.to_string();
-    }
-    // FNV-1a: stable across runs and builds, unlike the std hasher.
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    let tag = format!("{:08x}", hash & 0xffff_ffff);
-    let head: String = name.chars().take(max - tag.len() - 1).collect();
-    format!("{}-{tag}", head.trim_end_matches('-'))
-}
-
-/// The session's clone of the workload: `<workload>-kbridge-<name>`.
-pub fn clone_name(workload: &str, route_as: &str) -> String {
-    fit(&format!("{workload}-kbridge-{route_as}"), MAX_LABEL)
-}
-
-/// The shared router Deployment (and its ServiceAccount, Role, RoleBinding):
-/// `<svc>-kbridge-router`.
-pub fn router_name(service: &str) -> String {
-    fit(&format!("{service}-kbridge-router"), MAX_LABEL)
-}
-
-/// The Service that selects the original pods while the router fronts the Service:
-/// `<svc>-kbridge-origin`.
-pub fn origin_name(service: &str) -> String {
-    fit(&format!("{service}-kbridge-origin"), MAX_LABEL)
-}
-
-/// A session's copy of an Ingress: `<ingress>-kbridge-<name>`.
-pub fn ingress_copy_name(ingress: &str, route_as: &str) -> String {
-    fit(&format!("{ingress}-kbridge-{route_as}"), MAX_NAME)
-}
-
-/// A session id as a label value (at most 63 characters of `A-Za-z0-9-_.`).
-pub fn label_value(text: &str) -> String {
-    let mapped: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let cut = fit(&mapped, MAX_LABEL);
-    cut.trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,18 +104,5 @@ mod tests {
             let err = check_route_name(bad).expect_err(bad);
             assert!(err.to_string().contains("isolateAs"), "{err}");
         }
-    }
-
-    #[test]
-    fn object_names_fit_their_limits() {
-        assert_eq!(clone_name("todo-api", "alice"), "todo-api-kbridge-alice");
-        assert_eq!(router_name("todo-api"), "todo-api-kbridge-router");
-        assert_eq!(origin_name("todo-api"), "todo-api-kbridge-origin");
-        assert_eq!(ingress_copy_name("web", "bob"), "web-kbridge-bob");
-        let long = origin_name(&"s".repeat(63));
-        assert!(long.len() <= 63, "{long}");
-        assert_ne!(long, origin_name(&format!("{}t", "s".repeat(62))));
-        assert_eq!(label_value("1764.59_x/y"), "1764.59_x-y");
-        assert!(label_value(&"9".repeat(80)).len() <= 63);
     }
 }

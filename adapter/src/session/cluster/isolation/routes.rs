@@ -1,105 +1,28 @@
 //! The isolated Service's own bookkeeping, kept on the Service so that any kbridge — this
-//! session, another developer's, `kbridge restore` after a crash — can read it: the
-//! original selector (`kbridge.dev/original-selector`, JSON) and the sessions that joined
-//! (`kbridge.dev/isolated-sessions`, JSON map route name → session id). The functions here
-//! are pure: they turn the Service as read into the merge patch to send, carrying its
-//! `resourceVersion` so a concurrent change makes the API answer 409 and the caller reads
-//! again.
+//! session, another developer's, `kbridge restore` after a crash — and the in-cluster
+//! restorer can read it: the original selector (`kbridge.dev/original-selector`, JSON) and
+//! the sessions that joined (`kbridge.dev/isolated-sessions`, JSON map route name →
+//! session id). The pure logic lives in [`kbridge_agent::isolation_record`], shared with the
+//! restorer (`kbridge-agent restore-watch --isolation`), so every party patches the Service
+//! the same way; this module gives it the adapter's error type.
 
-use super::ANNOTATION_PREFIX;
 use crate::session::cluster::errors::ClusterError;
 use k8s_openapi::api::core::v1::Service;
-use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use kbridge_agent::isolation_record::{self as record, IsolationRecordError};
+use serde_json::Value;
 
-/// The Service's selector before kbridge pointed it at the router (JSON object).
-pub const ANNOTATION_ORIGINAL_SELECTOR: &str = "kbridge.dev/original-selector";
-/// The sessions isolating the Service (JSON object: route name → session id).
-pub const ANNOTATION_SESSIONS: &str = "kbridge.dev/isolated-sessions";
+pub use record::{
+    effective_selector, made_by_kbridge, Labels, LeavePlan, ServiceState,
+    ANNOTATION_ORIGINAL_SELECTOR, ANNOTATION_SESSIONS,
+};
 
-/// Labels, as in a selector.
-pub type Labels = BTreeMap<String, String>;
-
-/// What the annotations of a Service say.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServiceState {
-    /// The selector to restore, once saved.
-    pub original_selector: Option<Labels>,
-    /// Route name → session id.
-    pub sessions: BTreeMap<String, String>,
-}
-
-fn name_of(service: &Service) -> String {
-    service.metadata.name.clone().unwrap_or_default()
-}
-
-fn annotations(service: &Service) -> BTreeMap<String, String> {
-    service.metadata.annotations.clone().unwrap_or_default()
-}
-
-fn selector(service: &Service) -> Labels {
-    service
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.clone())
-        .unwrap_or_default()
+fn unsupported(error: IsolationRecordError) -> ClusterError {
+    ClusterError::Unsupported(error.to_string())
 }
 
 /// Reads the isolation annotations of `service`; malformed JSON is an error naming it.
 pub fn state_of(service: &Service) -> Result<ServiceState, ClusterError> {
-    let annotations = annotations(service);
-    let parse = |key: &str| -> Result<Option<BTreeMap<String, String>>, ClusterError> {
-        annotations
-            .get(key)
-            .map(|raw| {
-                serde_json::from_str(raw).map_err(|e| {
-                    ClusterError::Unsupported(format!(
-                        "annotation {key} of service '{}' is not a JSON object of strings ({e}); fix or remove it (`kubectl annotate service {} {key}-`)",
-                        name_of(service),
-                        name_of(service)
-                    ))
-                })
-            })
-            .transpose()
-    };
-    Ok(ServiceState {
-        original_selector: parse(ANNOTATION_ORIGINAL_SELECTOR)?,
-        sessions: parse(ANNOTATION_SESSIONS)?.unwrap_or_default(),
-    })
-}
-
-/// The selector that picks the application's pods: the saved original while the Service
-/// is isolated (its live selector then picks the router), else its selector. `None` for a
-/// Service without a selector.
-pub fn effective_selector(service: &Service) -> Option<Labels> {
-    let saved = state_of(service).ok().and_then(|s| s.original_selector);
-    saved
-        .or_else(|| Some(selector(service)))
-        .filter(|s| !s.is_empty())
-}
-
-fn metadata_patch(service: &Service) -> Map<String, Value> {
-    let mut metadata = Map::new();
-    if let Some(version) = &service.metadata.resource_version {
-        metadata.insert("resourceVersion".into(), json!(version));
-    }
-    metadata
-}
-
-/// Merge-patch value that turns selector `from` into `to` (keys only in `from` set to null).
-fn selector_patch(from: &Labels, to: &Labels) -> Value {
-    let mut patch = Map::new();
-    for key in from.keys().filter(|k| !to.contains_key(*k)) {
-        patch.insert(key.clone(), Value::Null);
-    }
-    for (key, value) in to {
-        patch.insert(key.clone(), json!(value));
-    }
-    Value::Object(patch)
-}
-
-fn to_json(map: &BTreeMap<String, String>) -> String {
-    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
+    record::state_of(service).map_err(unsupported)
 }
 
 /// The patch that adds `route_as` → `session` to the Service (saving its selector on first
@@ -109,63 +32,13 @@ pub fn register_patch(
     route_as: &str,
     session: &str,
 ) -> Result<Option<Value>, ClusterError> {
-    let state = state_of(service)?;
-    let name = name_of(service);
-    match state.sessions.get(route_as) {
-        Some(holder) if holder == session => return Ok(None),
-        Some(holder) => {
-            return Err(ClusterError::Unsupported(format!(
-                "the route name '{route_as}' is already used on service '{name}' by kbridge session {holder}; choose another `isolateAs` (or run `kbridge restore` if that session is gone)"
-            )))
-        }
-        None => {}
-    }
-    let mut annotations = Map::new();
-    if state.original_selector.is_none() {
-        let current = selector(service);
-        if current.is_empty() {
-            return Err(ClusterError::Unsupported(format!(
-                "service '{name}' has no selector, so kbridge cannot put a router in front of it; isolation needs a Service that selects the workload's pods"
-            )));
-        }
-        annotations.insert(
-            ANNOTATION_ORIGINAL_SELECTOR.into(),
-            json!(to_json(&current)),
-        );
-    }
-    let mut sessions = state.sessions;
-    sessions.insert(route_as.to_string(), session.to_string());
-    annotations.insert(ANNOTATION_SESSIONS.into(), json!(to_json(&sessions)));
-    let mut metadata = metadata_patch(service);
-    metadata.insert("annotations".into(), Value::Object(annotations));
-    Ok(Some(json!({ "metadata": metadata })))
+    record::register_patch(service, route_as, session).map_err(unsupported)
 }
 
 /// The patch that points the Service's selector at the router; `None` when it already
 /// does, or when no session is registered any more (the last one left meanwhile).
 pub fn switch_patch(service: &Service, router: &Labels) -> Result<Option<Value>, ClusterError> {
-    let state = state_of(service)?;
-    let current = selector(service);
-    if &current == router || state.sessions.is_empty() || state.original_selector.is_none() {
-        return Ok(None);
-    }
-    let metadata = metadata_patch(service);
-    Ok(Some(json!({
-        "metadata": metadata,
-        "spec": {"selector": selector_patch(&current, router)}
-    })))
-}
-
-/// What [`leave_patch`] decided.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LeavePlan {
-    /// The patch to send, `None` when there is nothing to change.
-    pub patch: Option<Value>,
-    /// Whether the Service is back to its original state after it (no session left), so
-    /// the router and the origin Service can go.
-    pub last: bool,
-    /// The session that held the route name, if any did.
-    pub removed: Option<String>,
+    record::switch_patch(service, router).map_err(unsupported)
 }
 
 /// The patch that removes `route_as` (only if `session` holds it, when given); when it was
@@ -176,67 +49,13 @@ pub fn leave_patch(
     route_as: &str,
     session: Option<&str>,
 ) -> Result<LeavePlan, ClusterError> {
-    let state = state_of(service)?;
-    let mut sessions = state.sessions.clone();
-    let removed = match sessions.get(route_as) {
-        Some(holder) if session.is_none_or(|s| s == holder) => sessions.remove(route_as),
-        _ => None,
-    };
-    if !sessions.is_empty() {
-        let patch = removed.as_ref().map(|_| {
-            let mut metadata = metadata_patch(service);
-            metadata.insert(
-                "annotations".into(),
-                json!({ ANNOTATION_SESSIONS: to_json(&sessions) }),
-            );
-            json!({ "metadata": metadata })
-        });
-        return Ok(LeavePlan {
-            patch,
-            last: false,
-            removed,
-        });
-    }
-    let ours = |k: &String| k == ANNOTATION_ORIGINAL_SELECTOR || k == ANNOTATION_SESSIONS;
-    let current = annotations(service);
-    if !current.keys().any(ours) {
-        // Not isolated (any more): nothing to put back.
-        return Ok(LeavePlan {
-            patch: None,
-            last: true,
-            removed,
-        });
-    }
-    let mut metadata = metadata_patch(service);
-    if current.keys().all(ours) {
-        metadata.insert("annotations".into(), Value::Null);
-    } else {
-        metadata.insert(
-            "annotations".into(),
-            json!({ ANNOTATION_ORIGINAL_SELECTOR: null, ANNOTATION_SESSIONS: null }),
-        );
-    }
-    let mut patch = json!({ "metadata": metadata });
-    if let Some(original) = &state.original_selector {
-        let now = selector(service);
-        if &now != original {
-            patch["spec"] = json!({ "selector": selector_patch(&now, original) });
-        }
-    }
-    Ok(LeavePlan {
-        patch: Some(patch),
-        last: true,
-        removed,
-    })
+    record::leave_patch(service, route_as, session).map_err(unsupported)
 }
 
-/// Whether an object is one kbridge made (its `app.kubernetes.io/managed-by` label, or a
-/// `kbridge.dev/` label).
-pub fn made_by_kbridge(labels: Option<&BTreeMap<String, String>>) -> bool {
-    labels.is_some_and(|l| {
-        l.get("app.kubernetes.io/managed-by").map(String::as_str) == Some("kbridge")
-            || l.keys().any(|k| k.starts_with(ANNOTATION_PREFIX))
-    })
+/// Whether the router and origin Service may go: the Service is gone, or nobody is
+/// registered on it and its selector is back.
+pub fn router_removable(service: Option<&Service>) -> Result<bool, ClusterError> {
+    record::router_removable(service).map_err(unsupported)
 }
 
 #[cfg(test)]
@@ -244,158 +63,26 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ServiceSpec;
     use kube::api::ObjectMeta;
+    use std::collections::BTreeMap;
 
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn service(selector: Labels, annotations: Option<Labels>) -> Service {
-        Service {
+    #[test]
+    fn errors_are_the_adapters_and_keep_their_message() {
+        let broken = Service {
             metadata: ObjectMeta {
                 name: Some("todo-api".into()),
-                resource_version: Some("9".into()),
-                annotations,
+                annotations: Some(BTreeMap::from([(
+                    ANNOTATION_SESSIONS.to_string(),
+                    "{not json".to_string(),
+                )])),
                 ..Default::default()
             },
-            spec: Some(ServiceSpec {
-                selector: Some(selector),
-                ..Default::default()
-            }),
+            spec: Some(ServiceSpec::default()),
             ..Default::default()
-        }
-    }
-
-    /// Applies a JSON merge patch (RFC 7386), as the API server does.
-    fn merge(target: &mut Value, patch: &Value) {
-        match patch {
-            Value::Object(p) => {
-                if !target.is_object() {
-                    *target = json!({});
-                }
-                for (k, v) in p {
-                    if v.is_null() {
-                        target.as_object_mut().map(|t| t.remove(k));
-                    } else {
-                        let slot = target
-                            .as_object_mut()
-                            .map(|t| t.entry(k.clone()).or_insert(Value::Null));
-                        if let Some(slot) = slot {
-                            merge(slot, v);
-                        }
-                    }
-                }
-            }
-            other => *target = other.clone(),
-        }
-    }
-
-    fn apply(service: &Service, patch: &Value) -> Service {
-        let mut value = serde_json::to_value(service).expect("json");
-        let mut patch = patch.clone();
-        if let Some(m) = patch["metadata"].as_object_mut() {
-            m.remove("resourceVersion");
-        }
-        merge(&mut value, &patch);
-        serde_json::from_value(value).expect("a service")
-    }
-
-    #[test]
-    fn sessions_join_and_leave_in_any_order_and_the_last_restores_exactly() {
-        let original = service(labels(&[("app", "todo-api"), ("tier", "web")]), None);
-        let router = labels(&[("kbridge.dev/router-for", "todo-api")]);
-
-        let patch = register_patch(&original, "alice", "s-a")
-            .expect("ok")
-            .expect("a patch");
-        assert_eq!(patch["metadata"]["resourceVersion"], "9", "guarded");
-        let joined = apply(&original, &patch);
-        let switched = apply(
-            &joined,
-            &switch_patch(&joined, &router).expect("ok").expect("patch"),
-        );
-        assert_eq!(
-            switched.spec.as_ref().and_then(|s| s.selector.clone()),
-            Some(router.clone())
-        );
-        assert_eq!(effective_selector(&switched), effective_selector(&original));
-        assert_eq!(
-            switch_patch(&switched, &router).expect("ok"),
-            None,
-            "already"
-        );
-
-        let both = apply(
-            &switched,
-            &register_patch(&switched, "bob", "s-b")
-                .expect("ok")
-                .expect("patch"),
-        );
-        assert_eq!(
-            register_patch(&both, "bob", "s-b").expect("ok"),
-            None,
-            "idempotent"
-        );
-        let taken = register_patch(&both, "bob", "s-c").expect_err("name taken");
-        assert!(taken.to_string().contains("s-b"), "{taken}");
-        assert_eq!(
-            state_of(&both).expect("state").sessions,
-            labels(&[("alice", "s-a"), ("bob", "s-b")])
-        );
-
-        // Someone else's session id does not remove alice.
-        let wrong = leave_patch(&both, "alice", Some("s-x")).expect("ok");
-        assert_eq!((wrong.patch, wrong.last), (None, false));
-
-        let first = leave_patch(&both, "alice", Some("s-a")).expect("ok");
-        assert!(!first.last);
-        assert_eq!(first.removed.as_deref(), Some("s-a"));
-        let one_left = apply(&both, &first.patch.expect("patch"));
-        assert_eq!(
-            one_left.spec.as_ref().and_then(|s| s.selector.clone()),
-            Some(router)
-        );
-
-        let last = leave_patch(&one_left, "bob", None).expect("ok");
-        assert!(last.last);
-        let restored = apply(&one_left, &last.patch.expect("patch"));
-        assert_eq!(
-            serde_json::to_value(&restored).expect("json"),
-            serde_json::to_value(&original).expect("json"),
-            "selector back exactly, no annotations map left"
-        );
-        let again = leave_patch(&restored, "bob", None).expect("ok");
-        assert_eq!((again.patch, again.last), (None, true), "idempotent");
-    }
-
-    #[test]
-    fn other_annotations_are_kept_and_bad_json_is_named() {
-        let original = service(labels(&[("app", "x")]), Some(labels(&[("team", "blue")])));
-        let joined = apply(
-            &original,
-            &register_patch(&original, "alice", "s")
-                .expect("ok")
-                .expect("p"),
-        );
-        let back = apply(
-            &joined,
-            &leave_patch(&joined, "alice", Some("s"))
-                .expect("ok")
-                .patch
-                .expect("p"),
-        );
-        assert_eq!(back.metadata.annotations, original.metadata.annotations);
-
-        let broken = service(
-            labels(&[("app", "x")]),
-            Some(labels(&[(ANNOTATION_SESSIONS, "{not json")])),
-        );
+        };
         let err = state_of(&broken).expect_err("bad json");
+        assert!(matches!(err, ClusterError::Unsupported(_)));
         assert!(err.to_string().contains(ANNOTATION_SESSIONS), "{err}");
-        let no_selector = service(Labels::new(), None);
-        let err = register_patch(&no_selector, "a", "s").expect_err("no selector");
-        assert!(err.to_string().contains("no selector"), "{err}");
+        assert!(register_patch(&broken, "a", "s").is_err());
+        assert!(leave_patch(&broken, "a", None).is_err());
     }
 }

@@ -1,0 +1,326 @@
+//! Crash safety of isolated sessions (DESIGN §7 and §9) on the fixture cluster: two
+//! `kbridge connect --isolate-as` sessions share `todo-api`'s router; when one of them is
+//! SIGKILLed together with its guardian, its in-cluster restorer takes its route off the
+//! Service while the other keeps working, and when the last one dies too, the namespace
+//! ends up exactly as it was before either started.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kbridge::session::cluster::workload::session_secret_name;
+use kbridge_tests::cluster::{
+    client_for, eventually, kill9, namespace_snapshot, pids_with, snapshot_diff,
+};
+use kbridge_tests::fixture::FixtureCluster;
+use kbridge_tests::{kbridge_bin, temp_dir};
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SESSIONS: &str = "kbridge.dev/isolated-sessions";
+
+/// `kbridge connect --isolate-as NAME` running in the background, up.
+struct Connected {
+    child: Child,
+    id: String,
+    _stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Connected {
+    /// The laptop is gone: the guardian first (it would start the teardown the moment
+    /// kbridge is gone), then kbridge, both without a word.
+    fn crash(&mut self) {
+        let guardians = pids_with(&["guard", &self.id]);
+        assert!(!guardians.is_empty(), "session {} has a guardian", self.id);
+        for pid in guardians {
+            kill9(pid);
+        }
+        kill9(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connect(fixture: &FixtureCluster, tmp: &Path, route_as: &str, local_port: u16) -> Connected {
+    let mapping = format!("{local_port}:8080");
+    let mut child = Command::new(kbridge_bin())
+        .args([
+            "connect",
+            "--namespace",
+            "todo",
+            "--service",
+            "todo-api",
+            "--agent-image",
+            "kbridge/agent:dev",
+            "--isolate-as",
+            route_as,
+            "--port",
+            &mapping,
+        ])
+        .env("KUBECONFIG", &fixture.kubeconfig)
+        .env("TMPDIR", tmp)
+        .env("KBRIDGE_IDLE_RESTORE_SECS", "3")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kbridge connect");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let id = loop {
+        let line = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                continue
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("kbridge connect --isolate-as {route_as} did not come up: {seen}");
+            }
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.split("session ").nth(1) {
+            if let Some(id) = rest.strip_suffix(" is up; press Ctrl-C to end it") {
+                break id.to_string();
+            }
+        }
+    };
+    Connected {
+        child,
+        id,
+        _stderr: rx,
+    }
+}
+
+/// The "local process" of a developer: answers every request with `<who> answers`.
+fn laptop(who: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf);
+            let body = format!("{who} answers");
+            let _ = write!(
+                stream,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// GET `path` from `ip:80` over HTTP/1.0, with `kubernetes-route-as: <route>` if given;
+/// the body, or `None` on any failure.
+async fn get(ip: &str, path: &str, route: Option<&str>) -> Option<String> {
+    let (ip, path) = (ip.to_string(), path.to_string());
+    let route = route.map(str::to_string);
+    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect((ip.as_str(), 80))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let header = route
+            .map(|r| format!("kubernetes-route-as: {r}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: todo-api\r\n{header}\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default())
+    })
+    .await
+    .ok()?
+    .ok()
+}
+
+/// Waits until `path` (routed as `route`) answers with a body ending in `ending`.
+async fn answers(ip: &str, path: &str, route: Option<&str>, ending: &str) -> String {
+    eventually(
+        &format!("{path} routed as {route:?} to answer '...{ending}'"),
+        Duration::from_secs(60),
+        || async move { get(ip, path, route).await.filter(|b| b.ends_with(ending)) },
+    )
+    .await
+}
+
+async fn service(client: &kube::Client) -> Service {
+    Api::<Service>::namespaced(client.clone(), "todo")
+        .get("todo-api")
+        .await
+        .expect("service/todo-api")
+}
+
+/// The Service's isolated sessions (route name → session id).
+async fn registered(client: &kube::Client) -> BTreeMap<String, String> {
+    service(client)
+        .await
+        .metadata
+        .annotations
+        .and_then(|a| a.get(SESSIONS).cloned())
+        .map(|raw| serde_json::from_str(&raw).expect("sessions JSON"))
+        .unwrap_or_default()
+}
+
+async fn names<K>(client: &kube::Client) -> Vec<String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), "todo")
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter(|o| o.meta().deletion_timestamp.is_none())
+        .filter_map(|o| o.meta().name.clone())
+        .collect()
+}
+
+/// Waits until the namespace is exactly as in `before`.
+async fn restored_to(client: &kube::Client, before: &Value, limit: Duration) {
+    let mut last = Vec::new();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        last = snapshot_diff(before, &namespace_snapshot(client, "todo").await);
+        if last.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("the namespace is not back as it was after {limit:?}: {last:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_isolated_session_loses_its_route_and_the_last_one_restores_the_service() {
+    let fixture = FixtureCluster::start_demo("isolation-crash-restorer");
+    let client = client_for(&fixture).await;
+    let before = namespace_snapshot(&client, "todo").await;
+    let ip = service(&client)
+        .await
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("a ClusterIP");
+    // Two developers, each with their own machine (registry) and local process.
+    let mut alice = connect(
+        &fixture,
+        &temp_dir("isolation-crash-alice"),
+        "alice",
+        laptop("alice"),
+    );
+    let mut bob = connect(
+        &fixture,
+        &temp_dir("isolation-crash-bob"),
+        "bob",
+        laptop("bob"),
+    );
+    assert_eq!(
+        registered(&client).await,
+        BTreeMap::from([
+            ("alice".to_string(), alice.id.clone()),
+            ("bob".to_string(), bob.id.clone())
+        ])
+    );
+    let jobs = names::<Job>(&client).await;
+    for session in [&alice.id, &bob.id] {
+        assert!(
+            jobs.iter()
+                .any(|j| j.starts_with("kbridge-restorer-") && j.contains(session.as_str())),
+            "a restorer Job watches session {session}: {jobs:?}"
+        );
+    }
+    answers(&ip, "/todos", Some("alice"), "alice answers").await;
+    answers(&ip, "/todos", Some("bob"), "bob answers").await;
+    answers(&ip, "/healthz", None, "ok").await;
+
+    // Bob's laptop dies: the restorer in the cluster takes his route away, alone.
+    bob.crash();
+    let bob_secret = session_secret_name(&bob.id);
+    let started = Instant::now();
+    eventually(
+        "bob's route, clone, Secret and restorer to go",
+        Duration::from_secs(60),
+        || async {
+            let sessions = registered(&client).await;
+            let deployments = names::<Deployment>(&client).await;
+            let secrets = names::<Secret>(&client).await;
+            let jobs = names::<Job>(&client).await;
+            (!sessions.contains_key("bob")
+                && !deployments.iter().any(|d| d == "todo-api-kbridge-bob")
+                && !secrets.contains(&bob_secret)
+                && !jobs.iter().any(|j| j.contains(bob.id.as_str())))
+            .then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "bob's route removed by the cluster {:?} after he died",
+        started.elapsed()
+    );
+    assert_eq!(
+        registered(&client).await,
+        BTreeMap::from([("alice".to_string(), alice.id.clone())]),
+        "alice stays registered"
+    );
+    let deployments = names::<Deployment>(&client).await;
+    for still in ["todo-api-kbridge-alice", "todo-api-kbridge-router"] {
+        assert!(
+            deployments.iter().any(|d| d == still),
+            "{still} remains: {deployments:?}"
+        );
+    }
+    assert!(
+        names::<Service>(&client)
+            .await
+            .iter()
+            .any(|s| s == "todo-api-kbridge-origin"),
+        "the origin Service remains"
+    );
+    assert!(
+        names::<Secret>(&client)
+            .await
+            .contains(&session_secret_name(&alice.id)),
+        "alice's Secret remains"
+    );
+    // Alice still gets her requests; bob's header now reaches the original pods, as does
+    // a request without a route.
+    answers(&ip, "/todos", Some("alice"), "alice answers").await;
+    answers(&ip, "/healthz", Some("bob"), "ok").await;
+    answers(&ip, "/healthz", None, "ok").await;
+
+    // Alice's laptop dies too: the last one out puts the Service back exactly.
+    alice.crash();
+    let started = Instant::now();
+    restored_to(&client, &before, Duration::from_secs(90)).await;
+    eprintln!(
+        "the service restored by the cluster {:?} after the last session died",
+        started.elapsed()
+    );
+    answers(&ip, "/healthz", Some("alice"), "ok").await;
+}
