@@ -70,6 +70,13 @@ fn normalized<T: k8s_openapi::serde::Serialize>(object: &T) -> Value {
         for key in ["resourceVersion", "generation", "managedFields"] {
             meta.remove(key);
         }
+        // The Deployment controller annotates its revision whenever it gets to it.
+        if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            annotations.remove("deployment.kubernetes.io/revision");
+            if annotations.is_empty() {
+                meta.remove("annotations");
+            }
+        }
     }
     value
 }
