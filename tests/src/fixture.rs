@@ -46,13 +46,26 @@ impl FixtureCluster {
                 ingress_url = u.to_string();
             }
         };
-        FixtureCluster {
+        let fixture = FixtureCluster {
             child,
             kubeconfig: dir.join("kubeconfig"),
             dir,
             url,
             ingress_url,
+        };
+        // The sample apps serving, as a developer finds a cluster: a test that starts a
+        // session at once must not race the apps' own first rollout.
+        for deployment in ["deployment/todo-api", "deployment/stats-api"] {
+            fixture.kubectl(&[
+                "-n",
+                "todo",
+                "rollout",
+                "status",
+                deployment,
+                "--timeout=120s",
+            ]);
         }
+        fixture
     }
 
     /// The ingress controller's URL (also in `DIR/ingress`).
