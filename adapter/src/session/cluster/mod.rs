@@ -4,6 +4,7 @@
 //! put together in `session`.
 
 pub mod addresses;
+pub mod config_file;
 pub mod connection;
 pub mod errors;
 pub mod hosts;

@@ -148,6 +148,57 @@ async fn bind_all(
     None
 }
 
+/// What every forwarded Service of a session shares: its address book, the live agents,
+/// the session's tasks and cancellation, where notices go, and the route name of an
+/// isolated session (added to outbound HTTP requests).
+pub struct Forwarder {
+    /// Local addresses handed out so far.
+    pub book: AddressBook,
+    /// The agents that carry connections.
+    pub agents: Agents,
+    /// The session's tasks (listeners and connections run there).
+    pub tasks: TaskTracker,
+    /// Where "cannot bind" and similar notices go.
+    pub notices: tokio::sync::mpsc::UnboundedSender<TunnelNotice>,
+    /// Stops every listener.
+    pub cancel: CancellationToken,
+    /// `kubernetes-route-as` value for outbound HTTP, in an isolated session.
+    pub route_as: Option<String>,
+}
+
+impl Forwarder {
+    /// Forwards `service` of `namespace`; `None` when it has no TCP port or no address.
+    pub async fn forward(
+        &mut self,
+        service: &Service,
+        namespace: &str,
+    ) -> Option<ForwardedService> {
+        self.forward_with_route(service, namespace, self.route_as.clone())
+            .await
+    }
+
+    /// Like [`Forwarder::forward`], with the route header decided by the caller (none for
+    /// endpoints outside the cluster).
+    pub async fn forward_with_route(
+        &mut self,
+        service: &Service,
+        namespace: &str,
+        route_as: Option<String>,
+    ) -> Option<ForwardedService> {
+        forward(
+            service,
+            namespace,
+            &mut self.book,
+            self.agents.clone(),
+            &self.tasks,
+            self.notices.clone(),
+            self.cancel.clone(),
+            route_as,
+        )
+        .await
+    }
+}
+
 /// Binds the Service's listeners and starts forwarding; returns what was bound. With
 /// `route_as` (an isolated session), plain HTTP/1.x requests sent through get the route
 /// header when they lack it (DESIGN §9).

@@ -4,6 +4,7 @@
 //! here or later — is undone.
 
 use super::addresses::AddressBook;
+use super::config_file;
 use super::connection::Cluster;
 use super::errors::ClusterError;
 use super::hosts::{self, HostsEntry};
@@ -23,7 +24,7 @@ use crate::session::{
     SessionRequest, UndoStep,
 };
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kbridge_config::local_process::{parse_value, LocalProcessConfig, ValuePart};
+use kbridge_config::local_process::LocalProcessConfig;
 use kbridge_config::{EnvVars, HostsMode, IsolateAs, PortMapping};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use std::collections::{BTreeMap, BTreeSet};
@@ -321,23 +322,19 @@ async fn open(
 
     step(&events, "forwarding the namespace's services");
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let mut book = AddressBook::seeded(&session);
+    let mut forwarder = outbound::Forwarder {
+        book: AddressBook::seeded(&session),
+        agents: agents.clone(),
+        tasks: tasks.clone(),
+        notices: notice_tx.clone(),
+        cancel: cancel.clone(),
+        route_as: route_as.clone(),
+    };
     let mut forwarded = Vec::new();
     let mut links = EnvVars::new();
     for service in services.list(&ListParams::default()).await?.items {
         let ports = outbound::service_ports(&service);
-        if let Some(f) = outbound::forward(
-            &service,
-            &cluster.namespace,
-            &mut book,
-            agents.clone(),
-            &tasks,
-            notice_tx.clone(),
-            cancel.clone(),
-            route_as.clone(),
-        )
-        .await
-        {
+        if let Some(f) = forwarder.forward(&service, &cluster.namespace).await {
             links.overlay(&f.env(&ports));
             forwarded.push(f);
         }
@@ -351,144 +348,23 @@ async fn open(
     pod_layer.overlay(&links);
 
     // KubernetesLocalProcessConfig.yaml: volumes to download, env entries with tokens.
-    let mut config_layer = EnvVars::new();
-    let mut external: Vec<HostsEntry> = Vec::new();
-    if let Some(config) = &config_file {
-        let mut local_volumes: BTreeMap<String, PathBuf> = BTreeMap::new();
-        // As in Bridge to Kubernetes, `$(volumeMounts:NAME)` alone downloads the volume
-        // (into the private directory); `volumeMounts` only says where, when it matters.
-        let mut wanted_volumes = config.volume_mounts.clone();
-        for entry in &config.env {
-            for part in parse_value(&entry.value)? {
-                if let ValuePart::VolumeMount(name) = part {
-                    if !wanted_volumes.iter().any(|w| w.name == name) {
-                        wanted_volumes.push(kbridge_config::local_process::VolumeMount {
-                            name,
-                            local_path: None,
-                        });
-                    }
-                }
-            }
+    let (config_layer, external_hosts) = match &config_file {
+        Some(config) => {
+            let at = config_file::Context {
+                cluster: &cluster,
+                agent: first,
+                mounts: &mounts,
+                container: &target.container.name,
+                private_dir: &request.private_dir,
+            };
+            let applied = config_file::apply(config, &at, &mut forwarder, &mut forwarded, |line| {
+                step(&events, line)
+            })
+            .await?;
+            (applied.env, applied.external_hosts)
         }
-        for wanted in &wanted_volumes {
-            for mount in mounts
-                .iter()
-                .filter(|m| m.name.as_deref().is_some_and(|n| wildcard(&wanted.name, n)))
-            {
-                let name = mount.name.clone().unwrap_or_default();
-                let dest = match &wanted.local_path {
-                    Some(path) => PathBuf::from(path),
-                    None => request.private_dir.join("volumes").join(&name),
-                };
-                step(
-                    &events,
-                    format!(
-                        "downloading volume {name} ({}) to {}",
-                        mount.path,
-                        dest.display()
-                    ),
-                );
-                let staging = request.private_dir.join("download").join(&name);
-                first
-                    .download(std::slice::from_ref(&mount.path), &staging)
-                    .await?;
-                move_into(&staging.join(mount.path.trim_start_matches('/')), &dest)?;
-                local_volumes.insert(name, dest);
-            }
-        }
-        for entry in &config.env {
-            let mut value = String::new();
-            for part in parse_value(&entry.value)? {
-                match part {
-                    ValuePart::Text(text) => value.push_str(&text),
-                    ValuePart::VolumeMount(name) => {
-                        let path = local_volumes
-                            .iter()
-                            .find(|(n, _)| wildcard(&name, n))
-                            .map(|(_, p)| p.display().to_string())
-                            .ok_or_else(|| format!(
-                                "env `{}`: container '{}' mounts no volume named '{name}' (it mounts: {})",
-                                entry.name,
-                                target.container.name,
-                                mounts.iter().filter_map(|m| m.name.clone()).collect::<Vec<_>>().join(", ")
-                            ))?;
-                        value.push_str(&path);
-                    }
-                    ValuePart::Service {
-                        name, namespace, ..
-                    } => {
-                        let namespace = namespace.unwrap_or_else(|| cluster.namespace.clone());
-                        let known = forwarded
-                            .iter()
-                            .find(|f| f.name == name && f.namespace == namespace)
-                            .map(|f| f.address);
-                        let address = match known {
-                            Some(address) => address,
-                            // A Service of another namespace is forwarded when the config
-                            // file names it, as Bridge to Kubernetes did.
-                            None => {
-                                let api: Api<Service> =
-                                    Api::namespaced(cluster.client.clone(), &namespace);
-                                let service = api.get_opt(&name).await?.ok_or_else(|| {
-                                    format!("env `{}`: service '{name}' not found in namespace '{namespace}'", entry.name)
-                                })?;
-                                let f = outbound::forward(
-                                    &service,
-                                    &namespace,
-                                    &mut book,
-                                    agents.clone(),
-                                    &tasks,
-                                    notice_tx.clone(),
-                                    cancel.clone(),
-                                    route_as.clone(),
-                                )
-                                .await
-                                .ok_or_else(|| format!("env `{}`: service {name}.{namespace} has no TCP port to forward", entry.name))?;
-                                let address = f.address;
-                                forwarded.push(f);
-                                address
-                            }
-                        };
-                        value.push_str(&address.to_string());
-                    }
-                    ValuePart::ExternalEndpoint { host, ports } => {
-                        // Reached from inside the cluster: the agent dials HOST:PORT, and the
-                        // name resolves locally to the listener (hosts modes namespace/system).
-                        if !external
-                            .iter()
-                            .any(|e: &HostsEntry| e.names == [host.clone()])
-                        {
-                            let service: Service = serde_json::from_value(serde_json::json!({
-                                "metadata": {"name": format!("external-{}", host.replace('.', "-"))},
-                                "spec": {"type": "ExternalName", "externalName": host,
-                                         "ports": ports.iter().map(|p| serde_json::json!({"name": format!("p{p}"), "port": p})).collect::<Vec<_>>()}
-                            }))?;
-                            let f = outbound::forward(
-                                &service,
-                                &cluster.namespace,
-                                &mut book,
-                                agents.clone(),
-                                &tasks,
-                                notice_tx.clone(),
-                                cancel.clone(),
-                                None,
-                            )
-                            .await
-                            .ok_or_else(|| {
-                                format!("env `{}`: cannot listen for {host}", entry.name)
-                            })?;
-                            external.push(HostsEntry {
-                                address: f.address,
-                                names: vec![host.clone()],
-                            });
-                        }
-                        value.push_str(&host);
-                    }
-                }
-            }
-            config_layer.set(entry.name.clone(), Some(value));
-        }
-    }
+        None => (EnvVars::new(), Vec::new()),
+    };
 
     let hosts_entries: Vec<HostsEntry> = forwarded
         .iter()
@@ -500,7 +376,7 @@ async fn open(
             }
             entry
         })
-        .chain(external)
+        .chain(external_hosts)
         .collect();
     let mode = resolve_hosts_mode(
         settings.hosts.unwrap_or_default(),
@@ -513,120 +389,37 @@ async fn open(
             hosts_mode_name(mode)
         ),
     );
-    let mut hosts_file = None;
-    if mode == HostsMode::Namespace {
-        // The debugger's private /etc/hosts: the machine's, plus the session's block.
-        let path = request.private_dir.join("hosts");
-        let system = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        let base = hosts::without_blocks(&system, |_| true);
-        std::fs::write(&path, hosts::with_block(&base, &session, &hosts_entries))?;
-        hosts_file = Some(path);
-    }
-    if mode == HostsMode::System {
-        let path = PathBuf::from("/etc/hosts");
-        guardian
-            .record(UndoStep::RemoveHostsBlock {
-                path: path.clone(),
-                session: session.clone(),
-            })
-            .await?;
-        let text = std::fs::read_to_string(&path)?;
-        // Leftovers of sessions that crashed are removed on the way.
-        let cleaned = hosts::without_blocks(&text, |s| s != session && !session_alive(s));
-        std::fs::write(&path, hosts::with_block(&cleaned, &session, &hosts_entries)).map_err(
-            |e| {
-                format!(
-                    "cannot write {} ({e}); run with admin rights or use \"hosts\": \"namespace\"",
-                    path.display()
-                )
-            },
-        )?;
-    }
+    let hosts_file = apply_hosts_mode(
+        mode,
+        &hosts_entries,
+        &request.private_dir,
+        &session,
+        guardian,
+    )
+    .await?;
 
+    let tunnel_set = tunnels::TunnelSet {
+        cluster: cluster.clone(),
+        token: token.clone(),
+        agents: agents.clone(),
+        ports: ports.clone(),
+        notices: notice_tx.clone(),
+        cancel: cancel.clone(),
+        tasks: tasks.clone(),
+    };
     for (pod, open) in opened {
-        tunnels::supervise(
-            &tasks,
-            cluster.clone(),
-            pod,
-            token.clone(),
-            Some(open),
-            agents.clone(),
-            ports.clone(),
-            notice_tx.clone(),
-            cancel.clone(),
-        );
+        tunnel_set.supervise(pod, Some(open));
     }
     // Pods replaced during the session (evictions, node drains, crashes) get tunnels too.
-    {
-        let known: std::collections::HashSet<String> = pods.iter().cloned().collect();
-        let (cluster, token, agents, ports, notice_tx, cancel) = (
-            cluster.clone(),
-            token.clone(),
-            agents.clone(),
-            ports.clone(),
-            notice_tx.clone(),
-            cancel.clone(),
-        );
-        let (container, agent_image, token_secret) = (
-            target.container.name.clone(),
-            agent_image.clone(),
-            plan.token_secret.clone(),
-        );
-        let selector = super::target::label_selector(&target.selector);
-        let watch_tasks = tasks.clone();
-        tasks.spawn(async move {
-            use futures::StreamExt;
-            use kube::runtime::WatchStreamExt;
-            let api: Api<k8s_openapi::api::core::v1::Pod> =
-                Api::namespaced(cluster.client.clone(), &cluster.namespace);
-            let config = kube::runtime::watcher::Config::default().labels(&selector);
-            let mut events = kube::runtime::watcher(api, config)
-                .applied_objects()
-                .boxed();
-            let mut known = known;
-            loop {
-                let pod = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    next = events.next() => match next {
-                        Some(Ok(pod)) => pod,
-                        Some(Err(error)) => {
-                            tracing::debug!(%error, "pod watch error; the watcher retries");
-                            continue;
-                        }
-                        None => return,
-                    },
-                };
-                let Some(name) = pod.metadata.name.clone() else {
-                    continue;
-                };
-                if known.contains(&name)
-                    || pod.metadata.deletion_timestamp.is_some()
-                    || !super::rollout::is_ready(&pod)
-                    || !super::rollout::runs_our_agent(
-                        &pod,
-                        &container,
-                        &agent_image,
-                        &token_secret,
-                    )
-                {
-                    continue;
-                }
-                tracing::info!(pod = %name, "a new agent pod joined the session");
-                known.insert(name.clone());
-                tunnels::supervise(
-                    &watch_tasks,
-                    cluster.clone(),
-                    name,
-                    token.clone(),
-                    None,
-                    agents.clone(),
-                    ports.clone(),
-                    notice_tx.clone(),
-                    cancel.clone(),
-                );
-            }
-        });
-    }
+    tunnel_set.follow_replaced_pods(
+        pods.iter().cloned().collect(),
+        super::target::label_selector(&target.selector),
+        tunnels::OurAgent {
+            container: target.container.name.clone(),
+            image: agent_image.clone(),
+            token_secret: plan.token_secret.clone(),
+        },
+    );
     let service_name = target
         .service
         .as_ref()
@@ -957,6 +750,47 @@ fn restorer_enabled() -> bool {
     )
 }
 
+/// Makes the cluster's names resolve locally: in `namespace` mode a private hosts file for
+/// the debugger (returned), in `system` mode a marked block in /etc/hosts (recorded with the
+/// guardian first; blocks of crashed sessions removed on the way).
+async fn apply_hosts_mode(
+    mode: HostsMode,
+    entries: &[HostsEntry],
+    private_dir: &Path,
+    session: &str,
+    guardian: &Guardian,
+) -> Result<Option<PathBuf>, Box<dyn std::error::Error + Send + Sync>> {
+    match mode {
+        HostsMode::Namespace => {
+            // The debugger's private /etc/hosts: the machine's, plus the session's block.
+            let path = private_dir.join("hosts");
+            let system = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            let base = hosts::without_blocks(&system, |_| true);
+            std::fs::write(&path, hosts::with_block(&base, session, entries))?;
+            Ok(Some(path))
+        }
+        HostsMode::System => {
+            let path = PathBuf::from("/etc/hosts");
+            guardian
+                .record(UndoStep::RemoveHostsBlock {
+                    path: path.clone(),
+                    session: session.to_string(),
+                })
+                .await?;
+            let text = std::fs::read_to_string(&path)?;
+            let cleaned = hosts::without_blocks(&text, |s| s != session && !session_alive(s));
+            std::fs::write(&path, hosts::with_block(&cleaned, session, entries)).map_err(|e| {
+                format!(
+                    "cannot write {} ({e}); run with admin rights or use \"hosts\": \"namespace\"",
+                    path.display()
+                )
+            })?;
+            Ok(None)
+        }
+        HostsMode::Off | HostsMode::Auto => Ok(None),
+    }
+}
+
 fn hosts_mode_name(mode: HostsMode) -> &'static str {
     match mode {
         HostsMode::Auto => "auto",
@@ -1015,31 +849,6 @@ fn session_alive(session: &str) -> bool {
         .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
-/// `*` and `?` wildcards, as Bridge to Kubernetes allowed in volume names.
-fn wildcard(pattern: &str, name: &str) -> bool {
-    fn matches(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
-            (Some(b'?'), Some(_)) => matches(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    matches(pattern.as_bytes(), name.as_bytes())
-}
-
-/// Moves a downloaded directory to where the user wants it.
-fn move_into(from: &Path, to: &Path) -> std::io::Result<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    if to.exists() {
-        std::fs::remove_dir_all(to)?;
-    }
-    std::fs::rename(from, to)
-}
-
 impl BridgeSession for ClusterSession {
     fn id(&self) -> &SessionId {
         &self.id
@@ -1059,17 +868,5 @@ impl BridgeSession for ClusterSession {
             self.tasks.close();
             let _ = tokio::time::timeout(Duration::from_secs(3), self.tasks.wait()).await;
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wildcard;
-
-    #[test]
-    fn volume_wildcards() {
-        assert!(wildcard("default-token-*", "default-token-x7k2p"));
-        assert!(wildcard("conf?g", "config"));
-        assert!(!wildcard("config", "config-2"));
     }
 }

@@ -158,6 +158,105 @@ pub enum TunnelNotice {
     Notice(String),
 }
 
+/// What every tunnel of a session shares.
+#[derive(Clone)]
+pub struct TunnelSet {
+    /// The cluster the agents run in.
+    pub cluster: Cluster,
+    /// The session token the agents expect.
+    pub token: String,
+    /// The live agents (outbound connections pick from them).
+    pub agents: Agents,
+    /// Container port → local port, for inbound connections.
+    pub ports: PortMap,
+    /// Where notices for the user go.
+    pub notices: tokio::sync::mpsc::UnboundedSender<TunnelNotice>,
+    /// Ends every tunnel.
+    pub cancel: CancellationToken,
+    /// The session's tasks.
+    pub tasks: TaskTracker,
+}
+
+/// How to recognise this session's agent in a pod.
+#[derive(Clone)]
+pub struct OurAgent {
+    /// The swapped container's name.
+    pub container: String,
+    /// The agent image.
+    pub image: String,
+    /// The Secret its token comes from.
+    pub token_secret: String,
+}
+
+impl TunnelSet {
+    /// Supervises the tunnel to `pod` (see [`supervise`]).
+    pub fn supervise(&self, pod: String, first: Option<(AgentClient, kube::api::Portforwarder)>) {
+        supervise(
+            &self.tasks,
+            self.cluster.clone(),
+            pod,
+            self.token.clone(),
+            first,
+            self.agents.clone(),
+            self.ports.clone(),
+            self.notices.clone(),
+            self.cancel.clone(),
+        );
+    }
+
+    /// Watches the pods matching `selector` and gives every new Ready pod running our agent
+    /// its own tunnel: replicas replaced during the session (evictions, node drains,
+    /// crashes) stay bridged. `known` pods already have one.
+    pub fn follow_replaced_pods(
+        &self,
+        mut known: std::collections::HashSet<String>,
+        selector: String,
+        agent: OurAgent,
+    ) {
+        let set = self.clone();
+        self.tasks.spawn(async move {
+            use futures::StreamExt;
+            use kube::runtime::WatchStreamExt;
+            let api: Api<Pod> = Api::namespaced(set.cluster.client.clone(), &set.cluster.namespace);
+            let config = kube::runtime::watcher::Config::default().labels(&selector);
+            let mut events = kube::runtime::watcher(api, config)
+                .applied_objects()
+                .boxed();
+            loop {
+                let pod = tokio::select! {
+                    _ = set.cancel.cancelled() => return,
+                    next = events.next() => match next {
+                        Some(Ok(pod)) => pod,
+                        Some(Err(error)) => {
+                            tracing::debug!(%error, "pod watch error; the watcher retries");
+                            continue;
+                        }
+                        None => return,
+                    },
+                };
+                let Some(name) = pod.metadata.name.clone() else {
+                    continue;
+                };
+                if known.contains(&name)
+                    || pod.metadata.deletion_timestamp.is_some()
+                    || !super::rollout::is_ready(&pod)
+                    || !super::rollout::runs_our_agent(
+                        &pod,
+                        &agent.container,
+                        &agent.image,
+                        &agent.token_secret,
+                    )
+                {
+                    continue;
+                }
+                tracing::info!(pod = %name, "a new agent pod joined the session");
+                known.insert(name.clone());
+                set.supervise(name, None);
+            }
+        });
+    }
+}
+
 /// Supervises one pod's tunnel until `cancel`: serve, and reconnect when it drops.
 /// `first` is an already open connection (setup opened it to read the environment).
 #[allow(clippy::too_many_arguments)]
