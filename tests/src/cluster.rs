@@ -192,3 +192,121 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Waits until `namespace` is exactly as in `before` (see [`namespace_snapshot`]).
+pub async fn restored_to(client: &kube::Client, before: &Value, limit: Duration) {
+    let mut last = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        last = snapshot_diff(before, &namespace_snapshot(client, "todo").await);
+        if last.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("the namespace is not back as it was after {limit:?}: {last:#?}");
+}
+
+/// A `kbridge connect` running in the background, its session up.
+pub struct Connected {
+    /// The `kbridge connect` process.
+    pub child: std::process::Child,
+    /// The session id it printed.
+    pub id: String,
+    /// Its stderr lines, read on a thread so the pipe never fills.
+    _stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Connected {
+    /// The laptop is gone: the guardian first (it would start the teardown the moment
+    /// kbridge is gone), then kbridge, both without a word.
+    pub fn crash(&mut self) {
+        let guardians = pids_with(&["guard", &self.id]);
+        assert!(!guardians.is_empty(), "session {} has a guardian", self.id);
+        for pid in guardians {
+            kill9(pid);
+        }
+        kill9(self.child.id());
+        let _ = self.child.wait();
+    }
+
+    /// Ends the session as Ctrl-C in a terminal would (SIGTERM); it must exit cleanly.
+    pub fn stop(&mut self) {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        let status = self.child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "kbridge connect ended cleanly: {status:?}"
+        );
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `kbridge connect ARGS` on `fixture` (with `TMPDIR=tmp` and `envs`) and waits
+/// until it says its session is up.
+pub fn connect(
+    fixture: &FixtureCluster,
+    tmp: &std::path::Path,
+    envs: &[(&str, &str)],
+    args: &[&str],
+) -> Connected {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::kbridge_bin())
+        .arg("connect")
+        .args(args)
+        .env("KUBECONFIG", &fixture.kubeconfig)
+        .env("TMPDIR", tmp)
+        .envs(envs.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kbridge connect");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let id = loop {
+        let line = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                if std::time::Instant::now() < deadline =>
+            {
+                continue
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("kbridge connect {args:?} did not come up: {seen}");
+            }
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.split("session ").nth(1) {
+            if let Some(id) = rest.strip_suffix(" is up; press Ctrl-C to end it") {
+                break id.to_string();
+            }
+        }
+    };
+    Connected {
+        child,
+        id,
+        _stderr: rx,
+    }
+}

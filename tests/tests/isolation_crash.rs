@@ -9,53 +9,26 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kbridge::session::cluster::workload::session_secret_name;
 use kbridge_tests::cluster::{
-    client_for, eventually, kill9, namespace_snapshot, pids_with, snapshot_diff,
+    self, client_for, eventually, namespace_snapshot, restored_to, Connected,
 };
 use kbridge_tests::fixture::FixtureCluster;
-use kbridge_tests::{kbridge_bin, temp_dir};
+use kbridge_tests::temp_dir;
 use kube::api::{Api, ListParams};
-use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SESSIONS: &str = "kbridge.dev/isolated-sessions";
 
-/// `kbridge connect --isolate-as NAME` running in the background, up.
-struct Connected {
-    child: Child,
-    id: String,
-    _stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Connected {
-    /// The laptop is gone: the guardian first (it would start the teardown the moment
-    /// kbridge is gone), then kbridge, both without a word.
-    fn crash(&mut self) {
-        let guardians = pids_with(&["guard", &self.id]);
-        assert!(!guardians.is_empty(), "session {} has a guardian", self.id);
-        for pid in guardians {
-            kill9(pid);
-        }
-        kill9(self.child.id());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Connected {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `kbridge connect --isolate-as ROUTE_AS` for todo-api, its inbound going to `local_port`.
 fn connect(fixture: &FixtureCluster, tmp: &Path, route_as: &str, local_port: u16) -> Connected {
     let mapping = format!("{local_port}:8080");
-    let mut child = Command::new(kbridge_bin())
-        .args([
-            "connect",
+    cluster::connect(
+        fixture,
+        tmp,
+        &[("KBRIDGE_IDLE_RESTORE_SECS", "3")],
+        &[
             "--namespace",
             "todo",
             "--service",
@@ -66,48 +39,8 @@ fn connect(fixture: &FixtureCluster, tmp: &Path, route_as: &str, local_port: u16
             route_as,
             "--port",
             &mapping,
-        ])
-        .env("KUBECONFIG", &fixture.kubeconfig)
-        .env("TMPDIR", tmp)
-        .env("KBRIDGE_IDLE_RESTORE_SECS", "3")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kbridge connect");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let id = loop {
-        let line = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => line,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                continue
-            }
-            Err(_) => {
-                let _ = child.kill();
-                panic!("kbridge connect --isolate-as {route_as} did not come up: {seen}");
-            }
-        };
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(rest) = line.split("session ").nth(1) {
-            if let Some(id) = rest.strip_suffix(" is up; press Ctrl-C to end it") {
-                break id.to_string();
-            }
-        }
-    };
-    Connected {
-        child,
-        id,
-        _stderr: rx,
-    }
+        ],
+    )
 }
 
 /// The "local process" of a developer: answers every request with `<who> answers`.
@@ -201,20 +134,6 @@ where
         .filter(|o| o.meta().deletion_timestamp.is_none())
         .filter_map(|o| o.meta().name.clone())
         .collect()
-}
-
-/// Waits until the namespace is exactly as in `before`.
-async fn restored_to(client: &kube::Client, before: &Value, limit: Duration) {
-    let mut last = Vec::new();
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        last = snapshot_diff(before, &namespace_snapshot(client, "todo").await);
-        if last.is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    panic!("the namespace is not back as it was after {limit:?}: {last:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,17 +8,16 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kbridge_tests::cluster::{
-    client_for, eventually, free_port, http_get, kill9, namespace_snapshot, pids_with,
-    snapshot_diff,
+    self, client_for, eventually, free_port, http_get, kill9, namespace_snapshot, pids_with,
+    restored_to, Connected,
 };
 use kbridge_tests::dap_client::{initialize_arguments, DapClient};
 use kbridge_tests::fixture::FixtureCluster;
 use kbridge_tests::{kbridge_bin, programs, temp_dir};
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TARGET: [&str; 6] = [
@@ -65,78 +64,19 @@ async fn restorer_jobs(client: &kube::Client) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the namespace is exactly as in `before`.
-async fn restored_to(client: &kube::Client, before: &Value, limit: Duration) {
-    let mut last = Vec::new();
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        last = snapshot_diff(before, &namespace_snapshot(client, "todo").await);
-        if last.is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    panic!("the namespace is not back as it was after {limit:?}: {last:#?}");
-}
-
-/// `kbridge connect` running in the background, up.
-struct Connected {
-    child: Child,
-    id: String,
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
+/// `kbridge connect` for todo-api with `extra` flags.
 fn connect(
     fixture: &FixtureCluster,
     tmp: &Path,
     envs: &[(&str, &str)],
     extra: &[&str],
 ) -> Connected {
-    let mut child = Command::new(kbridge_bin())
-        .arg("connect")
-        .args(TARGET)
-        .args(extra)
-        .env("KUBECONFIG", &fixture.kubeconfig)
-        .env("TMPDIR", tmp)
-        .envs(envs.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kbridge connect");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let id = loop {
-        let line = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => line,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                continue
-            }
-            Err(_) => {
-                let _ = child.kill();
-                panic!("kbridge connect did not come up: {seen}");
-            }
-        };
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(rest) = line.split("session ").nth(1) {
-            if let Some(id) = rest.strip_suffix(" is up; press Ctrl-C to end it") {
-                break id.to_string();
-            }
-        }
-    };
-    Connected {
-        child,
-        id,
-        stderr: rx,
-    }
+    let args: Vec<&str> = TARGET
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .collect();
+    cluster::connect(fixture, tmp, envs, &args)
 }
 
 fn kbridge(tmp: &Path, fixture: &FixtureCluster, args: &[&str]) -> std::process::Output {
@@ -260,14 +200,7 @@ async fn a_killed_kbridge_is_put_right_by_the_restorer_in_the_cluster() {
     assert!(session_annotation(&client).await.is_some());
     assert_eq!(restorer_jobs(&client).await.len(), 1);
     // The laptop is gone: kbridge and its guardian die without a word.
-    // The guardian first: it would start the teardown the moment kbridge is gone.
-    let guardians = pids_with(&["guard", &session.id]);
-    assert!(!guardians.is_empty(), "the session's guardian runs");
-    for pid in guardians {
-        kill9(pid);
-    }
-    kill9(session.child.id());
-    let _ = session.child.wait();
+    session.crash();
     let started = Instant::now();
     restored_to(&client, &before, Duration::from_secs(90)).await;
     eprintln!(
@@ -284,11 +217,7 @@ async fn restore_works_from_the_annotations_alone() {
     let tmp = temp_dir("lifecycle-restore-cmd");
     let mut session = connect(&fixture, &tmp, &[("KBRIDGE_RESTORER", "off")], &[]);
     assert!(restorer_jobs(&client).await.is_empty(), "restorer disabled");
-    for pid in pids_with(&["guard", &session.id]) {
-        kill9(pid);
-    }
-    kill9(session.child.id());
-    let _ = session.child.wait();
+    session.crash();
     assert!(session_annotation(&client).await.is_some(), "left bridged");
     let status = kbridge(&tmp, &fixture, &["status", "--namespace", "todo"]);
     let text = String::from_utf8_lossy(&status.stdout);
@@ -382,12 +311,7 @@ async fn a_held_session_is_reused_and_described() {
         "the held session goes on"
     );
 
-    Command::new("kill")
-        .args(["-TERM", &session.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(session.child.wait().expect("wait").success());
-    while session.stderr.try_recv().is_ok() {}
+    session.stop();
     restored_to(&client, &before, Duration::from_secs(20)).await;
 }
 
@@ -556,9 +480,5 @@ async fn a_dropped_tunnel_reconnects_and_requests_flow_again() {
     .await;
     assert_eq!(reconnected.len(), agent_pods.len(), "{reconnected:?}");
     ask(ip).await;
-    Command::new("kill")
-        .args(["-TERM", &session.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(session.child.wait().expect("wait").success());
+    session.stop();
 }

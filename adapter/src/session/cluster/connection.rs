@@ -73,6 +73,24 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// A client error from `verb` on `resource` in this cluster's namespace, classified so
+    /// that it says what to do (403 names the missing permission, transport errors the URL).
+    pub fn api_error(
+        &self,
+        error: kube::Error,
+        verb: &'static str,
+        resource: &'static str,
+    ) -> ClusterError {
+        ClusterError::from_kube(
+            error,
+            super::errors::Request { verb, resource },
+            &self.namespace,
+            &self.url,
+        )
+    }
+}
+
 fn rustls_provider() -> Result<(), std::sync::Arc<rustls::crypto::CryptoProvider>> {
     rustls::crypto::ring::default_provider().install_default()
 }

@@ -4,7 +4,7 @@
 //! not renewed within its duration belongs to a session that is gone.
 
 use super::connection::Cluster;
-use super::errors::{ClusterError, Request};
+use super::errors::ClusterError;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
@@ -43,15 +43,7 @@ fn api(cluster: &Cluster) -> Api<Lease> {
 }
 
 fn error(cluster: &Cluster, e: kube::Error, verb: &'static str) -> ClusterError {
-    ClusterError::from_kube(
-        e,
-        Request {
-            verb,
-            resource: "leases",
-        },
-        &cluster.namespace,
-        &cluster.url,
-    )
+    cluster.api_error(e, verb, "leases")
 }
 
 /// Whether a Lease renewed at `renewed` (seconds since the epoch) with `duration` has run out at `now`.

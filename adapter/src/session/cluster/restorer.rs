@@ -10,7 +10,7 @@
 //! deletes the Secret, which removes the clone and the Ingress copies as well.
 
 use super::connection::Cluster;
-use super::errors::{ClusterError, Request};
+use super::errors::ClusterError;
 use super::target::WorkloadKind;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
@@ -147,25 +147,20 @@ pub async fn create(
 ) -> Result<(), ClusterError> {
     let secret_name = secret.metadata.name.clone().unwrap_or_default();
     let vars = vec![
-        env("KBRIDGE_RESTORE_NAMESPACE", cluster.namespace.clone()),
         env(
             "KBRIDGE_RESTORE_WORKLOAD",
             format!("{}/{}", plan.kind.name(), plan.name),
         ),
-        env(
-            "KBRIDGE_RESTORE_AGENT_SELECTOR",
-            plan.agent_selector.clone(),
-        ),
-        env("KBRIDGE_SESSION_ID", plan.session.clone()),
-        env(
-            "KBRIDGE_IDLE_RESTORE_SECS",
-            plan.idle_restore_secs.to_string(),
-        ),
         env("KBRIDGE_RESTORE_LEASE", plan.lease.clone()),
-        env("KBRIDGE_RESTORE_SECRET", secret_name.clone()),
     ];
+    let common = Common {
+        session: &plan.session,
+        image: &plan.image,
+        agent_selector: &plan.agent_selector,
+        idle_restore_secs: plan.idle_restore_secs,
+    };
     let rules = role_rules(plan, &secret_name);
-    create_objects(cluster, &plan.session, &plan.image, rules, vars, secret).await
+    create_objects(cluster, &common, rules, vars, secret).await
 }
 
 /// Creates the restorer of an isolated session (`restore-watch --isolation SVC/NAME`),
@@ -176,39 +171,53 @@ pub async fn create_for_isolation(
     secret: &Secret,
 ) -> Result<(), ClusterError> {
     let secret_name = secret.metadata.name.clone().unwrap_or_default();
-    let vars = vec![
-        env("KBRIDGE_RESTORE_NAMESPACE", cluster.namespace.clone()),
-        env(
-            "KBRIDGE_RESTORE_ISOLATION",
-            format!("{}/{}", plan.service, plan.route_as),
-        ),
-        env(
-            "KBRIDGE_RESTORE_AGENT_SELECTOR",
-            plan.agent_selector.clone(),
-        ),
-        env("KBRIDGE_SESSION_ID", plan.session.clone()),
-        env(
-            "KBRIDGE_IDLE_RESTORE_SECS",
-            plan.idle_restore_secs.to_string(),
-        ),
-        env("KBRIDGE_RESTORE_SECRET", secret_name.clone()),
-    ];
+    let vars = vec![env(
+        "KBRIDGE_RESTORE_ISOLATION",
+        format!("{}/{}", plan.service, plan.route_as),
+    )];
+    let common = Common {
+        session: &plan.session,
+        image: &plan.image,
+        agent_selector: &plan.agent_selector,
+        idle_restore_secs: plan.idle_restore_secs,
+    };
     let rules = isolation_role_rules(plan, &secret_name);
-    create_objects(cluster, &plan.session, &plan.image, rules, vars, secret).await
+    create_objects(cluster, &common, rules, vars, secret).await
+}
+
+/// What both kinds of restorer are told the same way.
+struct Common<'a> {
+    session: &'a str,
+    image: &'a str,
+    agent_selector: &'a str,
+    idle_restore_secs: u64,
 }
 
 /// The ServiceAccount, Role, RoleBinding and Job of a restorer running `restore-watch`
-/// with `vars`, each owned by `secret`.
+/// with the common settings plus `vars`, each owned by `secret`.
 async fn create_objects(
     cluster: &Cluster,
-    session: &str,
-    image: &str,
+    common: &Common<'_>,
     rules: Vec<PolicyRule>,
-    vars: Vec<EnvVar>,
+    mut vars: Vec<EnvVar>,
     secret: &Secret,
 ) -> Result<(), ClusterError> {
+    let (session, image) = (common.session, common.image);
     let name = restorer_name(session);
     let secret_name = secret.metadata.name.clone().unwrap_or_default();
+    vars.extend([
+        env("KBRIDGE_RESTORE_NAMESPACE", cluster.namespace.clone()),
+        env(
+            "KBRIDGE_RESTORE_AGENT_SELECTOR",
+            common.agent_selector.to_string(),
+        ),
+        env("KBRIDGE_SESSION_ID", session.to_string()),
+        env(
+            "KBRIDGE_IDLE_RESTORE_SECS",
+            common.idle_restore_secs.to_string(),
+        ),
+        env("KBRIDGE_RESTORE_SECRET", secret_name.clone()),
+    ]);
     let owner = OwnerReference {
         api_version: "v1".into(),
         kind: "Secret".into(),
@@ -294,14 +303,10 @@ where
     match api.create(&PostParams::default(), &object).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(error) => Err(ClusterError::from_kube(
+        Err(error) => Err(cluster.api_error(
             error,
-            Request {
-                verb: "create",
-                resource: restorer_resource(&K::kind(&K::DynamicType::default())),
-            },
-            &cluster.namespace,
-            &cluster.url,
+            "create",
+            restorer_resource(&K::kind(&K::DynamicType::default())),
         )),
     }
 }

@@ -3,7 +3,7 @@
 //! sidecars are normal; only ambiguity is an error, and the error lists the choices.
 
 use super::connection::Cluster;
-use super::errors::{is_not_found, ClusterError, Request};
+use super::errors::{is_not_found, ClusterError};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -172,12 +172,7 @@ impl Resolver<'_> {
         verb: &'static str,
         resource: &'static str,
     ) -> ClusterError {
-        ClusterError::from_kube(
-            error,
-            Request { verb, resource },
-            &self.cluster.namespace,
-            &self.cluster.url,
-        )
+        self.cluster.api_error(error, verb, resource)
     }
 
     /// Gets an object; a 404 becomes an error with the closest existing name.

@@ -5,7 +5,7 @@
 //! session's guardian, `kbridge restore`, the in-cluster restorer — can put it back.
 
 use super::connection::Cluster;
-use super::errors::{ClusterError, Request};
+use super::errors::ClusterError;
 use super::target::{ResolvedTarget, WorkloadKind};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Probe, SecretKeySelector,
@@ -197,12 +197,7 @@ fn kind_error(
     verb: &'static str,
     resource: &'static str,
 ) -> ClusterError {
-    ClusterError::from_kube(
-        error,
-        Request { verb, resource },
-        &cluster.namespace,
-        &cluster.url,
-    )
+    cluster.api_error(error, verb, resource)
 }
 
 /// The Secret that holds a session's token (and, for a bare Pod, the original Pod).

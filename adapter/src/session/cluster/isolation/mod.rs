@@ -27,7 +27,7 @@ pub use names::generated_name;
 pub use routes::effective_selector;
 
 use super::connection::Cluster;
-use super::errors::{is_not_found, ClusterError, Request};
+use super::errors::{is_not_found, ClusterError};
 use super::rollout::{is_ready, runs_our_agent};
 use super::target::{choose_container, label_selector, resolve, ResolvedTarget, WorkloadKind};
 use super::workload::SwapPlan;
@@ -181,12 +181,7 @@ fn api_error(
     verb: &'static str,
     resource: &'static str,
 ) -> ClusterError {
-    ClusterError::from_kube(
-        error,
-        Request { verb, resource },
-        &cluster.namespace,
-        &cluster.url,
-    )
+    cluster.api_error(error, verb, resource)
 }
 
 fn resource_of(kind: &str) -> &'static str {
