@@ -169,7 +169,7 @@ pub struct TargetArgs {
     /// How cluster names resolve locally.
     #[arg(long, value_parser = ["auto", "namespace", "system", "off"])]
     pub hosts: Option<String>,
-    /// The agent image.
+    /// The agent image [default: $KBRIDGE_AGENT_IMAGE, else ghcr.io/kbridge/agent:<version>].
     #[arg(long)]
     pub agent_image: Option<String>,
     /// Only requests routed as NAME reach this machine (header `kubernetes-route-as: NAME`

@@ -370,7 +370,7 @@ stop_processes() {
     [ -n "$pids" ] || return 0
     # shellcheck disable=SC2086
     kill -TERM $pids 2>/dev/null || true
-    local deadline=$(($(date +%s) + 10))
+    local deadline=$(($(date +%s) + 5))
     while [ "$(date +%s)" -lt "$deadline" ]; do
         # shellcheck disable=SC2086
         kill -0 $pids 2>/dev/null || return 0

@@ -38,6 +38,34 @@ pub enum ClusterError {
         /// The API server's message.
         message: String,
     },
+    /// The cluster cannot pull the agent image for an agent pod.
+    #[error("the cluster cannot pull the agent image '{image}' (pod {pod}: {reason}). Push the image to a registry the cluster can pull from and name it with --agent-image, `bridge.agentImage` or KBRIDGE_AGENT_IMAGE; the workload is put back as it was")]
+    AgentImageUnavailable {
+        /// The image reference.
+        image: String,
+        /// The pod that reported it.
+        pod: String,
+        /// Kubernetes' reason and message (`ErrImagePull: …`).
+        reason: String,
+    },
+    /// The agent container cannot start as configured (e.g. `runAsNonRoot` with a root image).
+    #[error("the agent container cannot start in pod {pod}: {reason}. Check the container's securityContext and the agent image's user (`kbridge doctor`); the workload is put back as it was")]
+    AgentCannotStart {
+        /// The pod.
+        pod: String,
+        /// Kubernetes' reason and message.
+        reason: String,
+    },
+    /// The workload's controller may not create the agent pods (admission: PodSecurity, quota, a webhook).
+    #[error("the cluster refuses to create the agent pods of {workload}: {message}. {advice}The workload is put back as it was")]
+    PodsRefused {
+        /// `kind/name`.
+        workload: String,
+        /// The controller's FailedCreate message, as the API server gave it.
+        message: String,
+        /// What to do, for the refusals kbridge recognises (ends with a space, or empty).
+        advice: &'static str,
+    },
     /// The target exists but cannot be bridged as it is.
     #[error("{0}")]
     Unsupported(String),

@@ -11,6 +11,7 @@ pub mod hosts;
 pub mod isolation;
 pub mod lease;
 pub mod outbound;
+pub mod pod_security;
 pub mod restorer;
 pub mod rollout;
 pub mod route_header;

@@ -11,6 +11,7 @@
 
 use super::connection::Cluster;
 use super::errors::ClusterError;
+use super::pod_security;
 use super::target::WorkloadKind;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
@@ -269,11 +270,13 @@ async fn create_objects(
                     restart_policy: Some("OnFailure".into()),
                     // Not a service of the application: no service links in its environment.
                     enable_service_links: Some(false),
+                    security_context: Some(pod_security::restricted_pod()),
                     containers: vec![Container {
                         name: "restorer".into(),
                         image: Some(image.to_string()),
                         args: Some(vec!["restore-watch".into()]),
                         env: Some(vars),
+                        security_context: Some(pod_security::restricted_container()),
                         ..Default::default()
                     }],
                     ..Default::default()

@@ -1,14 +1,22 @@
 //! Waiting for the agent pods: watches the workload's pods (no polling) until every
 //! replica runs the agent and is Ready, reporting progress; on timeout the error says
 //! what each pod is stuck on, with its latest events.
+//!
+//! Failures that waiting cannot cure end the wait at once: an agent image the cluster
+//! cannot pull, an agent container the kubelet refuses to start (`runAsNonRoot` with a
+//! root image), and pods the workload's controller may not create (a `FailedCreate`
+//! event: PodSecurity admission, a full quota, a webhook).
 
 use super::connection::Cluster;
 use super::errors::ClusterError;
-use super::target::{label_selector, ResolvedTarget};
+use super::target::{label_selector, ResolvedTarget, WorkloadKind};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Event, Pod, PodSpec};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher::{self, Event as WatchEvent};
+use kube::runtime::WatchStreamExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -21,25 +29,158 @@ pub struct AgentPod {
     pub ready: bool,
     /// Whether its target container runs the agent image.
     pub runs_agent: bool,
-    /// Why it is not ready, in Kubernetes' words (`ErrImagePull`, `Pending`, …).
+    /// Why it is not ready, in Kubernetes' words (`ErrImagePull: …`, `Pending`, …).
     pub waiting: Option<String>,
+    /// The target container's waiting reason alone (`ErrImagePull`, `ImagePullBackOff`, …).
+    pub waiting_reason: Option<String>,
+}
+
+/// Waiting reasons of a container whose image cannot be had.
+const IMAGE_REASONS: [&str; 4] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+];
+/// Waiting reasons of a container the kubelet cannot create or start as configured.
+const START_REASONS: [&str; 3] = [
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// The error that ends the wait at once for this pod, if its state cannot cure itself.
+fn hopeless(pod: &AgentPod, agent_image: &str) -> Option<ClusterError> {
+    let reason = pod.waiting_reason.as_deref().filter(|_| pod.runs_agent)?;
+    let said = pod.waiting.clone().unwrap_or_else(|| reason.to_string());
+    if IMAGE_REASONS.contains(&reason) {
+        Some(ClusterError::AgentImageUnavailable {
+            image: agent_image.to_string(),
+            pod: pod.name.clone(),
+            reason: said,
+        })
+    } else if START_REASONS.contains(&reason) {
+        Some(ClusterError::AgentCannotStart {
+            pod: pod.name.clone(),
+            reason: said,
+        })
+    } else {
+        None
+    }
+}
+
+/// How long before the wait a `FailedCreate` event of a StatefulSet or Job may be and still
+/// count: the first refusal can come before the event watch has listed, and clocks may
+/// differ a little. (A Deployment's refusals are told apart by their ReplicaSet instead.)
+const REFUSAL_LOOKBACK: Duration = Duration::from_secs(5);
+
+/// A controller's `FailedCreate` event that may be about this session's agent pods.
+struct Refusal {
+    error: ClusterError,
+    /// For a Deployment: the ReplicaSet that failed, ours only if its template runs our agent.
+    replica_set: Option<String>,
+}
+
+/// The refusal an event stands for, if it is a recent `FailedCreate` about this workload.
+fn refusal(event: &Event, target: &ResolvedTarget, since: Timestamp) -> Option<Refusal> {
+    let object = &event.involved_object;
+    let name = object.name.as_deref()?;
+    let replica_set = match (object.kind.as_deref()?, target.kind) {
+        // A Deployment's pods come from its ReplicaSets, `<name>-<template hash>`.
+        ("ReplicaSet", WorkloadKind::Deployment)
+            if name
+                .strip_prefix(&target.name)
+                .is_some_and(|rest| rest.starts_with('-')) =>
+        {
+            Some(name.to_string())
+        }
+        ("ReplicaSet", WorkloadKind::ReplicaSet) | ("StatefulSet", WorkloadKind::StatefulSet)
+            if name == target.name =>
+        {
+            let when = event
+                .last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or_else(|| event.event_time.as_ref().map(|t| t.0))
+                .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))?;
+            if when < since {
+                return None;
+            }
+            None
+        }
+        _ => return None,
+    };
+    let message = event.message.clone().unwrap_or_default();
+    let advice = if message.contains("violates PodSecurity") {
+        "The namespace enforces a Pod Security level (label pod-security.kubernetes.io/enforce) these pods do not meet; the agent keeps the container's own securityContext, so give the workload one that meets the level (runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities.drop: [ALL], seccompProfile: RuntimeDefault), or bridge in a namespace with a lower level. "
+    } else if message.contains("exceeded quota") {
+        "A ResourceQuota of the namespace is used up: free some of it or ask for more. "
+    } else {
+        ""
+    };
+    Some(Refusal {
+        error: ClusterError::PodsRefused {
+            workload: target.workload(),
+            message,
+            advice,
+        },
+        replica_set,
+    })
+}
+
+/// Whether a refusal is about this session's pods: a Deployment's ReplicaSet must be the one
+/// whose template runs this session's agent (an earlier session's, or the app's own, may
+/// have been refused before and left its events).
+async fn is_ours(
+    cluster: &Cluster,
+    refusal: &Refusal,
+    container: &str,
+    agent_image: &str,
+    token_secret: &str,
+) -> bool {
+    let Some(name) = &refusal.replica_set else {
+        return true;
+    };
+    let sets: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    match sets.get_opt(name).await {
+        Ok(Some(set)) => set
+            .spec
+            .template
+            .and_then(|t| t.spec)
+            .is_some_and(|spec| spec_runs_our_agent(&spec, container, agent_image, token_secret)),
+        Ok(None) => false,
+        Err(error) => {
+            tracing::debug!(%error, replica_set = %name, "cannot read the refused ReplicaSet");
+            false
+        }
+    }
 }
 
 /// Whether the pod's target container is this session's agent: the agent image, holding
 /// this session's token (an earlier session's agent pods do not count).
 pub fn runs_our_agent(pod: &Pod, container: &str, agent_image: &str, token_secret: &str) -> bool {
-    pod.spec.as_ref().is_some_and(|spec| {
-        spec.containers.iter().any(|c| {
-            c.name == container
-                && c.image.as_deref() == Some(agent_image)
-                && c.env.iter().flatten().any(|e| {
-                    e.name == "KBRIDGE_SESSION_TOKEN"
-                        && e.value_from
-                            .as_ref()
-                            .and_then(|v| v.secret_key_ref.as_ref())
-                            .is_some_and(|s| s.name == token_secret)
-                })
-        })
+    pod.spec
+        .as_ref()
+        .is_some_and(|spec| spec_runs_our_agent(spec, container, agent_image, token_secret))
+}
+
+/// [`runs_our_agent`] for a pod spec: a pod's, or a controller's pod template.
+fn spec_runs_our_agent(
+    spec: &PodSpec,
+    container: &str,
+    agent_image: &str,
+    token_secret: &str,
+) -> bool {
+    spec.containers.iter().any(|c| {
+        c.name == container
+            && c.image.as_deref() == Some(agent_image)
+            && c.env.iter().flatten().any(|e| {
+                e.name == "KBRIDGE_SESSION_TOKEN"
+                    && e.value_from
+                        .as_ref()
+                        .and_then(|v| v.secret_key_ref.as_ref())
+                        .is_some_and(|s| s.name == token_secret)
+            })
     })
 }
 
@@ -89,11 +230,16 @@ fn describe(pod: &Pod, container: &str, agent_image: &str, token_secret: &str) -
                 .and_then(|s| s.phase.clone())
                 .filter(|p| p != "Running")
         });
+    let waiting_reason = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|statuses| statuses.iter().find(|c| c.name == container))
+        .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
     Some(AgentPod {
         name,
         ready,
         runs_agent,
         waiting,
+        waiting_reason,
     })
 }
 
@@ -111,23 +257,54 @@ pub async fn wait_for_agents(
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let selector = label_selector(&target.selector);
     let config = watcher::Config::default().labels(&selector);
-    let mut stream = watcher::watcher(pods.clone(), config).boxed();
+    let mut stream = watcher::watcher(pods.clone(), config)
+        .default_backoff()
+        .boxed();
+    // Controllers' refusals to create pods: without these the wait would only time out.
+    let since = Timestamp::now() - SignedDuration::try_from(REFUSAL_LOOKBACK).unwrap_or_default();
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let refusals = watcher::Config::default().fields("type=Warning,reason=FailedCreate");
+    let mut refusals = watcher::watcher(events, refusals)
+        .default_backoff()
+        .applied_objects()
+        .boxed()
+        .fuse();
     let mut seen: BTreeMap<String, AgentPod> = BTreeMap::new();
     let mut initial: BTreeMap<String, AgentPod> = BTreeMap::new();
     let container = target.container.name.as_str();
     let mut last_report = String::new();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let event = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(event))) => event,
-            Ok(Some(Err(error))) => {
-                tracing::warn!(%error, "pod watch error; the watcher retries");
+        let next = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                event = stream.next() => Ok(event),
+                Some(refused) = refusals.next() => Err(refused),
+            }
+        });
+        let event = match next.await {
+            Ok(Ok(Some(Ok(event)))) => event,
+            Ok(Ok(Some(Err(error)))) => {
+                tracing::warn!(%error, "pod watch error; the watcher retries with backoff");
                 continue;
             }
-            Ok(None) => {
+            Ok(Ok(None)) => {
                 return Err(ClusterError::Unsupported(
                     "the pod watch ended unexpectedly".into(),
                 ))
+            }
+            Ok(Err(Ok(event))) => match refusal(&event, target, since) {
+                Some(refused)
+                    if is_ours(cluster, &refused, container, agent_image, token_secret).await =>
+                {
+                    return Err(refused.error)
+                }
+                _ => continue,
+            },
+            // Events may be hidden from this user, or the watch broken: the pod watch
+            // still decides, only without the early answer.
+            Ok(Err(Err(error))) => {
+                tracing::debug!(%error, "event watch error; the watcher retries with backoff");
+                continue;
             }
             Err(_) => return Err(stuck(cluster, target, &seen, timeout).await),
         };
@@ -149,6 +326,9 @@ pub async fn wait_for_agents(
             WatchEvent::Delete(pod) => {
                 seen.remove(&pod.metadata.name.clone().unwrap_or_default());
             }
+        }
+        if let Some(error) = seen.values().find_map(|p| hopeless(p, agent_image)) {
+            return Err(error);
         }
         let ready: Vec<&AgentPod> = seen.values().filter(|p| p.runs_agent && p.ready).collect();
         let old = seen.values().filter(|p| !p.runs_agent).count();

@@ -35,6 +35,20 @@ use tokio_util::task::TaskTracker;
 
 /// The agent image kbridge runs unless told otherwise.
 pub const DEFAULT_AGENT_IMAGE: &str = concat!("ghcr.io/kbridge/agent:", env!("CARGO_PKG_VERSION"));
+
+/// The agent image a session runs: `--agent-image` / `bridge.agentImage` when given, else
+/// `KBRIDGE_AGENT_IMAGE` (a mirror, a private registry, a test cluster's registry), else
+/// [`DEFAULT_AGENT_IMAGE`].
+pub fn agent_image(requested: Option<&str>) -> String {
+    requested
+        .map(str::to_string)
+        .or_else(|| {
+            std::env::var("KBRIDGE_AGENT_IMAGE")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_AGENT_IMAGE.to_string())
+}
 /// How long agent pods may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -214,10 +228,7 @@ async fn open(
     };
     let secret = secrets.create(&PostParams::default(), &secret).await?;
 
-    let agent_image = settings
-        .agent_image
-        .clone()
-        .unwrap_or_else(|| DEFAULT_AGENT_IMAGE.to_string());
+    let agent_image = agent_image(settings.agent_image.as_deref());
     let idle_restore_secs = settings
         .idle_restore_seconds
         .or_else(|| {

@@ -140,6 +140,8 @@ pub fn agent_container(original: &Container, plan: &SwapPlan) -> Container {
         volume_mounts: original.volume_mounts.clone(),
         ports: original.ports.clone(),
         resources: original.resources.clone(),
+        // What the namespace's PodSecurity level accepted for the app is kept for the agent.
+        security_context: original.security_context.clone(),
         readiness_probe: Some(health.clone()),
         liveness_probe: Some(health),
         ..Default::default()

@@ -9,6 +9,7 @@ use super::names::{origin_name, router_name};
 use super::routes::Labels;
 use super::{LABEL_MANAGED_BY, LABEL_ROUTER_FOR};
 use crate::session::cluster::errors::ClusterError;
+use crate::session::cluster::pod_security;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
@@ -219,6 +220,7 @@ pub fn router_objects(
                     service_account_name: Some(name.clone()),
                     // Not part of the application: no service links in its environment.
                     enable_service_links: Some(false),
+                    security_context: Some(pod_security::restricted_pod()),
                     containers: vec![Container {
                         name: "router".into(),
                         image: Some(image.to_string()),
@@ -233,6 +235,7 @@ pub fn router_objects(
                         ports: Some(container_ports),
                         readiness_probe: Some(probe.clone()),
                         liveness_probe: Some(probe),
+                        security_context: Some(pod_security::restricted_container()),
                         ..Default::default()
                     }],
                     ..Default::default()
