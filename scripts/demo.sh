@@ -3,17 +3,27 @@
 # apps (todo-api ×2, stats-api), then runs a command bridged to todo-api — it gets the
 # pod's secret environment and reaches stats-api by its cluster name — and shows that
 # the cluster is put back afterwards. Needs root (the fixture runs pods in namespaces).
+# With --real, the same on a real Kubernetes (scripts/real-cluster.sh), taken down after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet -p kbridge -p kbridge-fixtures -p kbridge-agent -p todo-api -p stats-api
 bin=target/debug
-state=$(mktemp -d /tmp/kbridge-demo.XXXXXX)
-"$bin/kube-fixture" serve --demo --state-dir "$state" >"$state/ready" 2>"$state/fixture.log" &
-fixture=$!
-trap 'kill -TERM $fixture 2>/dev/null; wait $fixture 2>/dev/null; rm -rf "$state"' EXIT
-for _ in $(seq 100); do grep -q '^ready' "$state/ready" 2>/dev/null && break; sleep 0.1; done
-grep -q '^ready' "$state/ready" || { cat "$state/fixture.log" >&2; exit 1; }
-export KUBECONFIG="$state/kubeconfig"
+if [ "${1:-}" = "--real" ]; then
+    # A real one-node Kubernetes built from upstream sources (docs/real-cluster.md).
+    out=$(mktemp)
+    trap 'bash scripts/real-cluster.sh down; rm -f "$out"' EXIT
+    bash scripts/real-cluster.sh up --demo | tee "$out"
+    export KUBECONFIG=$(awk '$1 == "ready" {print $2}' "$out")
+    export KBRIDGE_AGENT_IMAGE=$(awk '$1 == "agent-image" {print $2}' "$out")
+else
+    state=$(mktemp -d /tmp/kbridge-demo.XXXXXX)
+    "$bin/kube-fixture" serve --demo --state-dir "$state" >"$state/ready" 2>"$state/fixture.log" &
+    fixture=$!
+    trap 'kill -TERM $fixture 2>/dev/null; wait $fixture 2>/dev/null; rm -rf "$state"' EXIT
+    for _ in $(seq 100); do grep -q '^ready' "$state/ready" 2>/dev/null && break; sleep 0.1; done
+    grep -q '^ready' "$state/ready" || { cat "$state/fixture.log" >&2; exit 1; }
+    export KUBECONFIG="$state/kubeconfig"
+fi
 
 echo "== the cluster"
 "$bin/kbridge" targets --namespace todo
