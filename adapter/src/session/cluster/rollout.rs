@@ -143,11 +143,11 @@ async fn is_ours(
     };
     let sets: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     match sets.get_opt(name).await {
-        Ok(Some(set)) => set
-            .spec
-            .template
-            .and_then(|t| t.spec)
-            .is_some_and(|spec| spec_runs_our_agent(&spec, container, agent_image, token_secret)),
+        Ok(Some(set)) => {
+            set.spec.template.and_then(|t| t.spec).is_some_and(|spec| {
+                spec_runs_our_agent(&spec, container, agent_image, token_secret)
+            })
+        }
         Ok(None) => false,
         Err(error) => {
             tracing::debug!(%error, replica_set = %name, "cannot read the refused ReplicaSet");

@@ -860,6 +860,15 @@ fn session_alive(session: &str) -> bool {
         .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
+/// A session dropped without `close` (a launch that failed after the cluster side was up)
+/// still stops its tasks: the lease heartbeat, tunnels and forwarders end with it. The
+/// guardian undoes the cluster changes either way.
+impl Drop for ClusterSession {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 impl BridgeSession for ClusterSession {
     fn id(&self) -> &SessionId {
         &self.id

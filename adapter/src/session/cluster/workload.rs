@@ -524,6 +524,17 @@ pub async fn bridged(
             .await
             .map_err(|e| kind_error(cluster, e, "list", kind.resource()))?;
         for object in list.items {
+            // A Deployment's ReplicaSets carry copies of its annotations (the Deployment
+            // controller copies them): only the Deployment itself is bridged.
+            let controlled = object
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.controller == Some(true));
+            if controlled {
+                continue;
+            }
             let annotations = object.metadata.annotations.clone().unwrap_or_default();
             if let Ok(Some(record)) = RestoreRecord::from_annotations(&annotations) {
                 found.push((kind, object.metadata.name.unwrap_or_default(), record));
