@@ -1,5 +1,6 @@
-//! Benchmark: bridge-session setup and teardown on the fixture cluster, next to the
-//! fixture's own floor measured in the same run, plus re-launch on a kept session.
+//! Benchmark: bridge-session setup and teardown on the test cluster (kube-fixture, or the
+//! real cluster of `KBRIDGE_TEST_KUBECONFIG` in a namespace of its own), next to the
+//! cluster's own floor measured in the same run, plus re-launch on a kept session.
 //!
 //! - Floor: `kubectl patch` of the same kind of template change kbridge makes (container
 //!   `api` → the agent image, its token and ports env, its readiness probe) until
@@ -19,8 +20,8 @@
 //! (`KBRIDGE_BENCH_ROUNDS` sets the rounds, default 3).
 
 use kbridge_tests::cluster::pids_with;
-use kbridge_tests::fixture::FixtureCluster;
-use kbridge_tests::{kbridge_bin, temp_dir};
+use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::{agent_image, kbridge_bin, temp_dir};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -240,7 +241,7 @@ struct Launched {
     before_setup: Option<Duration>,
 }
 
-fn launch(fixture: &FixtureCluster, tmp: &Path, timings: &Path, keep: bool) -> Launched {
+fn launch(fixture: &TestCluster, tmp: &Path, timings: &Path, keep: bool) -> Launched {
     let _ = std::fs::remove_file(timings);
     let mut dap = Dap::spawn(&fixture.kubeconfig, tmp, timings);
     dap.request(
@@ -248,8 +249,8 @@ fn launch(fixture: &FixtureCluster, tmp: &Path, timings: &Path, keep: bool) -> L
         json!({"clientID": "bench", "adapterID": "bridge", "linesStartAt1": true,
                "columnsStartAt1": true, "supportsProgressReporting": true}),
     );
-    let mut bridge = json!({"namespace": "todo", "service": "todo-api",
-                            "agentImage": "kbridge/agent:dev", "hosts": "off"});
+    let mut bridge = json!({"namespace": fixture.namespace, "service": "todo-api",
+                            "agentImage": agent_image(), "hosts": "off"});
     if keep {
         bridge["disconnectAfterDebugging"] = json!(false);
     }
@@ -280,33 +281,41 @@ fn disconnect(mut dap: Dap) -> Duration {
     dap.exited() - sent
 }
 
-fn rollout_status(fixture: &FixtureCluster) {
+fn rollout_status(fixture: &TestCluster) {
     fixture.kubectl(&[
         "-n",
-        "todo",
+        &fixture.namespace,
         "rollout",
         "status",
         "deployment/todo-api",
-        "--timeout=120s",
+        "--timeout=180s",
     ]);
 }
 
-fn template(fixture: &FixtureCluster) -> Value {
-    let out = fixture.kubectl(&["-n", "todo", "get", "deployment", "todo-api", "-o", "json"]);
+fn template(fixture: &TestCluster) -> Value {
+    let out = fixture.kubectl(&[
+        "-n",
+        &fixture.namespace,
+        "get",
+        "deployment",
+        "todo-api",
+        "-o",
+        "json",
+    ]);
     let deployment: Value = serde_json::from_str(&out).expect("Deployment JSON");
     deployment["spec"]["template"].clone()
 }
 
 /// Waits until the Deployment runs its original template on exactly its 2 ready pods,
 /// with no session objects (restorer Job, Lease, Secret) left over.
-fn settle(fixture: &FixtureCluster, original: &Value) {
+fn settle(fixture: &TestCluster, original: &Value) {
     let deadline = Instant::now() + WAIT;
     let mut last = String::new();
     while Instant::now() < deadline {
         rollout_status(fixture);
         let pods: Value = serde_json::from_str(&fixture.kubectl(&[
             "-n",
-            "todo",
+            &fixture.namespace,
             "get",
             "pods",
             "-l",
@@ -327,7 +336,14 @@ fn settle(fixture: &FixtureCluster, original: &Value) {
             })
             .count();
         let leftovers: Vec<String> = fixture
-            .kubectl(&["-n", "todo", "get", "jobs,leases,secrets", "-o", "name"])
+            .kubectl(&[
+                "-n",
+                &fixture.namespace,
+                "get",
+                "jobs,leases,secrets",
+                "-o",
+                "name",
+            ])
             .lines()
             .filter(|n| n.contains("kbridge"))
             .map(String::from)
@@ -347,10 +363,10 @@ fn settle(fixture: &FixtureCluster, original: &Value) {
 }
 
 /// The floor: the same kind of template change by `kubectl patch`, until rolled out.
-fn floor(fixture: &FixtureCluster) -> (Duration, Duration) {
+fn floor(fixture: &TestCluster) -> (Duration, Duration) {
     let swap = json!({"spec": {"template": {"spec": {"containers": [{
         "name": "api",
-        "image": "kbridge/agent:dev",
+        "image": agent_image(),
         "env": [{"name": "KBRIDGE_SESSION_TOKEN", "value": "floor-benchmark"},
                 {"name": "KBRIDGE_AGENT_PORTS", "value": "8080"}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": 7312}, "periodSeconds": 2}
@@ -365,7 +381,7 @@ fn floor(fixture: &FixtureCluster) -> (Duration, Duration) {
     let patch = |p: &Value| {
         fixture.kubectl(&[
             "-n",
-            "todo",
+            &fixture.namespace,
             "patch",
             "deployment",
             "todo-api",
@@ -384,14 +400,18 @@ fn floor(fixture: &FixtureCluster) -> (Duration, Duration) {
     (setup, started.elapsed())
 }
 
-/// The background `kbridge connect` holding this fixture's kept session.
-fn held_session(fixture: &FixtureCluster) -> u32 {
+/// The background `kbridge connect` holding this run's kept session: this cluster's
+/// kubeconfig and this run's TMPDIR (a real cluster's kubeconfig may be shared).
+fn held_session(fixture: &TestCluster, tmp: &Path) -> u32 {
     let kubeconfig = fixture.kubeconfig.to_string_lossy().into_owned();
+    let tmpdir = format!("TMPDIR={}", tmp.display());
     let ours: Vec<u32> = pids_with(&["connect", "--background"])
         .into_iter()
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&kubeconfig))
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| {
+                let environ = String::from_utf8_lossy(&e);
+                environ.contains(&kubeconfig) && environ.split('\0').any(|v| v == tmpdir)
+            })
         })
         .collect();
     assert_eq!(ours.len(), 1, "one held session for this fixture: {ours:?}");
@@ -432,7 +452,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let fixture = FixtureCluster::start_demo("bench-setup");
+    let fixture = TestCluster::start_demo("bench-setup");
     let tmp: PathBuf = temp_dir("bench-setup");
     let timings = tmp.join("timings.jsonl");
     rollout_status(&fixture);
@@ -489,7 +509,7 @@ fn main() {
         relaunches.push(again.total);
         disconnect(again.dap);
     }
-    let held = held_session(&fixture);
+    let held = held_session(&fixture, &tmp);
     Command::new("kill")
         .args(["-TERM", &held.to_string()])
         .status()
@@ -497,7 +517,12 @@ fn main() {
     settle(&fixture, &original);
 
     println!(
-        "bridge session setup/teardown on kube-fixture (todo-api, 2 replicas), {rounds} rounds, interleaved"
+        "bridge session setup/teardown on {} (todo-api, 2 replicas), {rounds} rounds, interleaved",
+        if fixture.is_real() {
+            format!("a real cluster, namespace {}", fixture.namespace)
+        } else {
+            "kube-fixture".to_string()
+        }
     );
     println!(
         "{:<7}{:>12}{:>12}{:>8}{:>10}{:>6} | {:>12}{:>12}{:>12}{:>8}",

@@ -1,8 +1,8 @@
-//! Helpers for tests against the fixture cluster: a kube client, plain HTTP calls to
-//! ClusterIPs, a snapshot of a namespace's objects to prove a session left nothing behind,
+//! Helpers for tests against the test cluster (kube-fixture or a real one): a kube client,
+//! plain HTTP calls to ClusterIPs, a snapshot of a namespace's objects to prove a session left nothing behind,
 //! and finding kbridge's own processes (to kill them the way a crash would).
 
-use crate::fixture::FixtureCluster;
+use crate::fixture::TestCluster;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -30,12 +30,12 @@ pub fn http_get(host: &str, port: u16, path: &str) -> std::io::Result<String> {
         .unwrap_or_default())
 }
 
-/// A client for the fixture, default namespace `todo`.
-pub async fn client_for(fixture: &FixtureCluster) -> kube::Client {
+/// A client for the test cluster, default namespace the test's (`fixture.namespace`).
+pub async fn client_for(fixture: &TestCluster) -> kube::Client {
     kbridge::session::cluster::connection::Cluster::connect_with(
         Some(&fixture.kubeconfig),
         None,
-        Some("todo"),
+        Some(&fixture.namespace),
     )
     .await
     .expect("connect")
@@ -194,17 +194,17 @@ where
 }
 
 /// Waits until `namespace` is exactly as in `before` (see [`namespace_snapshot`]).
-pub async fn restored_to(client: &kube::Client, before: &Value, limit: Duration) {
+pub async fn restored_to(client: &kube::Client, namespace: &str, before: &Value, limit: Duration) {
     let mut last = Vec::new();
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
-        last = snapshot_diff(before, &namespace_snapshot(client, "todo").await);
+        last = snapshot_diff(before, &namespace_snapshot(client, namespace).await);
         if last.is_empty() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    panic!("the namespace is not back as it was after {limit:?}: {last:#?}");
+    panic!("namespace {namespace} is not back as it was after {limit:?}: {last:#?}");
 }
 
 /// A `kbridge connect` running in the background, its session up.
@@ -252,9 +252,9 @@ impl Drop for Connected {
 }
 
 /// Starts `kbridge connect ARGS` on `fixture` (with `TMPDIR=tmp` and `envs`) and waits
-/// until it says its session is up.
+/// until it says its session is up. ARGS name the namespace (`--namespace`).
 pub fn connect(
-    fixture: &FixtureCluster,
+    fixture: &TestCluster,
     tmp: &std::path::Path,
     envs: &[(&str, &str)],
     args: &[&str],

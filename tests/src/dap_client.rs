@@ -11,8 +11,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 /// How long any single wait may take before the test fails (a guard against hangs,
-/// not a performance assertion).
-pub const WAIT: Duration = Duration::from_secs(90);
+/// not a performance assertion; a launch on a real cluster may pull images first).
+pub const WAIT: Duration = Duration::from_secs(180);
 
 /// A client connected to `kbridge dap`.
 pub struct DapClient {

@@ -1,11 +1,13 @@
 //! Shared helpers for kbridge's end-to-end tests: finding the built binaries, an
 //! editor-side DAP client written independently of the proxy's own codec, and the
-//! small programs the debuggers run.
+//! small programs the debuggers run. Cluster-backed tests run on kube-fixture, or on the
+//! real cluster named by `KBRIDGE_TEST_KUBECONFIG` ([`fixture::TestCluster`]).
 
 pub mod cluster;
 pub mod dap_client;
 pub mod fixture;
 pub mod programs;
+pub mod real;
 
 use std::path::PathBuf;
 
@@ -29,6 +31,16 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The agent image tests ask for: `KBRIDGE_AGENT_IMAGE` when set (a real cluster runs the
+/// image CI built and pushed), else `kbridge/agent:dev` (kube-fixture runs any
+/// `kbridge/agent` tag as the built `kbridge-agent`).
+pub fn agent_image() -> String {
+    std::env::var("KBRIDGE_AGENT_IMAGE")
+        .ok()
+        .filter(|image| !image.is_empty())
+        .unwrap_or_else(|| "kbridge/agent:dev".to_string())
 }
 
 /// The `kbridge` binary.

@@ -1,13 +1,14 @@
-//! The product end to end on the fixture cluster: an editor-side client launches a
+//! The product end to end on the test cluster (kube-fixture or a real one): an editor-side client launches a
 //! program through `kbridge dap` with `bridge.service`; requests to the Service reach
 //! the local program, which sees the pod's secret env and reaches another Service
 //! through the rewritten service variables; disconnect puts the cluster back.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service};
+use kbridge_tests::cluster::client_for;
 use kbridge_tests::dap_client::{initialize_arguments, DapClient};
-use kbridge_tests::fixture::FixtureCluster;
-use kbridge_tests::{programs, temp_dir};
+use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::{agent_image, programs, temp_dir};
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -34,17 +35,6 @@ fn http_get(host: &str, port: u16) -> std::io::Result<String> {
         .unwrap_or_default())
 }
 
-async fn client_for(fixture: &FixtureCluster) -> kube::Client {
-    kbridge::session::cluster::connection::Cluster::connect_with(
-        Some(&fixture.kubeconfig),
-        None,
-        Some("todo"),
-    )
-    .await
-    .expect("connect")
-    .client
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn service_traffic_reaches_the_local_program_and_disconnect_restores() {
     bridged_round_trip("off").await;
@@ -66,9 +56,10 @@ async fn hosts_namespace_mode_resolves_service_names_for_the_debuggee() {
 
 /// Runs the bridged app through a session in `hosts` mode; returns what it answered.
 async fn bridged_round_trip(hosts: &str) -> Value {
-    let fixture = FixtureCluster::start_demo(&format!("bridge-{hosts}"));
+    let fixture = TestCluster::start_demo(&format!("bridge-{hosts}"));
+    let ns = fixture.namespace.as_str();
     let client = client_for(&fixture).await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "todo");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let before = serde_json::to_value(
         deployments
             .get("todo-api")
@@ -94,8 +85,8 @@ async fn bridged_round_trip(hosts: &str) -> Value {
                 "debugger": "debugpy", "program": programs::source_dir().join("bridged_app.py"),
                 "console": "internalConsole",
                 "env": {"APP_PORT": local_port.to_string(), "CHECK_BY_NAME": if hosts == "off" { "" } else { "1" }},
-                "bridge": {"namespace": "todo", "service": "todo-api", "hosts": hosts,
-                           "agentImage": "kbridge/agent:dev",
+                "bridge": {"namespace": ns, "service": "todo-api", "hosts": hosts,
+                           "agentImage": agent_image(),
                            "ports": [{"remote": 8080, "local": local_port}]}
             }),
         )
@@ -122,7 +113,7 @@ async fn bridged_round_trip(hosts: &str) -> Value {
     );
 
     // A client in the cluster's network calls the Service: its ClusterIP, port 80.
-    let services: Api<Service> = Api::namespaced(client.clone(), "todo");
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let cluster_ip = services
         .get("todo-api")
         .await
@@ -131,7 +122,8 @@ async fn bridged_round_trip(hosts: &str) -> Value {
         .and_then(|s| s.cluster_ip)
         .expect("clusterIP");
     let mut body = String::new();
-    for _ in 0..100 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while tokio::time::Instant::now() < deadline {
         match http_get(&cluster_ip, 80) {
             Ok(text) if text.contains("served_by") => {
                 body = text;
@@ -172,7 +164,7 @@ async fn bridged_round_trip(hosts: &str) -> Value {
     )
     .expect("json");
     assert_eq!(after, before, "the pod template is exactly as it was");
-    let secrets: Api<Secret> = Api::namespaced(client, "todo");
+    let secrets: Api<Secret> = Api::namespaced(client, ns);
     let left: Vec<String> = secrets
         .list(&ListParams::default())
         .await

@@ -1,21 +1,24 @@
-//! `kbridge run`, `env` and `connect` on the fixture cluster: a plain command gets the
+//! `kbridge run`, `env` and `connect` on the test cluster: a plain command gets the
 //! pod's environment and reaches Services by name, its exit code comes back, and every
 //! command leaves the workload as it was.
 
-use kbridge_tests::fixture::FixtureCluster;
-use kbridge_tests::{kbridge_bin, temp_dir};
+use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::{agent_image, kbridge_bin, temp_dir};
 use std::process::{Command, Output};
 
-const TARGET: [&str; 6] = [
-    "--namespace",
-    "todo",
-    "--service",
-    "todo-api",
-    "--agent-image",
-    "kbridge/agent:dev",
-];
+/// The target flags: todo-api in the test's namespace, the test's agent image.
+fn target(fixture: &TestCluster) -> Vec<String> {
+    vec![
+        "--namespace".into(),
+        fixture.namespace.clone(),
+        "--service".into(),
+        "todo-api".into(),
+        "--agent-image".into(),
+        agent_image(),
+    ]
+}
 
-fn kbridge(fixture: &FixtureCluster, tmp: &std::path::Path, args: &[&str]) -> Output {
+fn kbridge(fixture: &TestCluster, tmp: &std::path::Path, args: &[&str]) -> Output {
     Command::new(kbridge_bin())
         .args(args)
         .env("KUBECONFIG", &fixture.kubeconfig)
@@ -24,10 +27,10 @@ fn kbridge(fixture: &FixtureCluster, tmp: &std::path::Path, args: &[&str]) -> Ou
         .expect("run kbridge")
 }
 
-fn template_image(fixture: &FixtureCluster) -> String {
+fn template_image(fixture: &TestCluster) -> String {
     fixture.kubectl(&[
         "-n",
-        "todo",
+        &fixture.namespace,
         "get",
         "deploy/todo-api",
         "-o",
@@ -37,15 +40,19 @@ fn template_image(fixture: &FixtureCluster) -> String {
 
 #[test]
 fn run_gives_a_command_the_cluster_and_its_exit_code() {
-    let fixture = FixtureCluster::start_demo("cli-run");
+    let fixture = TestCluster::start_demo("cli-run");
     let tmp = temp_dir("cli-run");
-    let script = "import os, urllib.request, sys\n\
+    let script = format!(
+        "import os, urllib.request, sys\n\
 print('key', os.environ['API_KEY'])\n\
-print('stats', urllib.request.urlopen('http://stats-api.todo/stats', timeout=10).read().decode())\n\
-sys.exit(3)\n";
+print('stats', urllib.request.urlopen('http://stats-api.{}/stats', timeout=10).read().decode())\n\
+sys.exit(3)\n",
+        fixture.namespace
+    );
+    let target = target(&fixture);
     let mut args = vec!["run"];
-    args.extend(TARGET);
-    args.extend(["--hosts", "namespace", "--", "python3", "-c", script]);
+    args.extend(target.iter().map(String::as_str));
+    args.extend(["--hosts", "namespace", "--", "python3", "-c", &script]);
     let output = kbridge(&fixture, &tmp, &args);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -71,10 +78,11 @@ sys.exit(3)\n";
 
 #[test]
 fn env_prints_the_rewritten_environment() {
-    let fixture = FixtureCluster::start_demo("cli-env");
+    let fixture = TestCluster::start_demo("cli-env");
     let tmp = temp_dir("cli-env");
+    let target = target(&fixture);
     let mut args = vec!["env"];
-    args.extend(TARGET);
+    args.extend(target.iter().map(String::as_str));
     args.extend(["--format", "json"]);
     let output = kbridge(&fixture, &tmp, &args);
     assert!(
@@ -99,12 +107,12 @@ fn env_prints_the_rewritten_environment() {
 
 #[test]
 fn connect_holds_the_session_until_sigterm() {
-    let fixture = FixtureCluster::start_demo("cli-connect");
+    let fixture = TestCluster::start_demo("cli-connect");
     let tmp = temp_dir("cli-connect");
     let env_file = tmp.join("session.env");
     let mut child = Command::new(kbridge_bin())
         .arg("connect")
-        .args(TARGET)
+        .args(target(&fixture))
         .arg("--env-file")
         .arg(&env_file)
         .env("KUBECONFIG", &fixture.kubeconfig)
@@ -112,7 +120,7 @@ fn connect_holds_the_session_until_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start kbridge connect");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     while !env_file.exists() {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
@@ -122,7 +130,7 @@ fn connect_holds_the_session_until_sigterm() {
     }
     assert_eq!(
         template_image(&fixture),
-        "kbridge/agent:dev",
+        agent_image(),
         "bridged while connected"
     );
     let text = std::fs::read_to_string(&env_file).expect("env file");
@@ -138,13 +146,10 @@ fn connect_holds_the_session_until_sigterm() {
 
 #[test]
 fn targets_lists_services_with_their_ports() {
-    let fixture = FixtureCluster::start_demo("cli-targets");
+    let fixture = TestCluster::start_demo("cli-targets");
     let tmp = temp_dir("cli-targets");
-    let output = kbridge(
-        &fixture,
-        &tmp,
-        &["targets", "-n", "todo", "--output", "json"],
-    );
+    let ns = fixture.namespace.as_str();
+    let output = kbridge(&fixture, &tmp, &["targets", "-n", ns, "--output", "json"]);
     assert!(
         output.status.success(),
         "{}",
@@ -156,16 +161,12 @@ fn targets_lists_services_with_their_ports() {
         .and_then(|t| t.iter().find(|t| t["service"] == "todo-api"))
         .cloned()
         .expect("todo-api listed");
-    assert_eq!(todo["namespace"], "todo");
+    assert_eq!(todo["namespace"], ns);
     assert_eq!(
         todo["ports"],
         serde_json::json!([{"port": 80, "name": "http", "targetPort": "http"}])
     );
-    let typo = kbridge(
-        &fixture,
-        &tmp,
-        &["targets", "-n", "todo", "--context", "nope"],
-    );
+    let typo = kbridge(&fixture, &tmp, &["targets", "-n", ns, "--context", "nope"]);
     assert!(!typo.status.success());
     assert!(
         String::from_utf8_lossy(&typo.stderr).contains("nope"),
@@ -174,17 +175,10 @@ fn targets_lists_services_with_their_ports() {
 }
 
 /// Marks todo-api as held by `holder` through its Lease, renewed `age` seconds ago.
-async fn hold(fixture: &FixtureCluster, holder: &str, age: i64) {
+async fn hold(fixture: &TestCluster, holder: &str, age: i64) {
     use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-    let client = kbridge::session::cluster::connection::Cluster::connect_with(
-        Some(&fixture.kubeconfig),
-        None,
-        Some("todo"),
-    )
-    .await
-    .expect("connect")
-    .client;
+    let client = kbridge_tests::cluster::client_for(fixture).await;
     let renewed = k8s_openapi::jiff::Timestamp::from_second(
         k8s_openapi::jiff::Timestamp::now().as_second() - age,
     )
@@ -201,7 +195,7 @@ async fn hold(fixture: &FixtureCluster, holder: &str, age: i64) {
             ..Default::default()
         }),
     };
-    kube::Api::<Lease>::namespaced(client, "todo")
+    kube::Api::<Lease>::namespaced(client, &fixture.namespace)
         .create(&Default::default(), &lease)
         .await
         .expect("create lease");
@@ -209,11 +203,13 @@ async fn hold(fixture: &FixtureCluster, holder: &str, age: i64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
-    let fixture = FixtureCluster::start_demo("cli-lease");
+    let fixture = TestCluster::start_demo("cli-lease");
     let tmp = temp_dir("cli-lease");
+    let ns = fixture.namespace.as_str();
     hold(&fixture, "alice-session", 0).await;
+    let target_flags = target(&fixture);
     let mut args = vec!["run"];
-    args.extend(TARGET);
+    args.extend(target_flags.iter().map(String::as_str));
     args.extend(["--", "true"]);
     let refused = kbridge(&fixture, &tmp, &args);
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -229,17 +225,11 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
     );
 
     // The holder's kbridge died an hour ago, leaving the workload swapped.
-    fixture.kubectl(&[
-        "-n",
-        "todo",
-        "delete",
-        "lease",
-        "kbridge-deployment-todo-api",
-    ]);
+    fixture.kubectl(&["-n", ns, "delete", "lease", "kbridge-deployment-todo-api"]);
     let cluster = kbridge::session::cluster::connection::Cluster::connect_with(
         Some(&fixture.kubeconfig),
         None,
-        Some("todo"),
+        Some(ns),
     )
     .await
     .expect("connect");
@@ -253,7 +243,7 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
     let plan = kbridge::session::cluster::workload::SwapPlan {
         session: "ghost".into(),
         owner: "ghost@gone".into(),
-        agent_image: "kbridge/agent:dev".into(),
+        agent_image: agent_image(),
         token_secret: "kbridge-ghost".into(),
         idle_restore_secs: 60,
     };
@@ -266,7 +256,7 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
         string_data: Some([("token".to_string(), "ghost-token".to_string())].into()),
         ..Default::default()
     };
-    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(cluster.client.clone(), "todo")
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(cluster.client.clone(), ns)
         .create(&Default::default(), &secret)
         .await
         .expect("ghost secret");
@@ -282,7 +272,7 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
         "{stderr}"
     );
     assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
-    let leases = fixture.kubectl(&["-n", "todo", "get", "leases", "-o", "name"]);
+    let leases = fixture.kubectl(&["-n", ns, "get", "leases", "-o", "name"]);
     assert!(
         !leases.contains("kbridge-deployment-todo-api"),
         "the session's lease is gone: {leases}"
@@ -292,7 +282,7 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
 #[test]
 fn a_replaced_pod_gets_its_own_tunnel() {
     use std::io::{Read, Write};
-    let fixture = FixtureCluster::start_demo("cli-replaced");
+    let fixture = TestCluster::start_demo("cli-replaced");
     let tmp = temp_dir("cli-replaced");
     // The "local process": answers every connection with a marker.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -308,7 +298,7 @@ fn a_replaced_pod_gets_its_own_tunnel() {
     let mapping = format!("{local_port}:8080");
     let mut child = Command::new(kbridge_bin())
         .arg("connect")
-        .args(TARGET)
+        .args(target(&fixture))
         .args(["--port", &mapping, "--env-file"])
         .arg(&env_file)
         .env("KUBECONFIG", &fixture.kubeconfig)
@@ -317,7 +307,7 @@ fn a_replaced_pod_gets_its_own_tunnel() {
         .spawn()
         .expect("start kbridge connect");
     let wait_until = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         while !done() {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -327,8 +317,8 @@ fn a_replaced_pod_gets_its_own_tunnel() {
         }
     };
     wait_until("the session", Box::new(|| env_file.exists()));
-    let pods = |f: &FixtureCluster| {
-        f.kubectl(&["-n", "todo", "get", "pods", "-l", "app=todo-api", "-o",
+    let pods = |f: &TestCluster| {
+        f.kubectl(&["-n", &f.namespace, "get", "pods", "-l", "app=todo-api", "-o",
             "jsonpath={range .items[*]}{.metadata.name} {.status.podIP} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])
     };
     let before = pods(&fixture);
@@ -338,7 +328,7 @@ fn a_replaced_pod_gets_its_own_tunnel() {
         .and_then(|l| l.split(' ').next())
         .expect("a pod")
         .to_string();
-    fixture.kubectl(&["-n", "todo", "delete", "pod", &victim]);
+    fixture.kubectl(&["-n", &fixture.namespace, "delete", "pod", &victim]);
     let mut replacement_ip = String::new();
     wait_until(
         "a ready replacement pod",
@@ -378,14 +368,17 @@ fn a_replaced_pod_gets_its_own_tunnel() {
 
 #[test]
 fn doctor_checks_reachability_and_permissions() {
-    let fixture = FixtureCluster::start_demo("cli-doctor");
+    let fixture = TestCluster::start_demo("cli-doctor");
     let tmp = temp_dir("cli-doctor");
-    let output = kbridge(&fixture, &tmp, &["doctor", "-n", "todo"]);
+    let output = kbridge(&fixture, &tmp, &["doctor", "-n", &fixture.namespace]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("reachable (Kubernetes"), "{stdout}");
     assert!(
-        stdout.contains("RBAC: every permission a session needs in namespace todo"),
+        stdout.contains(&format!(
+            "RBAC: every permission a session needs in namespace {}",
+            fixture.namespace
+        )),
         "{stdout}"
     );
     let dead = std::fs::read_to_string(&fixture.kubeconfig)

@@ -1,4 +1,4 @@
-//! Taking a workload over and giving it back, on the fixture cluster: the agent replaces
+//! Taking a workload over and giving it back, on the test cluster: the agent replaces
 //! the target container in every replica, a second session is refused with who holds the
 //! workload, and both `kbridge restore` and the guardian's undo step put it back exactly.
 
@@ -10,22 +10,20 @@ use kbridge::session::cluster::target::{resolve, ResolvedTarget};
 use kbridge::session::cluster::workload::{self, SwapPlan};
 use kbridge::session::undo::{run_plan, UndoStep};
 use kbridge_config::Target;
-use kbridge_tests::fixture::FixtureCluster;
-use kbridge_tests::kbridge_bin;
+use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::{agent_image, kbridge_bin};
 use kube::api::{Api, PostParams};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const AGENT_IMAGE: &str = "kbridge/agent:dev";
-
-async fn take_over(fixture: &FixtureCluster, session: &str) -> (Cluster, ResolvedTarget) {
-    let cluster = Cluster::connect_with(Some(&fixture.kubeconfig), None, Some("todo"))
+async fn take_over(fixture: &TestCluster, session: &str) -> (Cluster, ResolvedTarget) {
+    let cluster = Cluster::connect_with(Some(&fixture.kubeconfig), None, Some(&fixture.namespace))
         .await
         .expect("connect");
     let target = resolve(&cluster, &Target::Service("todo-api".into()), None)
         .await
         .expect("resolve");
-    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), "todo");
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &fixture.namespace);
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(format!("kbridge-{session}")),
@@ -44,7 +42,7 @@ async fn take_over(fixture: &FixtureCluster, session: &str) -> (Cluster, Resolve
     let plan = SwapPlan {
         session: session.into(),
         owner: "tester@ci".into(),
-        agent_image: AGENT_IMAGE.into(),
+        agent_image: agent_image(),
         token_secret: format!("kbridge-{session}"),
         idle_restore_secs: 60,
     };
@@ -55,10 +53,10 @@ async fn take_over(fixture: &FixtureCluster, session: &str) -> (Cluster, Resolve
     let ready = wait_for_agents(
         &cluster,
         &target,
-        AGENT_IMAGE,
+        &agent_image(),
         &format!("kbridge-{session}"),
         2,
-        Duration::from_secs(120),
+        Duration::from_secs(180),
         |s| steps.push(s),
     )
     .await
@@ -73,7 +71,7 @@ async fn take_over(fixture: &FixtureCluster, session: &str) -> (Cluster, Resolve
 }
 
 async fn template_container(cluster: &Cluster) -> serde_json::Value {
-    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), "todo");
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let deployment = deployments.get("todo-api").await.expect("deployment");
     let annotations = deployment.metadata.annotations.clone().unwrap_or_default();
     let mut value =
@@ -88,10 +86,10 @@ async fn template_container(cluster: &Cluster) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn swap_refuse_second_session_and_restore_with_the_cli() {
-    let fixture = FixtureCluster::start_demo("swap-cli");
+    let fixture = TestCluster::start_demo("swap-cli");
     let (cluster, target) = take_over(&fixture, "session-one").await;
     let swapped = template_container(&cluster).await;
-    assert_eq!(swapped["image"], AGENT_IMAGE);
+    assert_eq!(swapped["image"], agent_image());
     assert_eq!(
         swapped["volumeMounts"][0]["mountPath"], "/etc/todo",
         "mounts kept"
@@ -100,7 +98,7 @@ async fn swap_refuse_second_session_and_restore_with_the_cli() {
     let second = SwapPlan {
         session: "session-two".into(),
         owner: "other@ci".into(),
-        agent_image: AGENT_IMAGE.into(),
+        agent_image: agent_image(),
         token_secret: "kbridge-session-two".into(),
         idle_restore_secs: 60,
     };
@@ -114,7 +112,7 @@ async fn swap_refuse_second_session_and_restore_with_the_cli() {
     );
 
     let output = std::process::Command::new(kbridge_bin())
-        .args(["restore", "-n", "todo", "deployment/todo-api"])
+        .args(["restore", "-n", &fixture.namespace, "deployment/todo-api"])
         .env("KUBECONFIG", &fixture.kubeconfig)
         .output()
         .expect("run kbridge restore");
@@ -137,28 +135,33 @@ async fn swap_refuse_second_session_and_restore_with_the_cli() {
     );
 
     let again = std::process::Command::new(kbridge_bin())
-        .args(["restore", "-n", "todo", "--all"])
+        .args(["restore", "-n", &fixture.namespace, "--all"])
         .env("KUBECONFIG", &fixture.kubeconfig)
         .output()
         .expect("run kbridge restore --all");
-    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to restore"));
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again_out.contains("nothing to restore"),
+        "{again_out} {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn guardian_undo_step_restores_only_its_own_session() {
-    let fixture = FixtureCluster::start_demo("swap-undo");
+    let fixture = TestCluster::start_demo("swap-undo");
     let (cluster, target) = take_over(&fixture, "session-a").await;
     let step = |session: &str| UndoStep::RestoreWorkload {
         kubeconfig: Some(fixture.kubeconfig.clone()),
         context: None,
-        namespace: "todo".into(),
+        namespace: fixture.namespace.clone(),
         kind: "deployment".into(),
         name: "todo-api".into(),
         session: session.into(),
     };
     // Another session's undo must not touch it.
     assert!(run_plan(&[step("someone-else")]).await.is_empty());
-    assert_eq!(template_container(&cluster).await["image"], AGENT_IMAGE);
+    assert_eq!(template_container(&cluster).await["image"], agent_image());
     assert!(run_plan(&[step("session-a")]).await.is_empty());
     let mut original = serde_json::to_value(&target.container).expect("json");
     original["__kbridge_annotations"] = serde_json::json!([]);

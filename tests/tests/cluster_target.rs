@@ -1,18 +1,18 @@
-//! Target resolution against the fixture cluster's sample apps: a Service leads to its
+//! Target resolution against the test cluster's sample apps: a Service leads to its
 //! Deployment and container, names that do not exist get "did you mean", and an
 //! unreachable cluster says so.
 
 use kbridge::session::cluster::connection::Cluster;
 use kbridge::session::cluster::target::{resolve, WorkloadKind};
 use kbridge_config::Target;
-use kbridge_tests::fixture::FixtureCluster;
+use kbridge_tests::fixture::TestCluster;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn service_workload_and_pod_resolve_to_the_deployment() {
-    let fixture = FixtureCluster::start_demo("target");
-    let cluster = Cluster::connect_with(Some(&fixture.kubeconfig), None, Some("todo"))
+    let fixture = TestCluster::start_demo("target");
+    let cluster = Cluster::connect_with(Some(&fixture.kubeconfig), None, Some(&fixture.namespace))
         .await
-        .expect("connect to the fixture");
+        .expect("connect to the test cluster");
     let by_service = resolve(&cluster, &Target::Service("todo-api".into()), None)
         .await
         .expect("service resolves");
@@ -52,16 +52,17 @@ async fn service_workload_and_pod_resolve_to_the_deployment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mistakes_get_clear_errors() {
-    let fixture = FixtureCluster::start_demo("target-errors");
-    let cluster = Cluster::connect_with(Some(&fixture.kubeconfig), None, Some("todo"))
+    let fixture = TestCluster::start_demo("target-errors");
+    let ns = fixture.namespace.as_str();
+    let cluster = Cluster::connect_with(Some(&fixture.kubeconfig), None, Some(ns))
         .await
-        .expect("connect to the fixture");
+        .expect("connect to the test cluster");
     let err = resolve(&cluster, &Target::Service("todo-ap".into()), None)
         .await
         .expect_err("typo");
     assert_eq!(
         err.to_string(),
-        "service 'todo-ap' not found in namespace 'todo'; did you mean 'todo-api'?"
+        format!("service 'todo-ap' not found in namespace '{ns}'; did you mean 'todo-api'?")
     );
     let err = resolve(&cluster, &Target::Service("todo-api".into()), Some("apj"))
         .await
@@ -78,7 +79,7 @@ async fn mistakes_get_clear_errors() {
         .replace(&fixture.url, "https://127.0.0.1:9");
     let dead_path = fixture.dir.join("dead-kubeconfig");
     std::fs::write(&dead_path, dead).expect("write");
-    let cluster = Cluster::connect_with(Some(&dead_path), None, Some("todo"))
+    let cluster = Cluster::connect_with(Some(&dead_path), None, Some(ns))
         .await
         .expect("config loads");
     let err = resolve(&cluster, &Target::Service("todo-api".into()), None)

@@ -1,4 +1,4 @@
-//! Crash safety of isolated sessions (DESIGN §7 and §9) on the fixture cluster: two
+//! Crash safety of isolated sessions (DESIGN §7 and §9) on the test cluster: two
 //! `kbridge connect --isolate-as` sessions share `todo-api`'s router; when one of them is
 //! SIGKILLed together with its guardian, its in-cluster restorer takes its route off the
 //! Service while the other keeps working, and when the last one dies too, the namespace
@@ -11,8 +11,8 @@ use kbridge::session::cluster::workload::session_secret_name;
 use kbridge_tests::cluster::{
     self, client_for, eventually, namespace_snapshot, restored_to, Connected,
 };
-use kbridge_tests::fixture::FixtureCluster;
-use kbridge_tests::temp_dir;
+use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::{agent_image, temp_dir};
 use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 const SESSIONS: &str = "kbridge.dev/isolated-sessions";
 
 /// `kbridge connect --isolate-as ROUTE_AS` for todo-api, its inbound going to `local_port`.
-fn connect(fixture: &FixtureCluster, tmp: &Path, route_as: &str, local_port: u16) -> Connected {
+fn connect(fixture: &TestCluster, tmp: &Path, route_as: &str, local_port: u16) -> Connected {
     let mapping = format!("{local_port}:8080");
     cluster::connect(
         fixture,
@@ -30,11 +30,11 @@ fn connect(fixture: &FixtureCluster, tmp: &Path, route_as: &str, local_port: u16
         &[("KBRIDGE_IDLE_RESTORE_SECS", "3")],
         &[
             "--namespace",
-            "todo",
+            &fixture.namespace,
             "--service",
             "todo-api",
             "--agent-image",
-            "kbridge/agent:dev",
+            &agent_image(),
             "--isolate-as",
             route_as,
             "--port",
@@ -93,22 +93,22 @@ async fn get(ip: &str, path: &str, route: Option<&str>) -> Option<String> {
 async fn answers(ip: &str, path: &str, route: Option<&str>, ending: &str) -> String {
     eventually(
         &format!("{path} routed as {route:?} to answer '...{ending}'"),
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || async move { get(ip, path, route).await.filter(|b| b.ends_with(ending)) },
     )
     .await
 }
 
-async fn service(client: &kube::Client) -> Service {
-    Api::<Service>::namespaced(client.clone(), "todo")
+async fn service(client: &kube::Client, ns: &str) -> Service {
+    Api::<Service>::namespaced(client.clone(), ns)
         .get("todo-api")
         .await
         .expect("service/todo-api")
 }
 
 /// The Service's isolated sessions (route name → session id).
-async fn registered(client: &kube::Client) -> BTreeMap<String, String> {
-    service(client)
+async fn registered(client: &kube::Client, ns: &str) -> BTreeMap<String, String> {
+    service(client, ns)
         .await
         .metadata
         .annotations
@@ -117,7 +117,7 @@ async fn registered(client: &kube::Client) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-async fn names<K>(client: &kube::Client) -> Vec<String>
+async fn names<K>(client: &kube::Client, ns: &str) -> Vec<String>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -125,7 +125,7 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    Api::<K>::namespaced(client.clone(), "todo")
+    Api::<K>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await
         .expect("list")
@@ -138,10 +138,11 @@ where
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashed_isolated_session_loses_its_route_and_the_last_one_restores_the_service() {
-    let fixture = FixtureCluster::start_demo("isolation-crash-restorer");
+    let fixture = TestCluster::start_demo("isolation-crash-restorer");
+    let ns = fixture.namespace.as_str();
     let client = client_for(&fixture).await;
-    let before = namespace_snapshot(&client, "todo").await;
-    let ip = service(&client)
+    let before = namespace_snapshot(&client, ns).await;
+    let ip = service(&client, ns)
         .await
         .spec
         .and_then(|s| s.cluster_ip)
@@ -160,13 +161,13 @@ async fn a_crashed_isolated_session_loses_its_route_and_the_last_one_restores_th
         laptop("bob"),
     );
     assert_eq!(
-        registered(&client).await,
+        registered(&client, ns).await,
         BTreeMap::from([
             ("alice".to_string(), alice.id.clone()),
             ("bob".to_string(), bob.id.clone())
         ])
     );
-    let jobs = names::<Job>(&client).await;
+    let jobs = names::<Job>(&client, ns).await;
     for session in [&alice.id, &bob.id] {
         assert!(
             jobs.iter()
@@ -184,12 +185,12 @@ async fn a_crashed_isolated_session_loses_its_route_and_the_last_one_restores_th
     let started = Instant::now();
     eventually(
         "bob's route, clone, Secret and restorer to go",
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         || async {
-            let sessions = registered(&client).await;
-            let deployments = names::<Deployment>(&client).await;
-            let secrets = names::<Secret>(&client).await;
-            let jobs = names::<Job>(&client).await;
+            let sessions = registered(&client, ns).await;
+            let deployments = names::<Deployment>(&client, ns).await;
+            let secrets = names::<Secret>(&client, ns).await;
+            let jobs = names::<Job>(&client, ns).await;
             (!sessions.contains_key("bob")
                 && !deployments.iter().any(|d| d == "todo-api-kbridge-bob")
                 && !secrets.contains(&bob_secret)
@@ -203,11 +204,11 @@ async fn a_crashed_isolated_session_loses_its_route_and_the_last_one_restores_th
         started.elapsed()
     );
     assert_eq!(
-        registered(&client).await,
+        registered(&client, ns).await,
         BTreeMap::from([("alice".to_string(), alice.id.clone())]),
         "alice stays registered"
     );
-    let deployments = names::<Deployment>(&client).await;
+    let deployments = names::<Deployment>(&client, ns).await;
     for still in ["todo-api-kbridge-alice", "todo-api-kbridge-router"] {
         assert!(
             deployments.iter().any(|d| d == still),
@@ -215,14 +216,14 @@ async fn a_crashed_isolated_session_loses_its_route_and_the_last_one_restores_th
         );
     }
     assert!(
-        names::<Service>(&client)
+        names::<Service>(&client, ns)
             .await
             .iter()
             .any(|s| s == "todo-api-kbridge-origin"),
         "the origin Service remains"
     );
     assert!(
-        names::<Secret>(&client)
+        names::<Secret>(&client, ns)
             .await
             .contains(&session_secret_name(&alice.id)),
         "alice's Secret remains"
@@ -236,7 +237,7 @@ async fn a_crashed_isolated_session_loses_its_route_and_the_last_one_restores_th
     // Alice's laptop dies too: the last one out puts the Service back exactly.
     alice.crash();
     let started = Instant::now();
-    restored_to(&client, &before, Duration::from_secs(90)).await;
+    restored_to(&client, ns, &before, Duration::from_secs(180)).await;
     eprintln!(
         "the service restored by the cluster {:?} after the last session died",
         started.elapsed()

@@ -10,8 +10,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::Service;
 use kbridge_tests::cluster::client_for;
-use kbridge_tests::fixture::FixtureCluster;
-use kbridge_tests::{kbridge_bin, temp_dir};
+use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::{agent_image, kbridge_bin, temp_dir};
 use kube::api::Api;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -61,18 +61,18 @@ async fn local_h2c_server() -> u16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_h2c_grpc_request_is_routed_by_header_to_the_isolated_session() {
-    let fixture = FixtureCluster::start_demo("isolation-grpc");
+    let fixture = TestCluster::start_demo("isolation-grpc");
     let tmp = temp_dir("isolation-grpc");
     let local = local_h2c_server().await;
     let mut session = Command::new(kbridge_bin())
         .args([
             "connect",
             "--namespace",
-            "todo",
+            &fixture.namespace,
             "--service",
             "todo-api",
             "--agent-image",
-            "kbridge/agent:dev",
+            &agent_image(),
             "--isolate-as",
             "alice",
             "--port",
@@ -103,7 +103,7 @@ async fn an_h2c_grpc_request_is_routed_by_header_to_the_isolated_session() {
     }
 
     let client = client_for(&fixture).await;
-    let services: Api<Service> = Api::namespaced(client, "todo");
+    let services: Api<Service> = Api::namespaced(client, &fixture.namespace);
     let ip = services
         .get("todo-api")
         .await

@@ -3,8 +3,8 @@
 //! `kubernetes-route-as: alice`, unless they set the header themselves; a session that is
 //! not isolated adds nothing.
 
-use kbridge_tests::fixture::FixtureCluster;
-use kbridge_tests::{kbridge_bin, temp_dir};
+use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::{agent_image, kbridge_bin, temp_dir};
 use std::process::Command;
 
 /// GETs stats-api's `/headers` by name, with `argv[1]` as the route header when given,
@@ -17,19 +17,20 @@ print(urllib.request.urlopen(req, timeout=10).read().decode())\n";
 /// Runs the script through `kbridge run` (`isolate_as` given or not) and returns the
 /// headers stats-api saw.
 fn headers_seen(
-    fixture: &FixtureCluster,
+    fixture: &TestCluster,
     isolate_as: Option<&str>,
     sent_route: Option<&str>,
 ) -> serde_json::Value {
     let tmp = temp_dir("isolation-outbound");
+    let image = agent_image();
     let mut args = vec![
         "run",
         "--namespace",
-        "todo",
+        &fixture.namespace,
         "--service",
         "todo-api",
         "--agent-image",
-        "kbridge/agent:dev",
+        &image,
     ];
     if let Some(name) = isolate_as {
         args.extend(["--isolate-as", name]);
@@ -55,7 +56,7 @@ fn headers_seen(
 
 #[test]
 fn isolated_sessions_mark_outbound_requests() {
-    let fixture = FixtureCluster::start_demo("isolation-outbound");
+    let fixture = TestCluster::start_demo("isolation-outbound");
 
     let isolated = headers_seen(&fixture, Some("alice"), None);
     assert_eq!(

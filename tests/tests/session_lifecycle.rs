@@ -1,4 +1,4 @@
-//! A bridge session's whole life on the fixture cluster: a request stops at a breakpoint in
+//! A bridge session's whole life on the test cluster: a request stops at a breakpoint in
 //! the local program, a paused debuggee keeps its session past the idle timeout, disconnect
 //! leaves the namespace exactly as it was, a killed kbridge is put right by the in-cluster
 //! restorer (or by `kbridge restore` alone), a held session is reused and described, and a
@@ -12,25 +12,28 @@ use kbridge_tests::cluster::{
     restored_to, Connected,
 };
 use kbridge_tests::dap_client::{initialize_arguments, DapClient};
-use kbridge_tests::fixture::FixtureCluster;
-use kbridge_tests::{kbridge_bin, programs, temp_dir};
+use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::{agent_image, kbridge_bin, programs, temp_dir};
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const TARGET: [&str; 6] = [
-    "--namespace",
-    "todo",
-    "--service",
-    "todo-api",
-    "--agent-image",
-    "kbridge/agent:dev",
-];
+/// The target flags: todo-api in the test's namespace, the test's agent image.
+fn target(fixture: &TestCluster) -> Vec<String> {
+    vec![
+        "--namespace".into(),
+        fixture.namespace.clone(),
+        "--service".into(),
+        "todo-api".into(),
+        "--agent-image".into(),
+        agent_image(),
+    ]
+}
 
-async fn cluster_ip(client: &kube::Client, service: &str) -> String {
-    let services: Api<Service> = Api::namespaced(client.clone(), "todo");
+async fn cluster_ip(client: &kube::Client, ns: &str, service: &str) -> String {
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
     services
         .get(service)
         .await
@@ -40,8 +43,8 @@ async fn cluster_ip(client: &kube::Client, service: &str) -> String {
         .expect("clusterIP")
 }
 
-async fn session_annotation(client: &kube::Client) -> Option<String> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "todo");
+async fn session_annotation(client: &kube::Client, ns: &str) -> Option<String> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     deployments
         .get("todo-api")
         .await
@@ -52,8 +55,8 @@ async fn session_annotation(client: &kube::Client) -> Option<String> {
         .cloned()
 }
 
-async fn restorer_jobs(client: &kube::Client) -> Vec<String> {
-    let jobs: Api<Job> = Api::namespaced(client.clone(), "todo");
+async fn restorer_jobs(client: &kube::Client, ns: &str) -> Vec<String> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     jobs.list(&ListParams::default())
         .await
         .expect("jobs")
@@ -65,21 +68,17 @@ async fn restorer_jobs(client: &kube::Client) -> Vec<String> {
 }
 
 /// `kbridge connect` for todo-api with `extra` flags.
-fn connect(
-    fixture: &FixtureCluster,
-    tmp: &Path,
-    envs: &[(&str, &str)],
-    extra: &[&str],
-) -> Connected {
-    let args: Vec<&str> = TARGET
+fn connect(fixture: &TestCluster, tmp: &Path, envs: &[(&str, &str)], extra: &[&str]) -> Connected {
+    let target = target(fixture);
+    let args: Vec<&str> = target
         .iter()
-        .copied()
+        .map(String::as_str)
         .chain(extra.iter().copied())
         .collect();
     cluster::connect(fixture, tmp, envs, &args)
 }
 
-fn kbridge(tmp: &Path, fixture: &FixtureCluster, args: &[&str]) -> std::process::Output {
+fn kbridge(tmp: &Path, fixture: &TestCluster, args: &[&str]) -> std::process::Output {
     Command::new(kbridge_bin())
         .args(args)
         .env("KUBECONFIG", &fixture.kubeconfig)
@@ -90,9 +89,10 @@ fn kbridge(tmp: &Path, fixture: &FixtureCluster, args: &[&str]) -> std::process:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_stops_at_the_breakpoint_and_disconnect_restores_everything() {
-    let fixture = FixtureCluster::start_demo("lifecycle-dap");
+    let fixture = TestCluster::start_demo("lifecycle-dap");
+    let ns = fixture.namespace.as_str();
     let client = client_for(&fixture).await;
-    let before = namespace_snapshot(&client, "todo").await;
+    let before = namespace_snapshot(&client, ns).await;
     let tmp = temp_dir("lifecycle-dap");
     let config = tmp.join("KubernetesLocalProcessConfig.yaml");
     std::fs::write(
@@ -114,7 +114,7 @@ async fn a_request_stops_at_the_breakpoint_and_disconnect_restores_everything() 
                 "type": "bridge", "request": "launch", "name": "todo-api (bridged)",
                 "debugger": "debugpy", "program": source, "console": "internalConsole",
                 "env": {"APP_PORT": local_port.to_string(), "CHECK_BY_NAME": "1"},
-                "bridge": {"namespace": "todo", "service": "todo-api", "agentImage": "kbridge/agent:dev",
+                "bridge": {"namespace": ns, "service": "todo-api", "agentImage": agent_image(),
                            "config": config, "idleRestoreSeconds": 3,
                            "ports": [{"remote": 8080, "local": local_port}]}
             }),
@@ -133,16 +133,16 @@ async fn a_request_stops_at_the_breakpoint_and_disconnect_restores_everything() 
     let launched = dap.response_to(launch).await;
     assert_eq!(launched["success"], true, "launch: {launched}");
     assert_eq!(
-        restorer_jobs(&client).await.len(),
+        restorer_jobs(&client, ns).await.len(),
         1,
         "a restorer Job watches the session"
     );
 
     // A client in the cluster calls the Service; the local program stops at the breakpoint
     // while the caller waits.
-    let ip = cluster_ip(&client, "todo-api").await;
+    let ip = cluster_ip(&client, ns, "todo-api").await;
     let caller = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             match http_get(&ip, 80, "/") {
                 Ok(body) if body.contains("served_by") => return body,
@@ -157,10 +157,14 @@ async fn a_request_stops_at_the_breakpoint_and_disconnect_restores_everything() 
     // from the debuggee, so nothing is restored.
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert!(
-        session_annotation(&client).await.is_some(),
+        session_annotation(&client, ns).await.is_some(),
         "still bridged while paused"
     );
-    assert_eq!(restorer_jobs(&client).await.len(), 1, "the restorer waits");
+    assert_eq!(
+        restorer_jobs(&client, ns).await.len(),
+        1,
+        "the restorer waits"
+    );
     let thread = stopped["body"]["threadId"].as_i64().unwrap_or(1);
     let resumed = dap.request("continue", json!({"threadId": thread})).await;
     assert_eq!(resumed["success"], true);
@@ -187,22 +191,23 @@ async fn a_request_stops_at_the_breakpoint_and_disconnect_restores_everything() 
     assert_eq!(bye["success"], true);
     assert_eq!(dap.exit_code().await, Some(0));
     // Teardown is done when the proxy exits; the Job's pod may take a moment to go.
-    restored_to(&client, &before, Duration::from_secs(20)).await;
+    restored_to(&client, ns, &before, Duration::from_secs(120)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_kbridge_is_put_right_by_the_restorer_in_the_cluster() {
-    let fixture = FixtureCluster::start_demo("lifecycle-restorer");
+    let fixture = TestCluster::start_demo("lifecycle-restorer");
+    let ns = fixture.namespace.as_str();
     let client = client_for(&fixture).await;
-    let before = namespace_snapshot(&client, "todo").await;
+    let before = namespace_snapshot(&client, ns).await;
     let tmp = temp_dir("lifecycle-restorer");
     let mut session = connect(&fixture, &tmp, &[("KBRIDGE_IDLE_RESTORE_SECS", "3")], &[]);
-    assert!(session_annotation(&client).await.is_some());
-    assert_eq!(restorer_jobs(&client).await.len(), 1);
+    assert!(session_annotation(&client, ns).await.is_some());
+    assert_eq!(restorer_jobs(&client, ns).await.len(), 1);
     // The laptop is gone: kbridge and its guardian die without a word.
     session.crash();
     let started = Instant::now();
-    restored_to(&client, &before, Duration::from_secs(90)).await;
+    restored_to(&client, ns, &before, Duration::from_secs(180)).await;
     eprintln!(
         "restored by the cluster {:?} after kbridge died",
         started.elapsed()
@@ -211,22 +216,29 @@ async fn a_killed_kbridge_is_put_right_by_the_restorer_in_the_cluster() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restore_works_from_the_annotations_alone() {
-    let fixture = FixtureCluster::start_demo("lifecycle-restore-cmd");
+    let fixture = TestCluster::start_demo("lifecycle-restore-cmd");
+    let ns = fixture.namespace.as_str();
     let client = client_for(&fixture).await;
-    let before = namespace_snapshot(&client, "todo").await;
+    let before = namespace_snapshot(&client, ns).await;
     let tmp = temp_dir("lifecycle-restore-cmd");
     let mut session = connect(&fixture, &tmp, &[("KBRIDGE_RESTORER", "off")], &[]);
-    assert!(restorer_jobs(&client).await.is_empty(), "restorer disabled");
+    assert!(
+        restorer_jobs(&client, ns).await.is_empty(),
+        "restorer disabled"
+    );
     session.crash();
-    assert!(session_annotation(&client).await.is_some(), "left bridged");
-    let status = kbridge(&tmp, &fixture, &["status", "--namespace", "todo"]);
+    assert!(
+        session_annotation(&client, ns).await.is_some(),
+        "left bridged"
+    );
+    let status = kbridge(&tmp, &fixture, &["status", "--namespace", ns]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("deployment/todo-api"), "{text}");
     let other_tmp = temp_dir("lifecycle-restore-cmd-elsewhere");
     let restore = kbridge(
         &other_tmp,
         &fixture,
-        &["restore", "--namespace", "todo", "deployment/todo-api"],
+        &["restore", "--namespace", ns, "deployment/todo-api"],
     );
     let out = String::from_utf8_lossy(&restore.stdout);
     assert!(
@@ -235,17 +247,18 @@ async fn restore_works_from_the_annotations_alone() {
         String::from_utf8_lossy(&restore.stderr)
     );
     assert!(out.contains("restored deployment/todo-api"), "{out}");
-    restored_to(&client, &before, Duration::from_secs(20)).await;
+    restored_to(&client, ns, &before, Duration::from_secs(120)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_session_is_reused_and_described() {
-    let fixture = FixtureCluster::start_demo("lifecycle-held");
+    let fixture = TestCluster::start_demo("lifecycle-held");
+    let ns = fixture.namespace.as_str();
     let client = client_for(&fixture).await;
-    let before = namespace_snapshot(&client, "todo").await;
+    let before = namespace_snapshot(&client, ns).await;
     let tmp = temp_dir("lifecycle-held");
     let mut session = connect(&fixture, &tmp, &[], &[]);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "todo");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let generation = deployments
         .get("todo-api")
         .await
@@ -283,8 +296,9 @@ async fn a_held_session_is_reused_and_described() {
 
     // `kbridge run` for the same target reuses it: no rollout, the same environment.
     let started = Instant::now();
+    let target = target(&fixture);
     let mut args = vec!["run"];
-    args.extend(TARGET);
+    args.extend(target.iter().map(String::as_str));
     args.extend(["--", "sh", "-c", "echo KEY=$API_KEY"]);
     let run = kbridge(&tmp, &fixture, &args);
     let took = started.elapsed();
@@ -307,26 +321,27 @@ async fn a_held_session_is_reused_and_described() {
         "no new rollout"
     );
     assert!(
-        session_annotation(&client).await.is_some(),
+        session_annotation(&client, ns).await.is_some(),
         "the held session goes on"
     );
 
     session.stop();
-    restored_to(&client, &before, Duration::from_secs(20)).await;
+    restored_to(&client, ns, &before, Duration::from_secs(120)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn disconnect_after_debugging_false_keeps_the_session_for_the_next_launch() {
-    let fixture = FixtureCluster::start_demo("lifecycle-keep");
+    let fixture = TestCluster::start_demo("lifecycle-keep");
+    let ns = fixture.namespace.as_str();
     let client = client_for(&fixture).await;
-    let before = namespace_snapshot(&client, "todo").await;
+    let before = namespace_snapshot(&client, ns).await;
     let tmp = temp_dir("lifecycle-keep");
     let source = programs::source_dir().join("env_probe.py");
     let launch = |dap_tmp: &Path| {
         json!({
             "type": "bridge", "request": "launch", "name": "probe", "debugger": "debugpy",
             "program": source, "console": "internalConsole",
-            "bridge": {"namespace": "todo", "service": "todo-api", "agentImage": "kbridge/agent:dev",
+            "bridge": {"namespace": ns, "service": "todo-api", "agentImage": agent_image(),
                        "disconnectAfterDebugging": false},
             "cwd": dap_tmp,
         })
@@ -360,7 +375,7 @@ async fn disconnect_after_debugging_false_keeps_the_session_for_the_next_launch(
         assert_eq!(bye["success"], true);
         assert_eq!(dap.exit_code().await, Some(0));
         assert!(
-            session_annotation(&client).await.is_some(),
+            session_annotation(&client, ns).await.is_some(),
             "round {round}: the session is kept after the debug session ends"
         );
     }
@@ -369,14 +384,18 @@ async fn disconnect_after_debugging_false_keeps_the_session_for_the_next_launch(
         took[1] < took[0],
         "the second launch reuses the held session"
     );
-    // The held session is a `kbridge connect` in the background; ending it restores.
+    // The held session is a `kbridge connect` in the background; ending it restores. Ours
+    // has this test's kubeconfig and TMPDIR (other tests may share a real cluster's).
     let held = pids_with(&["connect", "--background"]);
+    let tmpdir = format!("TMPDIR={}", tmp.display());
     let ours: Vec<u32> = held
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ"))
                 .map(|e| {
-                    String::from_utf8_lossy(&e).contains(&*fixture.kubeconfig.to_string_lossy())
+                    let environ = String::from_utf8_lossy(&e);
+                    environ.contains(&*fixture.kubeconfig.to_string_lossy())
+                        && environ.split('\0').any(|v| v == tmpdir)
                 })
                 .unwrap_or(false)
         })
@@ -386,12 +405,12 @@ async fn disconnect_after_debugging_false_keeps_the_session_for_the_next_launch(
         .args(["-TERM", &ours[0].to_string()])
         .status()
         .expect("kill");
-    restored_to(&client, &before, Duration::from_secs(30)).await;
+    restored_to(&client, ns, &before, Duration::from_secs(120)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_tunnel_reconnects_and_requests_flow_again() {
-    let fixture = FixtureCluster::start_demo("lifecycle-reconnect");
+    let fixture = TestCluster::start_demo("lifecycle-reconnect");
     let client = client_for(&fixture).await;
     let tmp = temp_dir("lifecycle-reconnect");
     // The "local process": answers every connection with a fixed HTTP response.
@@ -408,11 +427,11 @@ async fn a_dropped_tunnel_reconnects_and_requests_flow_again() {
     });
     let mapping = format!("{local_port}:8080");
     let mut session = connect(&fixture, &tmp, &[], &["--port", &mapping]);
-    let ip = cluster_ip(&client, "todo-api").await;
+    let ip = cluster_ip(&client, &fixture.namespace, "todo-api").await;
     let ask = |ip: String| async move {
         eventually(
             "an answer from the local process",
-            Duration::from_secs(90),
+            Duration::from_secs(180),
             || {
                 let ip = ip.clone();
                 async move {
@@ -430,13 +449,22 @@ async fn a_dropped_tunnel_reconnects_and_requests_flow_again() {
 
     // Cut every tunnel from the cluster's side: the agents die (and their pods restart
     // them), so each port-forward's stream ends under kbridge.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "todo");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &fixture.namespace);
     let agent_pods: Vec<String> = pods
         .list(&ListParams::default().labels("app=todo-api"))
         .await
         .expect("pods")
         .items
         .into_iter()
+        // The agent pods only: on a real cluster the replaced pods may still be terminating.
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.spec.as_ref().is_some_and(|s| {
+                    s.containers
+                        .iter()
+                        .any(|c| c.image.as_deref() == Some(agent_image().as_str()))
+                })
+        })
         .filter_map(|p| p.metadata.name)
         .collect();
     let mut killed = 0;
@@ -453,7 +481,7 @@ async fn a_dropped_tunnel_reconnects_and_requests_flow_again() {
         }
     }
     assert_eq!(killed, agent_pods.len(), "one agent per pod killed");
-    let reconnected = eventually("tunnels back up", Duration::from_secs(90), || {
+    let reconnected = eventually("tunnels back up", Duration::from_secs(180), || {
         let tmp = tmp.clone();
         let kubeconfig = fixture.kubeconfig.clone();
         let id = session.id.clone();

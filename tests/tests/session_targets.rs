@@ -3,9 +3,9 @@
 //! permission, an unknown token in the config file.
 
 use k8s_openapi::api::core::v1::Pod;
-use kbridge_tests::cluster::{client_for, namespace_snapshot, snapshot_diff};
-use kbridge_tests::fixture::FixtureCluster;
-use kbridge_tests::{kbridge_bin, temp_dir};
+use kbridge_tests::cluster::{client_for, eventually, namespace_snapshot, snapshot_diff};
+use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::{agent_image, kbridge_bin, temp_dir};
 use kube::api::Api;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -19,15 +19,16 @@ fn kbridge(kubeconfig: &Path, tmp: &Path, args: &[&str]) -> Output {
         .expect("run kbridge")
 }
 
-fn apply(fixture: &FixtureCluster, tmp: &Path, name: &str, manifest: &str) {
+/// `kubectl apply` of `manifest` with `${NS}` replaced by the test's namespace.
+fn apply(fixture: &TestCluster, tmp: &Path, name: &str, manifest: &str) {
     let path = tmp.join(format!("{name}.yaml"));
-    std::fs::write(&path, manifest).expect("write manifest");
+    std::fs::write(&path, manifest.replace("${NS}", &fixture.namespace)).expect("write manifest");
     fixture.kubectl(&["apply", "-f", &path.to_string_lossy()]);
 }
 
 const EXTRA: &str = "apiVersion: apps/v1
 kind: StatefulSet
-metadata: {name: counter, namespace: todo}
+metadata: {name: counter, namespace: ${NS}}
 spec:
   serviceName: counter
   replicas: 1
@@ -43,7 +44,7 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: solo, namespace: todo, labels: {app: solo}, annotations: {team: blue}}
+metadata: {name: solo, namespace: ${NS}, labels: {app: solo}, annotations: {team: blue}}
 spec:
   containers:
   - name: solo
@@ -53,7 +54,7 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: solo, namespace: todo}
+metadata: {name: solo, namespace: ${NS}}
 spec:
   selector: {app: solo}
   ports: [{name: http, port: 80, targetPort: http}]
@@ -61,36 +62,28 @@ spec:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_statefulset_and_a_bare_pod_are_bridged_and_put_back() {
-    let fixture = FixtureCluster::start_demo("targets-kinds");
+    let fixture = TestCluster::start_demo("targets-kinds");
+    let ns = fixture.namespace.as_str();
     let tmp = temp_dir("targets-kinds");
     apply(&fixture, &tmp, "extra", EXTRA);
     let client = client_for(&fixture).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "todo");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     // Wait for the bare pod to run before taking it over.
-    for _ in 0..100 {
-        if pods
-            .get("solo")
-            .await
-            .ok()
-            .and_then(|p| p.status?.phase)
-            .as_deref()
-            == Some("Running")
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    let before = namespace_snapshot(&client, "todo").await;
+    eventually(
+        "pod/solo to run",
+        std::time::Duration::from_secs(180),
+        || async {
+            let phase = pods.get("solo").await.ok().and_then(|p| p.status?.phase);
+            (phase.as_deref() == Some("Running")).then_some(())
+        },
+    )
+    .await;
+    let before = namespace_snapshot(&client, ns).await;
     let solo_before = pods.get("solo").await.expect("solo");
 
+    let image = agent_image();
     let run = |target: &'static [&'static str], script: &'static str| {
-        let mut args = vec![
-            "run",
-            "--namespace",
-            "todo",
-            "--agent-image",
-            "kbridge/agent:dev",
-        ];
+        let mut args = vec!["run", "--namespace", ns, "--agent-image", &image];
         args.extend(target);
         args.extend(["--", "sh", "-c", script]);
         kbridge(&fixture.kubeconfig, &tmp, &args)
@@ -119,7 +112,7 @@ async fn a_statefulset_and_a_bare_pod_are_bridged_and_put_back() {
     );
     assert!(stderr.contains("bridged pod/solo"), "{stderr}");
 
-    let diff = snapshot_diff(&before, &namespace_snapshot(&client, "todo").await);
+    let diff = snapshot_diff(&before, &namespace_snapshot(&client, ns).await);
     assert!(diff.is_empty(), "namespace as before: {diff:#?}");
     // The bare Pod is a new object with the old spec, labels and annotations.
     let solo_after = pods.get("solo").await.expect("solo recreated");
@@ -141,7 +134,8 @@ async fn a_statefulset_and_a_bare_pod_are_bridged_and_put_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_permission_is_named_and_nothing_changes() {
-    let fixture = FixtureCluster::start_demo("targets-rbac");
+    let fixture = TestCluster::start_demo("targets-rbac");
+    let ns = fixture.namespace.as_str();
     let tmp = temp_dir("targets-rbac");
     // A developer who may read everything, create the session's Secret and Lease, but not
     // patch Deployments.
@@ -151,11 +145,11 @@ async fn a_missing_permission_is_named_and_nothing_changes() {
         "rbac",
         "apiVersion: v1
 kind: ServiceAccount
-metadata: {name: dev, namespace: todo}
+metadata: {name: dev, namespace: ${NS}}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
-metadata: {name: dev-no-patch, namespace: todo}
+metadata: {name: dev-no-patch, namespace: ${NS}}
 rules:
 - apiGroups: ['']
   resources: [pods, services, endpoints, secrets, configmaps, serviceaccounts, events]
@@ -172,25 +166,25 @@ rules:
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {name: dev-no-patch, namespace: todo}
+metadata: {name: dev-no-patch, namespace: ${NS}}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: dev-no-patch}
-subjects: [{kind: ServiceAccount, name: dev, namespace: todo}]
+subjects: [{kind: ServiceAccount, name: dev, namespace: ${NS}}]
 ",
     );
     let client = client_for(&fixture).await;
-    let before = namespace_snapshot(&client, "todo").await;
-    let restricted = fixture.kubeconfig_for_service_account("todo", "dev");
+    let before = namespace_snapshot(&client, ns).await;
+    let restricted = fixture.kubeconfig_for_service_account(ns, "dev");
     let out = kbridge(
         &restricted,
         &tmp,
         &[
             "run",
             "--namespace",
-            "todo",
+            ns,
             "--service",
             "todo-api",
             "--agent-image",
-            "kbridge/agent:dev",
+            &agent_image(),
             "--",
             "true",
         ],
@@ -198,13 +192,13 @@ subjects: [{kind: ServiceAccount, name: dev, namespace: todo}]
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("may not patch deployments") && stderr.contains("todo"),
+        stderr.contains("may not patch deployments") && stderr.contains(ns),
         "names the verb and resource: {stderr}"
     );
-    let diff = snapshot_diff(&before, &namespace_snapshot(&client, "todo").await);
+    let diff = snapshot_diff(&before, &namespace_snapshot(&client, ns).await);
     assert!(diff.is_empty(), "nothing left changed: {diff:#?}");
     // `kbridge doctor` says the same before anyone tries.
-    let doctor = kbridge(&restricted, &tmp, &["doctor", "--namespace", "todo"]);
+    let doctor = kbridge(&restricted, &tmp, &["doctor", "--namespace", ns]);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&doctor.stdout),
@@ -218,10 +212,11 @@ subjects: [{kind: ServiceAccount, name: dev, namespace: todo}]
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_token_in_the_config_file_stops_before_the_cluster_changes() {
-    let fixture = FixtureCluster::start_demo("targets-config");
+    let fixture = TestCluster::start_demo("targets-config");
+    let ns = fixture.namespace.as_str();
     let tmp = temp_dir("targets-config");
     let client = client_for(&fixture).await;
-    let before = namespace_snapshot(&client, "todo").await;
+    let before = namespace_snapshot(&client, ns).await;
     let config = tmp.join("KubernetesLocalProcessConfig.yaml");
     std::fs::write(
         &config,
@@ -234,7 +229,7 @@ async fn an_unknown_token_in_the_config_file_stops_before_the_cluster_changes() 
         &[
             "run",
             "--namespace",
-            "todo",
+            ns,
             "--service",
             "todo-api",
             "--config",
@@ -258,7 +253,7 @@ async fn an_unknown_token_in_the_config_file_stops_before_the_cluster_changes() 
         &[
             "run",
             "--namespace",
-            "todo",
+            ns,
             "--service",
             "todo-api",
             "--config",
@@ -272,25 +267,27 @@ async fn an_unknown_token_in_the_config_file_stops_before_the_cluster_changes() 
         !out.status.success() && stderr.contains("line 2") && stderr.contains("secrets"),
         "{stderr}"
     );
-    let diff = snapshot_diff(&before, &namespace_snapshot(&client, "todo").await);
+    let diff = snapshot_diff(&before, &namespace_snapshot(&client, ns).await);
     assert!(diff.is_empty(), "nothing changed: {diff:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_config_file_reaches_a_service_of_another_namespace() {
-    let fixture = FixtureCluster::start_demo("targets-other-ns");
+    let fixture = TestCluster::start_demo("targets-other-ns");
     let tmp = temp_dir("targets-other-ns");
+    // A second namespace of the test's own, `<namespace>-shared`.
+    let shared = fixture.extra_namespace("shared");
     apply(
         &fixture,
         &tmp,
         "shared",
-        "apiVersion: v1
+        &"apiVersion: v1
 kind: Namespace
-metadata: {name: shared}
+metadata: {name: ${SHARED}}
 ---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: stats-shared, namespace: shared}
+metadata: {name: stats-shared, namespace: ${SHARED}}
 spec:
   replicas: 1
   selector: {matchLabels: {app: stats-shared}}
@@ -305,22 +302,31 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: stats-shared, namespace: shared}
+metadata: {name: stats-shared, namespace: ${SHARED}}
 spec:
   selector: {app: stats-shared}
   ports: [{name: http, port: 80, targetPort: http}]
-",
+"
+        .replace("${SHARED}", &shared),
     );
+    fixture.kubectl(&[
+        "-n",
+        &shared,
+        "rollout",
+        "status",
+        "deployment/stats-shared",
+        "--timeout=180s",
+    ]);
     let config = tmp.join("KubernetesLocalProcessConfig.yaml");
     std::fs::write(
         &config,
-        "version: 0.1\nenv:\n  - name: SHARED_STATS\n    value: http://$(services:stats-shared.shared)/stats\n",
+        format!("version: 0.1\nenv:\n  - name: SHARED_STATS\n    value: http://$(services:stats-shared.{shared})/stats\n"),
     )
     .expect("write");
-    // By the variable, and by the name `stats-shared.shared` (hosts mode namespace).
+    // By the variable, and by the name `stats-shared.<shared>` (hosts mode namespace).
     let script = r#"
 import os, time, urllib.request
-for url in (os.environ["SHARED_STATS"], "http://stats-shared.shared/stats"):
+for url in (os.environ["SHARED_STATS"], "http://stats-shared.${SHARED}/stats"):
     for attempt in range(50):
         try:
             print("answer", urllib.request.urlopen(url, timeout=10).read().decode())
@@ -330,18 +336,19 @@ for url in (os.environ["SHARED_STATS"], "http://stats-shared.shared/stats"):
             time.sleep(0.2)
     else:
         print("failed", url, last)
-"#;
+"#
+    .replace("${SHARED}", &shared);
     let out = kbridge(
         &fixture.kubeconfig,
         &tmp,
         &[
             "run",
             "--namespace",
-            "todo",
+            &fixture.namespace,
             "--service",
             "todo-api",
             "--agent-image",
-            "kbridge/agent:dev",
+            &agent_image(),
             "--hosts",
             "namespace",
             "--config",
@@ -349,7 +356,7 @@ for url in (os.environ["SHARED_STATS"], "http://stats-shared.shared/stats"):
             "--",
             "python3",
             "-c",
-            script,
+            &script,
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
