@@ -192,7 +192,10 @@ async fn lldb_dap_gets_env_as_a_list() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dlv_over_tcp_lazy_start() {
     require_tool("go", "apt-get install golang-go");
-    require_tool("dlv", "apt-get install delve");
+    require_tool(
+        "dlv",
+        "go install github.com/go-delve/delve/cmd/dlv@v1.27.2 (as .ci/run does)",
+    );
     let dir = temp_dir("dlv");
     let binary = programs::build_go(&dir);
     let source = programs::source_dir().join("go").join("main.go");
