@@ -69,9 +69,10 @@ fn hopeless(pod: &AgentPod, agent_image: &str) -> Option<ClusterError> {
     }
 }
 
-/// How long before the wait a `FailedCreate` event of a StatefulSet or Job may be and still
-/// count: the first refusal can come before the event watch has listed, and clocks may
-/// differ a little. (A Deployment's refusals are told apart by their ReplicaSet instead.)
+/// How long before the wait a `FailedCreate` event about a StatefulSet or a bare ReplicaSet
+/// may be and still count: the first refusal can come before the event watch has listed,
+/// and clocks may differ a little. (A Deployment's refusals are told apart by their
+/// ReplicaSet's template instead: see [`is_ours`].)
 const REFUSAL_LOOKBACK: Duration = Duration::from_secs(5);
 
 /// A controller's `FailedCreate` event that may be about this session's agent pods.
@@ -81,7 +82,30 @@ struct Refusal {
     replica_set: Option<String>,
 }
 
-/// The refusal an event stands for, if it is a recent `FailedCreate` about this workload.
+/// When an event last happened, by the first timestamp it carries.
+fn event_time(event: &Event) -> Option<Timestamp> {
+    event
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// What to do about a refusal kbridge recognises by the API server's message (ends with a
+/// space, or is empty).
+fn refusal_advice(message: &str) -> &'static str {
+    if message.contains("violates PodSecurity") {
+        "The namespace enforces a Pod Security level (label pod-security.kubernetes.io/enforce) these pods do not meet; the agent keeps the container's own securityContext, so give the workload one that meets the level (runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities.drop: [ALL], seccompProfile: RuntimeDefault), or bridge in a namespace with a lower level. "
+    } else if message.contains("exceeded quota") {
+        "A ResourceQuota of the namespace is used up: free some of it or ask for more. "
+    } else {
+        ""
+    }
+}
+
+/// The refusal an event stands for, if it is a `FailedCreate` about this workload's pods
+/// (and, where no template can tell sessions apart, a recent one).
 fn refusal(event: &Event, target: &ResolvedTarget, since: Timestamp) -> Option<Refusal> {
     let object = &event.involved_object;
     let name = object.name.as_deref()?;
@@ -89,40 +113,24 @@ fn refusal(event: &Event, target: &ResolvedTarget, since: Timestamp) -> Option<R
         // A Deployment's pods come from its ReplicaSets, `<name>-<template hash>`.
         ("ReplicaSet", WorkloadKind::Deployment)
             if name
-                .strip_prefix(&target.name)
-                .is_some_and(|rest| rest.starts_with('-')) =>
+                .strip_prefix(target.name.as_str())
+                .is_some_and(|hash| hash.starts_with('-')) =>
         {
             Some(name.to_string())
         }
         ("ReplicaSet", WorkloadKind::ReplicaSet) | ("StatefulSet", WorkloadKind::StatefulSet)
-            if name == target.name =>
+            if name == target.name && event_time(event)? >= since =>
         {
-            let when = event
-                .last_timestamp
-                .as_ref()
-                .map(|t| t.0)
-                .or_else(|| event.event_time.as_ref().map(|t| t.0))
-                .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))?;
-            if when < since {
-                return None;
-            }
             None
         }
         _ => return None,
     };
     let message = event.message.clone().unwrap_or_default();
-    let advice = if message.contains("violates PodSecurity") {
-        "The namespace enforces a Pod Security level (label pod-security.kubernetes.io/enforce) these pods do not meet; the agent keeps the container's own securityContext, so give the workload one that meets the level (runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities.drop: [ALL], seccompProfile: RuntimeDefault), or bridge in a namespace with a lower level. "
-    } else if message.contains("exceeded quota") {
-        "A ResourceQuota of the namespace is used up: free some of it or ask for more. "
-    } else {
-        ""
-    };
     Some(Refusal {
         error: ClusterError::PodsRefused {
             workload: target.workload(),
+            advice: refusal_advice(&message),
             message,
-            advice,
         },
         replica_set,
     })
@@ -377,4 +385,109 @@ async fn stuck(
         timeout.as_secs(),
         if lines.is_empty() { "no pods were created".to_string() } else { lines.join("\n") }
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn target(kind: WorkloadKind) -> ResolvedTarget {
+        ResolvedTarget {
+            namespace: "shop".into(),
+            kind,
+            name: "todo-api".into(),
+            container: Container {
+                name: "api".into(),
+                ..Default::default()
+            },
+            service: None,
+            pods: Vec::new(),
+            pod_spec: PodSpec::default(),
+            selector: BTreeMap::new(),
+            replicas: 2,
+        }
+    }
+
+    fn failed_create(kind: &str, name: &str, at: Timestamp, message: &str) -> Event {
+        Event {
+            involved_object: ObjectReference {
+                kind: Some(kind.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            last_timestamp: Some(Time(at)),
+            message: Some(message.into()),
+            ..Default::default()
+        }
+    }
+
+    const PSA: &str = r#"Error creating: pods "todo-api-6987f495f6-fxcrx" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true"#;
+
+    #[test]
+    fn a_deployments_refusal_names_its_replicaset_and_the_policy() {
+        let now = Timestamp::now();
+        let event = failed_create("ReplicaSet", "todo-api-6987f495f6", now, PSA);
+        let refused = refusal(&event, &target(WorkloadKind::Deployment), now).expect("ours");
+        assert_eq!(refused.replica_set.as_deref(), Some("todo-api-6987f495f6"));
+        let text = refused.error.to_string();
+        assert!(text.contains("deployment/todo-api") && text.contains("violates PodSecurity"));
+        assert!(
+            text.contains("pod-security.kubernetes.io/enforce"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn events_of_other_workloads_are_not_refusals() {
+        let now = Timestamp::now();
+        let deployment = target(WorkloadKind::Deployment);
+        // `todo-apix-…` is another Deployment's ReplicaSet; a Pod's event is no controller's.
+        for (kind, name) in [("ReplicaSet", "todo-apix-5d4f"), ("Pod", "todo-api-5d4f-x")] {
+            assert!(refusal(&failed_create(kind, name, now, PSA), &deployment, now).is_none());
+        }
+    }
+
+    #[test]
+    fn a_statefulsets_refusal_counts_only_when_recent() {
+        let now = Timestamp::now();
+        let since = now - SignedDuration::from_secs(5);
+        let sts = target(WorkloadKind::StatefulSet);
+        let recent = failed_create("StatefulSet", "todo-api", now, "exceeded quota: compute");
+        let refused = refusal(&recent, &sts, since).expect("recent");
+        assert!(refused.replica_set.is_none());
+        assert!(refused.error.to_string().contains("ResourceQuota"));
+        let old = failed_create(
+            "StatefulSet",
+            "todo-api",
+            now - SignedDuration::from_secs(60),
+            PSA,
+        );
+        assert!(refusal(&old, &sts, since).is_none());
+    }
+
+    fn pod(runs_agent: bool, reason: &str) -> AgentPod {
+        AgentPod {
+            name: "todo-api-1".into(),
+            ready: false,
+            runs_agent,
+            waiting: Some(format!("{reason}: details")),
+            waiting_reason: Some(reason.into()),
+        }
+    }
+
+    #[test]
+    fn pull_and_start_failures_of_agent_pods_end_the_wait() {
+        let image = "registry.example/kbridge/agent:1";
+        let pulled = hopeless(&pod(true, "ImagePullBackOff"), image).expect("hopeless");
+        assert!(pulled
+            .to_string()
+            .contains("cannot pull the agent image 'registry.example/kbridge/agent:1'"));
+        let start = hopeless(&pod(true, "CreateContainerConfigError"), image).expect("hopeless");
+        assert!(matches!(start, ClusterError::AgentCannotStart { .. }));
+        // Waiting is normal while a container is created; an old pod's trouble is not ours.
+        assert!(hopeless(&pod(true, "ContainerCreating"), image).is_none());
+        assert!(hopeless(&pod(false, "ErrImagePull"), image).is_none());
+    }
 }
