@@ -111,4 +111,6 @@ build_images() {
     for image in "$PAUSE_IMAGE" kbridge-samples/todo-api:1.0 kbridge-samples/stats-api:1.0 "$AGENT_IMAGE"; do
         push_image "$image" || die "pushing $image to $REGISTRY failed; see $LOGS/registry.log"
     done
+    # Earlier builds of the same names are untagged now: keep the cache from growing.
+    buildah_cmd rmi --prune >/dev/null 2>&1 || true
 }
