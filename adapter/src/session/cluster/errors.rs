@@ -49,7 +49,7 @@ pub enum ClusterError {
         reason: String,
     },
     /// The agent container cannot start as configured (e.g. `runAsNonRoot` with a root image).
-    #[error("the agent container cannot start in pod {pod}: {reason}. Check the container's securityContext and the agent image's user (`kbridge doctor`); the workload is put back as it was")]
+    #[error("the agent container cannot start in pod {pod}: {reason}. kbridge's agent image runs as user 65532; an agent image of your own needs a numeric non-root USER, or give the container a runAsUser; the workload is put back as it was")]
     AgentCannotStart {
         /// The pod.
         pod: String,

@@ -42,11 +42,13 @@ const IMAGE_REASONS: [&str; 4] = [
     "InvalidImageName",
     "ErrImageNeverPull",
 ];
-/// Waiting reasons of a container the kubelet cannot create or start as configured.
-const START_REASONS: [&str; 3] = [
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "RunContainerError",
+/// What the kubelet says (reason `CreateContainerConfigError`) when `runAsNonRoot` meets an
+/// image that runs as root or names its user by name. Other configuration errors of that
+/// reason pass (a Secret or ConfigMap not yet in the kubelet's cache: "failed to sync
+/// secret cache"), so only these end the wait.
+const NON_ROOT_REFUSALS: [&str; 2] = [
+    "runAsNonRoot and image will run as root",
+    "runAsNonRoot and image has non-numeric user",
 ];
 
 /// The error that ends the wait at once for this pod, if its state cannot cure itself.
@@ -59,7 +61,9 @@ fn hopeless(pod: &AgentPod, agent_image: &str) -> Option<ClusterError> {
             pod: pod.name.clone(),
             reason: said,
         })
-    } else if START_REASONS.contains(&reason) {
+    } else if reason == "CreateContainerConfigError"
+        && NON_ROOT_REFUSALS.iter().any(|m| said.contains(m))
+    {
         Some(ClusterError::AgentCannotStart {
             pod: pod.name.clone(),
             reason: said,
@@ -467,27 +471,37 @@ mod tests {
         assert!(refusal(&old, &sts, since).is_none());
     }
 
-    fn pod(runs_agent: bool, reason: &str) -> AgentPod {
+    fn pod(runs_agent: bool, reason: &str, message: &str) -> AgentPod {
         AgentPod {
             name: "todo-api-1".into(),
             ready: false,
             runs_agent,
-            waiting: Some(format!("{reason}: details")),
+            waiting: Some(format!("{reason}: {message}")),
             waiting_reason: Some(reason.into()),
         }
     }
 
     #[test]
-    fn pull_and_start_failures_of_agent_pods_end_the_wait() {
+    fn pull_and_non_root_failures_of_agent_pods_end_the_wait() {
         let image = "registry.example/kbridge/agent:1";
-        let pulled = hopeless(&pod(true, "ImagePullBackOff"), image).expect("hopeless");
+        let pulled = hopeless(&pod(true, "ImagePullBackOff", "Back-off pulling"), image);
         assert!(pulled
+            .expect("hopeless")
             .to_string()
             .contains("cannot pull the agent image 'registry.example/kbridge/agent:1'"));
-        let start = hopeless(&pod(true, "CreateContainerConfigError"), image).expect("hopeless");
-        assert!(matches!(start, ClusterError::AgentCannotStart { .. }));
-        // Waiting is normal while a container is created; an old pod's trouble is not ours.
-        assert!(hopeless(&pod(true, "ContainerCreating"), image).is_none());
-        assert!(hopeless(&pod(false, "ErrImagePull"), image).is_none());
+        let root = "container has runAsNonRoot and image will run as root (pod: \"x\")";
+        let start = hopeless(&pod(true, "CreateContainerConfigError", root), image);
+        assert!(matches!(start, Some(ClusterError::AgentCannotStart { .. })));
+    }
+
+    #[test]
+    fn passing_trouble_and_old_pods_do_not_end_the_wait() {
+        let image = "registry.example/kbridge/agent:1";
+        // Seen on the real cluster right after the session's Secret was created.
+        let cache = "failed to sync secret cache: timed out waiting for the condition";
+        assert!(hopeless(&pod(true, "CreateContainerConfigError", cache), image).is_none());
+        assert!(hopeless(&pod(true, "ContainerCreating", ""), image).is_none());
+        // An old pod's trouble is not the agent's.
+        assert!(hopeless(&pod(false, "ErrImagePull", "not found"), image).is_none());
     }
 }
