@@ -293,7 +293,10 @@ pub fn connect(
             }
             Err(_) => {
                 let _ = child.kill();
-                panic!("kbridge connect {args:?} did not come up: {seen}");
+                let status = child.wait();
+                // Whatever it said last, so the failure explains itself.
+                seen.extend(rx.try_iter().map(|l| l + "\n"));
+                panic!("kbridge connect {args:?} did not come up ({status:?}): {seen}");
             }
         };
         seen.push_str(&line);
