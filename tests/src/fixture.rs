@@ -233,6 +233,19 @@ impl TestCluster {
         kubeconfig
     }
 
+    /// The image of the first container in todo-api's pod template: the app's own
+    /// (`kbridge-samples/todo-api:1.0`) unless a session holds the Deployment.
+    pub fn todo_api_template_image(&self) -> String {
+        self.kubectl(&[
+            "-n",
+            &self.namespace,
+            "get",
+            "deploy/todo-api",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+    }
+
     /// Runs `kubectl --kubeconfig KUBECONFIG ARGS` (pass `-n` yourself); returns stdout,
     /// panicking with stderr on failure.
     pub fn kubectl(&self, args: &[&str]) -> String {

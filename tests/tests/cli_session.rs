@@ -27,17 +27,6 @@ fn kbridge(fixture: &TestCluster, tmp: &std::path::Path, args: &[&str]) -> Outpu
         .expect("run kbridge")
 }
 
-fn template_image(fixture: &TestCluster) -> String {
-    fixture.kubectl(&[
-        "-n",
-        &fixture.namespace,
-        "get",
-        "deploy/todo-api",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ])
-}
-
 #[test]
 fn run_gives_a_command_the_cluster_and_its_exit_code() {
     let fixture = TestCluster::start_demo("cli-run");
@@ -73,7 +62,10 @@ sys.exit(3)\n",
         stderr.contains("session ended, cluster restored"),
         "{stderr}"
     );
-    assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
+    assert_eq!(
+        fixture.todo_api_template_image(),
+        "kbridge-samples/todo-api:1.0"
+    );
 }
 
 #[test]
@@ -102,7 +94,10 @@ fn env_prints_the_rewritten_environment() {
         env.get("PATH").is_none() && env.get("HOSTNAME").is_none(),
         "no image variables: {env}"
     );
-    assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
+    assert_eq!(
+        fixture.todo_api_template_image(),
+        "kbridge-samples/todo-api:1.0"
+    );
 }
 
 #[test]
@@ -129,7 +124,7 @@ fn connect_holds_the_session_until_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert_eq!(
-        template_image(&fixture),
+        fixture.todo_api_template_image(),
         agent_image(),
         "bridged while connected"
     );
@@ -141,7 +136,10 @@ fn connect_holds_the_session_until_sigterm() {
         .expect("kill");
     let status = child.wait().expect("wait");
     assert!(status.success());
-    assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
+    assert_eq!(
+        fixture.todo_api_template_image(),
+        "kbridge-samples/todo-api:1.0"
+    );
 }
 
 #[test]
@@ -219,7 +217,7 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
         "{stderr}"
     );
     assert_eq!(
-        template_image(&fixture),
+        fixture.todo_api_template_image(),
         "kbridge-samples/todo-api:1.0",
         "nothing changed"
     );
@@ -271,7 +269,10 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
         stderr.contains("session ghost holding deployment/todo-api is gone"),
         "{stderr}"
     );
-    assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
+    assert_eq!(
+        fixture.todo_api_template_image(),
+        "kbridge-samples/todo-api:1.0"
+    );
     let leases = fixture.kubectl(&["-n", ns, "get", "leases", "-o", "name"]);
     assert!(
         !leases.contains("kbridge-deployment-todo-api"),
@@ -363,7 +364,10 @@ fn a_replaced_pod_gets_its_own_tunnel() {
         .status()
         .expect("kill");
     assert!(child.wait().expect("wait").success());
-    assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
+    assert_eq!(
+        fixture.todo_api_template_image(),
+        "kbridge-samples/todo-api:1.0"
+    );
 }
 
 #[test]

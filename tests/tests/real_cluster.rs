@@ -35,17 +35,6 @@ fn run(fixture: &TestCluster, tag: &str, agent_image: &str, script: &str) -> Out
         .expect("run kbridge")
 }
 
-fn template_image(fixture: &TestCluster) -> String {
-    fixture.kubectl(&[
-        "-n",
-        &fixture.namespace,
-        "get",
-        "deploy/todo-api",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ])
-}
-
 /// Labels the test's namespace with PodSecurity `restricted` (enforced).
 fn enforce_restricted(fixture: &TestCluster) {
     fixture.kubectl(&[
@@ -79,7 +68,10 @@ async fn an_agent_image_the_cluster_cannot_pull_fails_at_once_and_changes_nothin
     );
     // Not the 300 s timeout's wording: the wait ended on the pull error itself.
     assert!(!stderr.contains("were not ready after"), "{stderr}");
-    assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
+    assert_eq!(
+        fixture.todo_api_template_image(),
+        "kbridge-samples/todo-api:1.0"
+    );
     restored_to(
         &client,
         &fixture.namespace,
@@ -165,7 +157,10 @@ async fn agent_pods_the_podsecurity_level_refuses_end_the_session_at_once() {
             && stderr.contains("pod-security.kubernetes.io/enforce"),
         "the error names the policy and what to do: {stderr}"
     );
-    assert_eq!(template_image(&fixture), "kbridge-samples/todo-api:1.0");
+    assert_eq!(
+        fixture.todo_api_template_image(),
+        "kbridge-samples/todo-api:1.0"
+    );
     restored_to(
         &client,
         &fixture.namespace,
