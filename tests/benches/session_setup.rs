@@ -282,14 +282,7 @@ fn disconnect(mut dap: Dap) -> Duration {
 }
 
 fn rollout_status(fixture: &TestCluster) {
-    fixture.kubectl(&[
-        "-n",
-        &fixture.namespace,
-        "rollout",
-        "status",
-        "deployment/todo-api",
-        "--timeout=180s",
-    ]);
+    fixture.rollout_status("todo-api");
 }
 
 fn template(fixture: &TestCluster) -> Value {

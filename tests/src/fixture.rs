@@ -61,18 +61,36 @@ impl TestCluster {
         };
         // The sample apps serving, as a developer finds a cluster: a test that starts a
         // session at once must not race the apps' own first rollout.
-        let timeout = format!("--timeout={}", real::ROLLOUT_TIMEOUT);
-        for deployment in ["deployment/todo-api", "deployment/stats-api"] {
-            cluster.kubectl(&[
-                "-n",
-                &cluster.namespace,
-                "rollout",
-                "status",
-                deployment,
-                &timeout,
-            ]);
+        for deployment in ["todo-api", "stats-api"] {
+            cluster.rollout_status(deployment);
         }
         cluster
+    }
+
+    /// Waits (`kubectl rollout status`, bounded) until Deployment `name` of the test's
+    /// namespace has rolled out.
+    pub fn rollout_status(&self, name: &str) {
+        self.kubectl(&[
+            "-n",
+            &self.namespace,
+            "rollout",
+            "status",
+            &format!("deployment/{name}"),
+            &format!("--timeout={}", real::ROLLOUT_TIMEOUT),
+        ]);
+    }
+
+    /// The target flags of a session on todo-api in the test's namespace, with the test's
+    /// agent image.
+    pub fn todo_api_target(&self) -> Vec<String> {
+        vec![
+            "--namespace".into(),
+            self.namespace.clone(),
+            "--service".into(),
+            "todo-api".into(),
+            "--agent-image".into(),
+            crate::agent_image(),
+        ]
     }
 
     /// `kube-fixture serve --demo` with a state directory of its own.

@@ -6,18 +6,6 @@ use kbridge_tests::fixture::TestCluster;
 use kbridge_tests::{agent_image, kbridge_bin, temp_dir};
 use std::process::{Command, Output};
 
-/// The target flags: todo-api in the test's namespace, the test's agent image.
-fn target(fixture: &TestCluster) -> Vec<String> {
-    vec![
-        "--namespace".into(),
-        fixture.namespace.clone(),
-        "--service".into(),
-        "todo-api".into(),
-        "--agent-image".into(),
-        agent_image(),
-    ]
-}
-
 fn kbridge(fixture: &TestCluster, tmp: &std::path::Path, args: &[&str]) -> Output {
     Command::new(kbridge_bin())
         .args(args)
@@ -38,7 +26,7 @@ print('stats', urllib.request.urlopen('http://stats-api.{}/stats', timeout=10).r
 sys.exit(3)\n",
         fixture.namespace
     );
-    let target = target(&fixture);
+    let target = fixture.todo_api_target();
     let mut args = vec!["run"];
     args.extend(target.iter().map(String::as_str));
     args.extend(["--hosts", "namespace", "--", "python3", "-c", &script]);
@@ -72,7 +60,7 @@ sys.exit(3)\n",
 fn env_prints_the_rewritten_environment() {
     let fixture = TestCluster::start_demo("cli-env");
     let tmp = temp_dir("cli-env");
-    let target = target(&fixture);
+    let target = fixture.todo_api_target();
     let mut args = vec!["env"];
     args.extend(target.iter().map(String::as_str));
     args.extend(["--format", "json"]);
@@ -107,7 +95,7 @@ fn connect_holds_the_session_until_sigterm() {
     let env_file = tmp.join("session.env");
     let mut child = Command::new(kbridge_bin())
         .arg("connect")
-        .args(target(&fixture))
+        .args(fixture.todo_api_target())
         .arg("--env-file")
         .arg(&env_file)
         .env("KUBECONFIG", &fixture.kubeconfig)
@@ -205,7 +193,7 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
     let tmp = temp_dir("cli-lease");
     let ns = fixture.namespace.as_str();
     hold(&fixture, "alice-session", 0).await;
-    let target_flags = target(&fixture);
+    let target_flags = fixture.todo_api_target();
     let mut args = vec!["run"];
     args.extend(target_flags.iter().map(String::as_str));
     args.extend(["--", "true"]);
@@ -299,7 +287,7 @@ fn a_replaced_pod_gets_its_own_tunnel() {
     let mapping = format!("{local_port}:8080");
     let mut child = Command::new(kbridge_bin())
         .arg("connect")
-        .args(target(&fixture))
+        .args(fixture.todo_api_target())
         .args(["--port", &mapping, "--env-file"])
         .arg(&env_file)
         .env("KUBECONFIG", &fixture.kubeconfig)

@@ -98,14 +98,7 @@ async fn a_workload_that_meets_podsecurity_restricted_bridges_in_a_restricted_na
             "containers":[{"name":"api","securityContext":{
                 "allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}}}"#,
     ]);
-    fixture.kubectl(&[
-        "-n",
-        &fixture.namespace,
-        "rollout",
-        "status",
-        "deployment/todo-api",
-        "--timeout=180s",
-    ]);
+    fixture.rollout_status("todo-api");
     enforce_restricted(&fixture);
     let client = client_for(&fixture).await;
     let before = namespace_snapshot(&client, &fixture.namespace).await;

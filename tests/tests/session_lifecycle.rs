@@ -20,18 +20,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The target flags: todo-api in the test's namespace, the test's agent image.
-fn target(fixture: &TestCluster) -> Vec<String> {
-    vec![
-        "--namespace".into(),
-        fixture.namespace.clone(),
-        "--service".into(),
-        "todo-api".into(),
-        "--agent-image".into(),
-        agent_image(),
-    ]
-}
-
 async fn cluster_ip(client: &kube::Client, ns: &str, service: &str) -> String {
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     services
@@ -69,7 +57,7 @@ async fn restorer_jobs(client: &kube::Client, ns: &str) -> Vec<String> {
 
 /// `kbridge connect` for todo-api with `extra` flags.
 fn connect(fixture: &TestCluster, tmp: &Path, envs: &[(&str, &str)], extra: &[&str]) -> Connected {
-    let target = target(fixture);
+    let target = fixture.todo_api_target();
     let args: Vec<&str> = target
         .iter()
         .map(String::as_str)
@@ -296,7 +284,7 @@ async fn a_held_session_is_reused_and_described() {
 
     // `kbridge run` for the same target reuses it: no rollout, the same environment.
     let started = Instant::now();
-    let target = target(&fixture);
+    let target = fixture.todo_api_target();
     let mut args = vec!["run"];
     args.extend(target.iter().map(String::as_str));
     args.extend(["--", "sh", "-c", "echo KEY=$API_KEY"]);
