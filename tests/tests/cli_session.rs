@@ -308,14 +308,16 @@ fn a_replaced_pod_gets_its_own_tunnel() {
     wait_until("the session", Box::new(|| env_file.exists()));
     let pods = |f: &TestCluster| {
         f.kubectl(&["-n", &f.namespace, "get", "pods", "-l", "app=todo-api", "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.status.podIP} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])
+            "jsonpath={range .items[*]}{.metadata.name} {.status.podIP} {.metadata.deletionTimestamp}-{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])
     };
     let before = pods(&fixture);
+    // A real cluster may still be terminating the original pods when the session is up:
+    // the victim must be one the session's ReplicaSet will replace (not being deleted).
     let victim = before
         .lines()
-        .next()
+        .find(|l| l.ends_with(" -True"))
         .and_then(|l| l.split(' ').next())
-        .expect("a pod")
+        .expect("a ready pod that is not being deleted")
         .to_string();
     fixture.kubectl(&["-n", &fixture.namespace, "delete", "pod", &victim]);
     let mut replacement_ip = String::new();
@@ -324,7 +326,7 @@ fn a_replaced_pod_gets_its_own_tunnel() {
         Box::new(|| {
             let now = pods(&fixture);
             let new = now.lines().find(|l| {
-                !before.contains(l.split(' ').next().unwrap_or("-")) && l.ends_with("True")
+                !before.contains(l.split(' ').next().unwrap_or("-")) && l.ends_with(" -True")
             });
             if let Some(line) = new {
                 replacement_ip = line.split(' ').nth(1).unwrap_or_default().to_string();
