@@ -6,6 +6,8 @@
 #   bash scripts/real-cluster.sh down          remove everything `up` made
 #   bash scripts/real-cluster.sh status        which of its processes run
 #   bash scripts/real-cluster.sh kubectl-path  the kubectl built with the cluster
+#   bash scripts/real-cluster.sh api-stop      stop the API server alone (the rest keeps running)
+#   bash scripts/real-cluster.sh api-start     start it again (same state)
 #
 # Host processes: etcd, kube-apiserver (Node,RBAC; PodSecurity admission), controller-manager,
 # scheduler, containerd + runc + bridge CNI, kubelet, kube-proxy (iptables), CoreDNS, and a
@@ -57,7 +59,7 @@ die() {
 . "$HERE/node.sh"
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -70,6 +72,8 @@ main() {
     down) down ;;
     status) status ;;
     kubectl-path) echo "$BIN/kubectl" ;;
+    api-stop) stop_apiserver ;;
+    api-start) start_apiserver ;;
     *) usage ;;
     esac
 }

@@ -107,15 +107,8 @@ EOF
     done
 }
 
-start_control_plane() {
-    step "starting etcd"
-    spawn etcd etcd --name "$NODE_NAME" --data-dir "$STATE/etcd" \
-        --listen-client-urls "http://$ETCD_CLIENT" --advertise-client-urls "http://$ETCD_CLIENT" \
-        --listen-peer-urls "http://$ETCD_PEER" --initial-advertise-peer-urls "http://$ETCD_PEER" \
-        --initial-cluster "$NODE_NAME=http://$ETCD_PEER" --listen-metrics-urls "" \
-        --quota-backend-bytes 1073741824 --snapshot-count 10000
-    wait_until "etcd serving on $ETCD_CLIENT" 30 curl -fsS "http://$ETCD_CLIENT/health"
-
+# The API server alone, also restarted on its own by `real-cluster.sh api-start`.
+start_apiserver() {
     step "starting kube-apiserver on https://$NODE_IP:$API_PORT"
     local pki=$STATE/pki
     spawn kube-apiserver "$BIN/kube-apiserver" \
@@ -136,6 +129,34 @@ start_control_plane() {
         --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
         --service-cluster-ip-range "$SERVICE_CIDR"
     wait_until "kube-apiserver ready" 120 curl -fsS --cacert "$pki/ca.crt" "https://$NODE_IP:$API_PORT/readyz"
+}
+
+# Stops the API server alone (`real-cluster.sh api-stop`, for the chaos tests): everything
+# else keeps running, as when a managed control plane goes away for a while.
+stop_apiserver() {
+    local pid
+    pid=$(cat "$RUN/kube-apiserver.pid" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || die "kube-apiserver is not running"
+    # Its graceful shutdown drains requests for up to 30 s; an outage is abrupt.
+    kill -TERM "$pid"
+    local deadline=$(($(date +%s) + 2))
+    while kill -0 "$pid" 2>/dev/null; do
+        [ "$(date +%s)" -lt "$deadline" ] || { kill -KILL "$pid" 2>/dev/null || true; break; }
+        sleep 0.1
+    done
+    step "kube-apiserver stopped"
+}
+
+start_control_plane() {
+    step "starting etcd"
+    spawn etcd etcd --name "$NODE_NAME" --data-dir "$STATE/etcd" \
+        --listen-client-urls "http://$ETCD_CLIENT" --advertise-client-urls "http://$ETCD_CLIENT" \
+        --listen-peer-urls "http://$ETCD_PEER" --initial-advertise-peer-urls "http://$ETCD_PEER" \
+        --initial-cluster "$NODE_NAME=http://$ETCD_PEER" --listen-metrics-urls "" \
+        --quota-backend-bytes 1073741824 --snapshot-count 10000
+    wait_until "etcd serving on $ETCD_CLIENT" 30 curl -fsS "http://$ETCD_CLIENT/health"
+
+    start_apiserver
 
     # kubeadm's admin.conf user is in group kubeadm:cluster-admins, which only a full
     # `kubeadm init` binds: bind it with the super-admin credentials, once.

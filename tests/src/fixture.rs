@@ -251,6 +251,30 @@ impl TestCluster {
         kubeconfig
     }
 
+    /// Stops (`down`) or restarts the cluster's API server, keeping everything else —
+    /// pods, Services, the stored state — running. kube-fixture simulates it (SIGUSR1 /
+    /// SIGUSR2); on a real cluster `scripts/real-cluster.sh api-stop`/`api-start` stops
+    /// and restarts the kube-apiserver process, which every test on that cluster shares:
+    /// a test that calls this must be alone in its test binary.
+    pub fn api_outage(&self, down: bool) {
+        let status = match &self.backend {
+            Backend::Fixture { child, .. } => Command::new("kill")
+                .arg(if down { "-USR1" } else { "-USR2" })
+                .arg(child.id().to_string())
+                .status(),
+            Backend::Real => Command::new("bash")
+                .arg(crate::repo_root().join("scripts/real-cluster.sh"))
+                .arg(if down { "api-stop" } else { "api-start" })
+                .stdin(Stdio::null())
+                .status(),
+        };
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "cannot {} the API server: {status:?}",
+            if down { "stop" } else { "restart" }
+        );
+    }
+
     /// The image of the first container in todo-api's pod template: the app's own
     /// (`kbridge-samples/todo-api:1.0`) unless a session holds the Deployment.
     pub fn todo_api_template_image(&self) -> String {

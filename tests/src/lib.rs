@@ -43,6 +43,12 @@ pub fn agent_image() -> String {
         .unwrap_or_else(|| "kbridge/agent:dev".to_string())
 }
 
+/// The repository's root directory (scripts live under it).
+pub fn repo_root() -> PathBuf {
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    tests.parent().unwrap_or(tests).to_path_buf()
+}
+
 /// The `kbridge` binary.
 pub fn kbridge_bin() -> PathBuf {
     workspace_bin("kbridge")

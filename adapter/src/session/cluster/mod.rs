@@ -12,6 +12,7 @@ pub mod isolation;
 pub mod lease;
 pub mod outbound;
 pub mod pod_security;
+pub mod reachability;
 pub mod restorer;
 pub mod rollout;
 pub mod route_header;

@@ -236,7 +236,15 @@ pub async fn forward(
                     _ = cancel.cancelled() => return,
                     accepted = listener.accept() => accepted,
                 };
-                let Ok((mut socket, peer)) = accepted else { continue };
+                let (mut socket, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors, usually: give connections time to end.
+                        tracing::debug!(%error, "accept failed; pausing");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 let agents = agents.clone();
                 let destination = destination.clone();
                 let route_as = route_as.clone();

@@ -11,6 +11,7 @@ use super::hosts::{self, HostsEntry};
 use super::isolation;
 use super::lease;
 use super::outbound::{self, ForwardedService};
+use super::reachability::{Outcome, Reachability};
 use super::restorer;
 use super::rollout::wait_for_agents;
 use super::target::{ResolvedTarget, WorkloadKind};
@@ -304,18 +305,28 @@ async fn open(
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let reachability = Reachability::new(events.clone(), target.workload(), idle_restore_secs);
     if let Some(lease) = lease {
         // Heartbeats come from kbridge itself, never from the debuggee: a process paused
         // on a breakpoint keeps its session.
         let (cluster, session, cancel) = (cluster.clone(), session.clone(), cancel.clone());
+        let reachability = reachability.clone();
         tasks.spawn(async move {
+            let mut failing = false;
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(lease::RENEW_EVERY) => {}
                 }
-                if let Err(error) = lease::renew(&cluster, &lease, &session).await {
-                    tracing::warn!(%error, "cannot renew the session's lease");
+                let renewed = lease::renew(&cluster, &lease, &session).await;
+                reachability.report(Outcome::of_cluster(&renewed));
+                match renewed {
+                    Err(error) if !failing && !reachability.is_unreachable() => {
+                        tracing::warn!(%error, "cannot renew the session's lease");
+                        failing = true;
+                    }
+                    Err(_) => {}
+                    Ok(()) => failing = false,
                 }
             }
         });
@@ -417,6 +428,7 @@ async fn open(
         notices: notice_tx.clone(),
         cancel: cancel.clone(),
         tasks: tasks.clone(),
+        reachability,
     };
     for (pod, open) in opened {
         tunnel_set.supervise(pod, Some(open));

@@ -5,6 +5,7 @@
 
 use super::connection::Cluster;
 use super::errors::{ClusterError, Request};
+use super::reachability::{Outcome, Reachability};
 use super::workload::AGENT_CONTROL_PORT;
 use k8s_openapi::api::core::v1::Pod;
 use kbridge_agent::{AgentClient, InboundConnection};
@@ -175,6 +176,8 @@ pub struct TunnelSet {
     pub cancel: CancellationToken,
     /// The session's tasks.
     pub tasks: TaskTracker,
+    /// Where tunnel and watch failures report whether the API server answers.
+    pub reachability: Reachability,
 }
 
 /// How to recognise this session's agent in a pod.
@@ -189,24 +192,11 @@ pub struct OurAgent {
 }
 
 impl TunnelSet {
-    /// Supervises the tunnel to `pod` (see [`supervise`]).
-    pub fn supervise(&self, pod: String, first: Option<(AgentClient, kube::api::Portforwarder)>) {
-        supervise(
-            &self.tasks,
-            self.cluster.clone(),
-            pod,
-            self.token.clone(),
-            first,
-            self.agents.clone(),
-            self.ports.clone(),
-            self.notices.clone(),
-            self.cancel.clone(),
-        );
-    }
-
     /// Watches the pods matching `selector` and gives every new Ready pod running our agent
     /// its own tunnel: replicas replaced during the session (evictions, node drains,
-    /// crashes) stay bridged. `known` pods already have one.
+    /// crashes) stay bridged. `known` pods already have one. The watch backs off while
+    /// the API server does not answer (kube-runtime's default: exponential, jittered,
+    /// capped) and re-lists when it does.
     pub fn follow_replaced_pods(
         &self,
         mut known: std::collections::HashSet<String>,
@@ -216,23 +206,28 @@ impl TunnelSet {
         let set = self.clone();
         self.tasks.spawn(async move {
             use futures::StreamExt;
-            use kube::runtime::WatchStreamExt;
+            use kube::runtime::{watcher::Event, WatchStreamExt};
             let api: Api<Pod> = Api::namespaced(set.cluster.client.clone(), &set.cluster.namespace);
             let config = kube::runtime::watcher::Config::default().labels(&selector);
             let mut events = kube::runtime::watcher(api, config)
-                .applied_objects()
+                .default_backoff()
                 .boxed();
             loop {
-                let pod = tokio::select! {
+                let item = tokio::select! {
                     _ = set.cancel.cancelled() => return,
                     next = events.next() => match next {
-                        Some(Ok(pod)) => pod,
-                        Some(Err(error)) => {
-                            tracing::debug!(%error, "pod watch error; the watcher retries");
-                            continue;
-                        }
+                        Some(item) => item,
                         None => return,
                     },
+                };
+                set.reachability.report(Outcome::of_watch(&item));
+                let pod = match item {
+                    Ok(Event::Apply(pod) | Event::InitApply(pod)) => pod,
+                    Ok(_) => continue,
+                    Err(error) => {
+                        tracing::debug!(%error, "pod watch error; the watcher retries with backoff");
+                        continue;
+                    }
                 };
                 let Some(name) = pod.metadata.name.clone() else {
                     continue;
@@ -255,99 +250,121 @@ impl TunnelSet {
             }
         });
     }
-}
 
-/// Supervises one pod's tunnel until `cancel`: serve, and reconnect when it drops.
-/// `first` is an already open connection (setup opened it to read the environment).
-#[allow(clippy::too_many_arguments)]
-pub fn supervise(
-    tasks: &TaskTracker,
-    cluster: Cluster,
-    pod: String,
-    token: String,
-    first: Option<(AgentClient, kube::api::Portforwarder)>,
-    agents: Agents,
-    ports: PortMap,
-    notices: tokio::sync::mpsc::UnboundedSender<TunnelNotice>,
-    cancel: CancellationToken,
-) {
-    let inner_tasks = tasks.clone();
-    tasks.spawn(async move {
-        let mut next = first;
-        let mut backoff = Duration::from_millis(200);
-        let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        loop {
-            let (client, forwarder) = match next.take() {
-                Some(open) => open,
-                None => {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        result = connect(&cluster, &pod, &token) => match result {
-                            Ok(open) => open,
-                            Err(error) => {
-                                // A replaced pod is not coming back: its successor gets its
-                                // own tunnel from the session's pod watch.
-                                let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-                                if let Ok(None) = pods.get_opt(&pod).await {
-                                    tracing::info!(%pod, "pod is gone; its tunnel ends");
-                                    agents.remove(&pod);
-                                    return;
-                                }
-                                tracing::warn!(%pod, %error, "agent tunnel down; retrying");
-                                tokio::select! {
-                                    _ = cancel.cancelled() => return,
-                                    _ = tokio::time::sleep(backoff) => {}
-                                }
-                                backoff = (backoff * 2).min(Duration::from_secs(5));
-                                continue;
-                            }
+    /// Supervises the tunnel to `pod` until the session ends: serve, and reconnect with
+    /// backoff when it drops. `first` is an already open connection (setup opened it to
+    /// read the environment).
+    pub fn supervise(&self, pod: String, first: Option<(AgentClient, kube::api::Portforwarder)>) {
+        let set = self.clone();
+        self.tasks.spawn(async move {
+            let mut next = first;
+            let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            loop {
+                let (client, forwarder) = match next.take() {
+                    Some(open) => open,
+                    None => match set.reconnect(&pod).await {
+                        Some(open) => open,
+                        None => return,
+                    },
+                };
+                let client = Arc::new(client);
+                set.agents.add(&pod, client.clone());
+                tracing::info!(%pod, "agent tunnel up");
+                if let Ok(inbound) = client.inbound() {
+                    set.serve_inbound_connections(inbound, pod.clone(), warned.clone());
+                }
+                tokio::select! {
+                    _ = set.cancel.cancelled() => {
+                        set.agents.remove(&pod);
+                        forwarder.abort();
+                        if let Ok(client) = Arc::try_unwrap(client) {
+                            client.shutdown().await;
                         }
+                        return;
+                    }
+                    _ = client.closed() => {
+                        tracing::info!(%pod, reason = ?client.close_reason(), "agent tunnel dropped; reconnecting");
+                        set.agents.remove(&pod);
+                        forwarder.abort();
                     }
                 }
+            }
+        });
+    }
+
+    /// Opens `pod`'s tunnel again, retrying with capped exponential backoff; `None` when
+    /// the session ends or the pod is gone for good (its successor gets its own tunnel
+    /// from the pod watch). Failures are logged when they change, not per attempt.
+    async fn reconnect(&self, pod: &str) -> Option<(AgentClient, kube::api::Portforwarder)> {
+        let mut backoff = RECONNECT_FIRST;
+        let mut last_error = String::new();
+        loop {
+            let result = tokio::select! {
+                _ = self.cancel.cancelled() => return None,
+                result = connect(&self.cluster, pod, &self.token) => result,
             };
-            backoff = Duration::from_millis(200);
-            let client = Arc::new(client);
-            agents.add(&pod, client.clone());
-            tracing::info!(%pod, "agent tunnel up");
-            if let Ok(mut inbound) = client.inbound() {
-                let ports = ports.clone();
-                let notices = notices.clone();
-                let warned = warned.clone();
-                let conn_tasks = inner_tasks.clone();
-                let cancel = cancel.clone();
-                let (agents, pod) = (agents.clone(), pod.clone());
-                inner_tasks.spawn(async move {
-                    loop {
-                        tokio::select! {
-                            _ = cancel.cancelled() => return,
-                            next = inbound.next() => match next {
-                                Some(connection) => {
-                                    conn_tasks.spawn(serve_inbound(connection, ports.clone(), notices.clone(), warned.clone(), (agents.clone(), pod.clone())));
-                                }
-                                None => return,
-                            }
-                        }
-                    }
-                });
+            self.reachability.report(Outcome::of_cluster(&result));
+            let error = match result {
+                Ok(open) => return Some(open),
+                Err(error) => error,
+            };
+            if !self.reachability.is_unreachable() {
+                let pods: Api<Pod> =
+                    Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace);
+                if let Ok(None) = pods.get_opt(pod).await {
+                    tracing::info!(%pod, "pod is gone; its tunnel ends");
+                    self.agents.remove(pod);
+                    return None;
+                }
+            }
+            let text = error.to_string();
+            if text != last_error {
+                tracing::warn!(%pod, error = %text, "agent tunnel down; retrying with backoff");
+                last_error = text;
             }
             tokio::select! {
-                _ = cancel.cancelled() => {
-                    agents.remove(&pod);
-                    forwarder.abort();
-                    if let Ok(client) = Arc::try_unwrap(client) {
-                        client.shutdown().await;
+                _ = self.cancel.cancelled() => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(RECONNECT_MAX);
+        }
+    }
+
+    /// Serves the connections `pod`'s agent accepts, until the tunnel or session ends.
+    fn serve_inbound_connections(
+        &self,
+        mut inbound: kbridge_agent::Inbound,
+        pod: String,
+        warned: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let set = self.clone();
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = set.cancel.cancelled() => return,
+                    next = inbound.next() => match next {
+                        Some(connection) => {
+                            set.tasks.spawn(serve_inbound(
+                                connection,
+                                set.ports.clone(),
+                                set.notices.clone(),
+                                warned.clone(),
+                                (set.agents.clone(), pod.clone()),
+                            ));
+                        }
+                        None => return,
                     }
-                    return;
-                }
-                _ = client.closed() => {
-                    tracing::warn!(%pod, reason = ?client.close_reason(), "agent tunnel dropped; reconnecting");
-                    agents.remove(&pod);
-                    forwarder.abort();
                 }
             }
-        }
-    });
+        });
+    }
 }
+
+/// The first pause before reopening a dropped tunnel; it doubles per failure up to
+/// [`RECONNECT_MAX`].
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+/// The longest pause between attempts to reopen a tunnel.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// Connects an inbound connection to the local process. When nothing listens there the
 /// caller's connection is reset at once, and the user is told (once per tunnel).
