@@ -119,6 +119,73 @@ pub struct IsolationWatchOptions {
     pub secret: Option<String>,
 }
 
+/// The longest pause between checks while the API server does not answer.
+const MAX_OUTAGE_PAUSE: Duration = Duration::from_secs(30);
+
+/// Rides out an API server that stops answering (a control-plane upgrade, a network
+/// partition): the restorer's job is not over when that happens. Checks that fail that
+/// way are retried with a pause doubling up to [`MAX_OUTAGE_PAUSE`], logged when the
+/// outage starts and when it ends; any other failure still ends the restorer.
+struct ApiOutage {
+    interval: Duration,
+    pause: Duration,
+    since: Option<Instant>,
+}
+
+impl ApiOutage {
+    fn new(interval: Duration) -> ApiOutage {
+        ApiOutage {
+            interval,
+            pause: interval,
+            since: None,
+        }
+    }
+
+    /// Takes a check's result: what it finished with, `None` to check again, or the
+    /// error that ends the restorer.
+    fn settle(
+        &mut self,
+        checked: Result<Option<String>, RestoreWatchError>,
+    ) -> Result<Option<String>, RestoreWatchError> {
+        match checked {
+            Err(error) if is_transient(&error) => {
+                if self.since.is_none() {
+                    tracing::warn!(%error, "the API server does not answer; retrying with backoff");
+                    self.since = Some(Instant::now());
+                }
+                self.pause = (self.pause * 2).min(MAX_OUTAGE_PAUSE.max(self.interval));
+                Ok(None)
+            }
+            other => {
+                if let Some(since) = self.since.take() {
+                    tracing::info!(
+                        after_secs = since.elapsed().as_secs(),
+                        "the API server answers again"
+                    );
+                }
+                self.pause = self.interval;
+                other
+            }
+        }
+    }
+
+    /// How long to wait before the next check.
+    fn pause(&self) -> Duration {
+        self.pause
+    }
+}
+
+/// Whether an error means the API server did not answer, or answered "not now".
+fn is_transient(error: &RestoreWatchError) -> bool {
+    match error {
+        RestoreWatchError::Kube(kube::Error::HyperError(_) | kube::Error::Service(_)) => true,
+        RestoreWatchError::Kube(kube::Error::Api(status)) => {
+            status.code >= 500 || status.code == 429
+        }
+        _ => false,
+    }
+}
+
 /// How often a Service update that met a 409 Conflict is read and tried again.
 const CONFLICT_RETRIES: usize = 10;
 
@@ -185,77 +252,86 @@ pub async fn run_with_client(
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
     let mut unreachable_since: Option<Instant> = None;
+    let mut api_outage = ApiOutage::new(opts.interval);
     loop {
-        let observation = match observe(&opts.agents, &pods, kind, name).await {
-            Some(state) => {
-                unreachable_since = None;
-                AgentObservation::State(state)
-            }
-            None => {
-                let since = *unreachable_since.get_or_insert_with(Instant::now);
-                AgentObservation::Unreachable(since.elapsed())
-            }
-        };
-        let object = match &target {
-            Target::Template(api) => api
-                .get_opt(name)
-                .await?
-                .map(|o| serde_json::to_value(&o).unwrap_or_default()),
-            Target::Pod(api) => api
-                .get_opt(name)
-                .await?
-                .map(|o| serde_json::to_value(&o).unwrap_or_default()),
-        };
-        let annotations: Option<BTreeMap<String, String>> = object.as_ref().map(|o| {
-            serde_json::from_value(
-                o.pointer("/metadata/annotations")
-                    .cloned()
-                    .unwrap_or_default(),
-            )
-            .unwrap_or_default()
-        });
-        match decide(
-            &opts.session,
-            annotations.as_ref(),
-            observation,
-            opts.unreachable_grace,
-        )? {
-            Decision::Done(reason) => return Ok(reason),
-            Decision::Wait => {}
-            Decision::Restore(record) => {
-                let object = object.unwrap_or_default();
-                let restored = match &target {
-                    Target::Template(api) => {
-                        let patch = restore_patch(&object, &record)?;
-                        match api
-                            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                            .await
-                        {
-                            Ok(_) => true,
-                            // Someone changed it meanwhile: look again rather than overwrite.
-                            Err(kube::Error::Api(s)) if s.code == 409 => false,
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    Target::Pod(api) => {
-                        let original =
-                            original_pod(annotations.as_ref().unwrap_or(&BTreeMap::new()))?;
-                        recreate_pod(api, name, &object, &original).await?
-                    }
-                };
-                if restored {
-                    clean_up(&client, &opts).await;
-                    return Ok(format!(
-                        "restored {} after session {} was orphaned",
-                        opts.workload, record.session
-                    ));
+        // One check; an API server that does not answer is waited out, not fatal.
+        let checked = async {
+            let observation = match observe(&opts.agents, &pods, kind, name).await {
+                Some(state) => {
+                    unreachable_since = None;
+                    AgentObservation::State(state)
                 }
-                tracing::info!("workload changed while restoring; retrying");
+                None => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    AgentObservation::Unreachable(since.elapsed())
+                }
+            };
+            let object = match &target {
+                Target::Template(api) => api
+                    .get_opt(name)
+                    .await?
+                    .map(|o| serde_json::to_value(&o).unwrap_or_default()),
+                Target::Pod(api) => api
+                    .get_opt(name)
+                    .await?
+                    .map(|o| serde_json::to_value(&o).unwrap_or_default()),
+            };
+            let annotations: Option<BTreeMap<String, String>> = object.as_ref().map(|o| {
+                serde_json::from_value(
+                    o.pointer("/metadata/annotations")
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+                .unwrap_or_default()
+            });
+            match decide(
+                &opts.session,
+                annotations.as_ref(),
+                observation,
+                opts.unreachable_grace,
+            )? {
+                Decision::Done(reason) => return Ok(Some(reason)),
+                Decision::Wait => {}
+                Decision::Restore(record) => {
+                    let object = object.unwrap_or_default();
+                    let restored = match &target {
+                        Target::Template(api) => {
+                            let patch = restore_patch(&object, &record)?;
+                            match api
+                                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                                .await
+                            {
+                                Ok(_) => true,
+                                // Someone changed it meanwhile: look again rather than overwrite.
+                                Err(kube::Error::Api(s)) if s.code == 409 => false,
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                        Target::Pod(api) => {
+                            let original =
+                                original_pod(annotations.as_ref().unwrap_or(&BTreeMap::new()))?;
+                            recreate_pod(api, name, &object, &original).await?
+                        }
+                    };
+                    if restored {
+                        clean_up(&client, &opts).await;
+                        return Ok(Some(format!(
+                            "restored {} after session {} was orphaned",
+                            opts.workload, record.session
+                        )));
+                    }
+                    tracing::info!("workload changed while restoring; retrying");
+                }
             }
+            Ok::<_, RestoreWatchError>(None)
+        }
+        .await;
+        if let Some(done) = api_outage.settle(checked)? {
+            return Ok(done);
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(RestoreWatchError::Cancelled),
-            _ = tokio::time::sleep(opts.interval) => {}
+            _ = tokio::time::sleep(api_outage.pause()) => {}
         }
     }
 }
@@ -288,53 +364,62 @@ pub async fn run_isolation_with_client(
     let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
     let services: Api<Service> = Api::namespaced(client.clone(), &opts.namespace);
     let mut unreachable_since: Option<Instant> = None;
+    let mut api_outage = ApiOutage::new(opts.interval);
     loop {
-        let observation = match observe(&opts.agents, &pods, "deployment", "").await {
-            Some(state) => {
-                unreachable_since = None;
-                AgentObservation::State(state)
+        // One check; an API server that does not answer is waited out, not fatal.
+        let checked = async {
+            let observation = match observe(&opts.agents, &pods, "deployment", "").await {
+                Some(state) => {
+                    unreachable_since = None;
+                    AgentObservation::State(state)
+                }
+                None => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    AgentObservation::Unreachable(since.elapsed())
+                }
+            };
+            let service = services.get_opt(&opts.service).await?;
+            match decide_leave(
+                service.as_ref(),
+                &opts.route_as,
+                &opts.session,
+                observation,
+                opts.unreachable_grace,
+            )? {
+                LeaveDecision::Done(reason) => {
+                    // The session's route is gone: kbridge left (and is deleting the Secret,
+                    // and this restorer, itself), or an earlier run of this restorer was cut
+                    // short after taking the route off. Finish what such a run left undone.
+                    remove_router_if_unused(&client, &opts).await?;
+                    delete_secret(&client, &opts).await;
+                    return Ok(Some(reason));
+                }
+                LeaveDecision::Wait => {}
+                LeaveDecision::Leave => {
+                    let last = leave_isolation(&client, &opts).await?;
+                    delete_secret(&client, &opts).await;
+                    return Ok(Some(format!(
+                        "ended the isolation of service {} as '{}' after session {} was orphaned{}",
+                        opts.service,
+                        opts.route_as,
+                        opts.session,
+                        if last {
+                            "; it was the last one, so the service is back as it was"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
             }
-            None => {
-                let since = *unreachable_since.get_or_insert_with(Instant::now);
-                AgentObservation::Unreachable(since.elapsed())
-            }
-        };
-        let service = services.get_opt(&opts.service).await?;
-        match decide_leave(
-            service.as_ref(),
-            &opts.route_as,
-            &opts.session,
-            observation,
-            opts.unreachable_grace,
-        )? {
-            LeaveDecision::Done(reason) => {
-                // The session's route is gone: kbridge left (and is deleting the Secret,
-                // and this restorer, itself), or an earlier run of this restorer was cut
-                // short after taking the route off. Finish what such a run left undone.
-                remove_router_if_unused(&client, &opts).await?;
-                delete_secret(&client, &opts).await;
-                return Ok(reason);
-            }
-            LeaveDecision::Wait => {}
-            LeaveDecision::Leave => {
-                let last = leave_isolation(&client, &opts).await?;
-                delete_secret(&client, &opts).await;
-                return Ok(format!(
-                    "ended the isolation of service {} as '{}' after session {} was orphaned{}",
-                    opts.service,
-                    opts.route_as,
-                    opts.session,
-                    if last {
-                        "; it was the last one, so the service is back as it was"
-                    } else {
-                        ""
-                    }
-                ));
-            }
+            Ok::<_, RestoreWatchError>(None)
+        }
+        .await;
+        if let Some(done) = api_outage.settle(checked)? {
+            return Ok(done);
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(RestoreWatchError::Cancelled),
-            _ = tokio::time::sleep(opts.interval) => {}
+            _ = tokio::time::sleep(api_outage.pause()) => {}
         }
     }
 }
@@ -545,6 +630,55 @@ async fn clean_up(client: &kube::Client, opts: &WatchOptions) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_api_outage_is_waited_out_with_a_growing_pause() {
+        let mut outage = ApiOutage::new(Duration::from_secs(2));
+        let refused = || {
+            Err(RestoreWatchError::Kube(kube::Error::Service(
+                "refused".into(),
+            )))
+        };
+        let mut pauses = Vec::new();
+        for _ in 0..6 {
+            assert_eq!(outage.settle(refused()).expect("waited out"), None);
+            pauses.push(outage.pause().as_secs());
+        }
+        assert_eq!(pauses, [4, 8, 16, 30, 30, 30]);
+        assert_eq!(outage.settle(Ok(None)).expect("fine"), None);
+        assert_eq!(
+            outage.pause(),
+            Duration::from_secs(2),
+            "back to the interval"
+        );
+        let unavailable = kube::core::Status::failure("etcd", "ServiceUnavailable").with_code(503);
+        assert_eq!(
+            outage
+                .settle(Err(RestoreWatchError::Kube(kube::Error::Api(Box::new(
+                    unavailable
+                )))))
+                .expect("a 503 is waited out"),
+            None
+        );
+        assert_eq!(
+            outage.settle(Ok(Some("restored".into()))).expect("done"),
+            Some("restored".into())
+        );
+    }
+
+    #[test]
+    fn other_failures_still_end_the_restorer() {
+        let mut outage = ApiOutage::new(Duration::from_secs(2));
+        let forbidden = kube::core::Status::failure("no", "Forbidden").with_code(403);
+        assert!(outage
+            .settle(Err(RestoreWatchError::Kube(kube::Error::Api(Box::new(
+                forbidden
+            )))))
+            .is_err());
+        assert!(outage
+            .settle(Err(RestoreWatchError::Options("bad".into())))
+            .is_err());
+    }
 
     #[test]
     fn kinds() {
