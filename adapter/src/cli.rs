@@ -31,6 +31,10 @@ pub enum Command {
         /// The target.
         #[command(flatten)]
         target: TargetArgs,
+        /// After passing SIGINT, SIGTERM or SIGHUP on to the command, wait this long for it
+        /// to end before killing it (SIGKILL); a second signal kills it at once.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        grace_period: u64,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         command: Vec<std::ffi::OsString>,

@@ -99,7 +99,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             commands::targets::run(context.as_deref(), namespace.as_deref(), output == "json").await
         }
-        Command::Run { target, command } => commands::bridged::run(&target, &command).await,
+        Command::Run {
+            target,
+            grace_period,
+            command,
+        } => {
+            let grace_period = std::time::Duration::from_secs(grace_period);
+            commands::bridged::run(&target, &command, grace_period).await
+        }
         Command::Connect {
             target,
             env_file,

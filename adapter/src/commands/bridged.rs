@@ -1,6 +1,7 @@
 //! `kbridge run`, `kbridge connect` and `kbridge env`: a bridge session without a
 //! debugger, for any command, for a terminal, or to see what a process would get.
 
+use super::child::{self, Running};
 use crate::cli::{EnvFormatArg, TargetArgs};
 use anyhow::{bail, Context};
 use kbridge::env::EnvLayers;
@@ -9,6 +10,7 @@ use kbridge_config::{BridgeSettings, EnvVars, HostsMode, IsolateAs, PortMapping}
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Writes a line to stderr. Unlike `eprintln!` it does not panic when stderr is gone (a
 /// closed terminal, a parent that stopped reading): the session must still end cleanly.
@@ -152,7 +154,7 @@ fn environment(session: &dyn BridgeSession) -> EnvVars {
     .merged()
 }
 
-/// Resolves when SIGINT or SIGTERM arrives; returns which.
+/// Resolves when SIGINT or SIGTERM arrives; returns which (`kbridge connect`).
 async fn signal() -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate())?;
@@ -163,13 +165,43 @@ async fn signal() -> anyhow::Result<&'static str> {
     })
 }
 
-/// `kbridge run`: the command's exit code, after teardown.
-pub async fn run(args: &TargetArgs, command: &[OsString]) -> anyhow::Result<ExitCode> {
+/// `kbridge run`: runs the command in the session (see [`child`] for how it is started
+/// and signalled), then tears down; the command's exit code, or 128 + the signal that
+/// ended it.
+pub async fn run(
+    args: &TargetArgs,
+    command: &[OsString],
+    grace_period: Duration,
+) -> anyhow::Result<ExitCode> {
     let (session, guardian, _) = open(args).await?;
-    let env = environment(session.as_ref());
-    let mut child = match session.hosts_file() {
+    let running = bridged_command(session.as_ref(), command).and_then(|bridged| {
+        Running::spawn(bridged, grace_period)
+            .with_context(|| format!("cannot run {}", command[0].to_string_lossy()))
+    });
+    let running = match running {
+        Ok(running) => running,
+        Err(error) => {
+            close(session, guardian).await?;
+            return Err(error);
+        }
+    };
+    let status = running.wait().await;
+    close(session, guardian).await?;
+    let status = status.context("cannot wait for the command")?;
+    Ok(ExitCode::from(child::exit_code(status)))
+}
+
+/// The command with the session's environment, run through `kbridge ns-exec` (which
+/// execs it, keeping its pid) when cluster names resolve through a private /etc/hosts.
+fn bridged_command(
+    session: &dyn BridgeSession,
+    command: &[OsString],
+) -> anyhow::Result<tokio::process::Command> {
+    let mut bridged = match session.hosts_file() {
         Some(hosts) => {
-            let mut c = tokio::process::Command::new(std::env::current_exe()?);
+            let kbridge = std::env::current_exe()
+                .context("cannot find kbridge's own executable (for ns-exec)")?;
+            let mut c = tokio::process::Command::new(kbridge);
             c.arg("ns-exec")
                 .arg("--hosts")
                 .arg(hosts)
@@ -183,35 +215,13 @@ pub async fn run(args: &TargetArgs, command: &[OsString]) -> anyhow::Result<Exit
             c
         }
     };
-    for (name, value) in env.iter() {
+    for (name, value) in environment(session).iter() {
         match value {
-            Some(value) => child.env(name, value),
-            None => child.env_remove(name),
+            Some(value) => bridged.env(name, value),
+            None => bridged.env_remove(name),
         };
     }
-    let mut child = match child.spawn() {
-        Ok(child) => child,
-        Err(error) => {
-            close(session, guardian).await?;
-            bail!("cannot run {}: {error}", command[0].to_string_lossy());
-        }
-    };
-    let signals = signal();
-    tokio::pin!(signals);
-    let status = tokio::select! {
-        status = child.wait() => status?,
-        which = &mut signals => {
-            // Ctrl-C already reached the command through the terminal; SIGTERM did not.
-            if let (Ok("SIGTERM"), Some(pid)) = (which, child.id()) {
-                let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-            }
-            child.wait().await?
-        }
-    };
-    close(session, guardian).await?;
-    Ok(ExitCode::from(
-        status.code().map_or(1, |c| c.clamp(0, 255) as u8),
-    ))
+    Ok(bridged)
 }
 
 /// `kbridge connect`: holds the session until Ctrl-C or SIGTERM; launches of the same
