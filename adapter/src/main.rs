@@ -76,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(match outcome {
                 Outcome::Clean => ExitCode::SUCCESS,
                 Outcome::TeardownFailed(failures) => {
-                    eprintln!("kbridge: teardown failed: {}", failures.join("; "));
+                    eprintln!("kbridge: teardown incomplete: {}", failures.join("; "));
                     ExitCode::FAILURE
                 }
             })

@@ -5,7 +5,9 @@ use super::child::{self, Running};
 use crate::cli::{EnvFormatArg, TargetArgs};
 use anyhow::{bail, Context};
 use kbridge::env::EnvLayers;
-use kbridge::session::{open_session_as, BridgeSession, Guardian, SessionEvent, SessionId};
+use kbridge::session::{
+    open_session_as, BridgeSession, Guardian, SessionEvent, SessionId, Settled,
+};
 use kbridge_config::{BridgeSettings, EnvVars, HostsMode, IsolateAs, PortMapping};
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -134,13 +136,35 @@ async fn open_with(
     Ok((session, guardian, id))
 }
 
+/// How long teardown waits for the workload's own pods to be Ready again.
+const SETTLE_BOUND: Duration = Duration::from_secs(120);
+
+/// Ends the session: stops its tasks, has the guardian undo its changes, then waits until
+/// the workload serves with its own pods again (see [`BridgeSession::settle`]) before
+/// saying the cluster is restored.
 async fn close(mut session: Box<dyn BridgeSession>, guardian: Guardian) -> anyhow::Result<()> {
     session.close().await;
     let failures = guardian.teardown().await?;
     if !failures.is_empty() {
-        bail!("teardown failed: {}", failures.join("; "));
+        bail!("teardown incomplete: {}", failures.join("; "));
     }
-    say!("kbridge: session ended, cluster restored");
+    let tty = std::io::stderr().is_terminal();
+    let progress = move |line: String| {
+        if tty {
+            say_inline!("\r\x1b[2Kkbridge: {line}…");
+        } else {
+            say!("kbridge: {line}");
+        }
+    };
+    let settled = session.settle(SETTLE_BOUND, &progress).await;
+    let clear = if tty { "\r\x1b[2K" } else { "" };
+    match settled {
+        Settled::Nothing => say!("{clear}kbridge: session ended, cluster restored"),
+        Settled::Serving(workload) => say!(
+            "{clear}kbridge: session ended, cluster restored: {workload} serves with its own pods again"
+        ),
+        Settled::NotYet(what) => say!("{clear}kbridge: session ended; {what}"),
+    }
     Ok(())
 }
 

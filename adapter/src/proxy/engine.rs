@@ -697,7 +697,7 @@ impl Engine {
             if let Outcome::TeardownFailed(failures) = outcome {
                 self.console(
                     "important",
-                    &format!("teardown failed: {}", failures.join("; ")),
+                    &format!("teardown incomplete: {}", failures.join("; ")),
                 )
                 .await?;
             }

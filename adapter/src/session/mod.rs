@@ -128,6 +128,29 @@ pub trait BridgeSession: Send + Sync {
     fn hosts_file(&self) -> Option<PathBuf> {
         None
     }
+    /// After teardown: waits (at most `bound`) until the workload the session swapped
+    /// serves with its own pods again, telling `progress` how far it is; says what it
+    /// waited for, or what is still missing. Nothing to wait for by default.
+    fn settle<'a>(
+        &'a self,
+        bound: std::time::Duration,
+        progress: &'a (dyn Fn(String) + Send + Sync),
+    ) -> BoxFuture<'a, Settled> {
+        let _ = (bound, progress);
+        Box::pin(async { Settled::Nothing })
+    }
+}
+
+/// What [`BridgeSession::settle`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// The session changed nothing that needs a rollout (local, isolated, reused).
+    Nothing,
+    /// The workload (`kind/name`) serves with its own pods again.
+    Serving(String),
+    /// The workload is back to its own template, but its rollout did not complete in
+    /// time: what is missing, in words.
+    NotYet(String),
 }
 
 /// Opens the session a configuration asks for, with its guardian. On failure the

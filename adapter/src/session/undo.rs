@@ -69,12 +69,12 @@ pub enum UndoStep {
 
 impl UndoStep {
     /// Performs the reversal. Already reversed is success.
-    pub async fn run(&self) -> Result<(), String> {
+    pub async fn run(&self) -> Result<(), UndoError> {
         match self {
             UndoStep::RemoveDir { path } => match tokio::fs::remove_dir_all(path).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+                Err(e) => Err(format!("cannot remove {}: {e}", path.display()).into()),
             },
             UndoStep::DeleteObject {
                 kubeconfig,
@@ -84,15 +84,15 @@ impl UndoStep {
                 name,
             } => {
                 use super::cluster::connection::Cluster;
-                let resource =
-                    deletable_resource(kind).ok_or_else(|| format!("cannot delete a {kind}"))?;
+                let resource = deletable_resource(kind)
+                    .ok_or_else(|| UndoError::from(format!("cannot delete a {kind}")))?;
                 let cluster = Cluster::connect_with(
                     kubeconfig.as_deref(),
                     context.as_deref(),
                     Some(namespace),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(UndoError::cluster)?;
                 let api: kube::Api<kube::api::DynamicObject> =
                     kube::Api::namespaced_with(cluster.client, namespace, &resource);
                 // Background propagation: a Job's pods, and objects owned by the Secret, go too.
@@ -103,21 +103,27 @@ impl UndoStep {
                 match deleted {
                     Ok(()) => Ok(()),
                     Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                    Err(e) => Err(format!("cannot delete {kind} {namespace}/{name}: {e}")),
+                    Err(e @ (kube::Error::HyperError(_) | kube::Error::Service(_))) => {
+                        Err(UndoError {
+                            unreachable: Some(e.to_string()),
+                            message: format!("cannot delete {kind} {namespace}/{name}: {e}"),
+                        })
+                    }
+                    Err(e) => Err(format!("cannot delete {kind} {namespace}/{name}: {e}").into()),
                 }
             }
             UndoStep::RemoveHostsBlock { path, session } => {
                 let text = match tokio::fs::read_to_string(path).await {
                     Ok(text) => text,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                    Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+                    Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
                 };
                 let cleaned = super::cluster::hosts::without_blocks(&text, |s| s == session);
                 if cleaned != text {
                     // Rewrite in place: /etc/hosts may be a bind mount that cannot be replaced.
-                    tokio::fs::write(path, cleaned)
-                        .await
-                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    tokio::fs::write(path, cleaned).await.map_err(|e| {
+                        UndoError::from(format!("cannot write {}: {e}", path.display()))
+                    })?;
                 }
                 Ok(())
             }
@@ -136,10 +142,10 @@ impl UndoStep {
                     Some(namespace),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(UndoError::cluster)?;
                 let outcome = isolation::leave(&cluster, service, route_as, Some(session))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(UndoError::cluster)?;
                 tracing::info!(?outcome, %service, %route_as, "left the isolation");
                 Ok(())
             }
@@ -157,7 +163,7 @@ impl UndoStep {
                     "statefulset" => WorkloadKind::StatefulSet,
                     "replicaset" => WorkloadKind::ReplicaSet,
                     "pod" => WorkloadKind::Pod,
-                    other => return Err(format!("cannot restore a {other}")),
+                    other => return Err(format!("cannot restore a {other}").into()),
                 };
                 let cluster = Cluster::connect_with(
                     kubeconfig.as_deref(),
@@ -165,10 +171,10 @@ impl UndoStep {
                     Some(namespace),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(UndoError::cluster)?;
                 let outcome = workload::restore(&cluster, kind, name, Some(session))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(UndoError::cluster)?;
                 tracing::info!(?outcome, "{}/{name}", kind.name());
                 Ok(())
             }
@@ -206,19 +212,129 @@ fn deletable_resource(kind: &str) -> Option<kube::api::ApiResource> {
     })
 }
 
-/// Runs a plan newest first, going on past failures; returns the failures.
+/// Why a step could not be undone.
+#[derive(Debug)]
+pub struct UndoError {
+    /// What went wrong, for the log and the user.
+    pub message: String,
+    /// Set when the cluster's API server could not be reached (the transport error).
+    pub unreachable: Option<String>,
+}
+
+impl From<String> for UndoError {
+    fn from(message: String) -> UndoError {
+        UndoError {
+            message,
+            unreachable: None,
+        }
+    }
+}
+
+impl UndoError {
+    fn cluster(error: super::cluster::errors::ClusterError) -> UndoError {
+        use super::cluster::errors::ClusterError;
+        UndoError {
+            unreachable: match &error {
+                ClusterError::Unreachable { reason, .. } => Some(reason.clone()),
+                _ => None,
+            },
+            message: error.to_string(),
+        }
+    }
+}
+
+impl UndoStep {
+    /// Whether undoing this step needs the cluster's API server.
+    fn needs_cluster(&self) -> bool {
+        !matches!(
+            self,
+            UndoStep::RemoveDir { .. } | UndoStep::RemoveHostsBlock { .. }
+        )
+    }
+
+    /// What is left in the cluster while this step is not undone, in words, with the
+    /// command that undoes it by hand; `None` for what the session's Secret takes along
+    /// (or the restorer deletes) and for local steps.
+    fn left_in_cluster(&self) -> Option<String> {
+        match self {
+            UndoStep::RestoreWorkload {
+                namespace,
+                kind,
+                name,
+                ..
+            } => Some(format!(
+                "{kind}/{name} in namespace {namespace} still runs kbridge's agent (`kbridge restore -n {namespace} {kind}/{name}` puts it back)"
+            )),
+            UndoStep::LeaveIsolation {
+                namespace,
+                service,
+                route_as,
+                ..
+            } => Some(format!(
+                "service {service} in namespace {namespace} still routes '{route_as}' to this session (`kbridge restore -n {namespace} --all` ends the namespace's isolations)"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Runs a plan, last step first; returns what could not be undone, in words.
+///
+/// Once the API server turns out unreachable the remaining cluster steps are not tried
+/// (each would only wait for the same timeout): local steps still run, and the failures
+/// become one explanation — what is left in the cluster, that the in-cluster restorer
+/// (when the session started one) puts it back, and the command that does it by hand.
 pub async fn run_plan(steps: &[UndoStep]) -> Vec<String> {
     let mut failures = Vec::new();
+    let mut unreachable: Option<String> = None;
+    let mut not_undone: Vec<&UndoStep> = Vec::new();
     for step in steps.iter().rev() {
+        if unreachable.is_some() && step.needs_cluster() {
+            tracing::warn!(?step, "not undone: the cluster is unreachable");
+            not_undone.push(step);
+            continue;
+        }
         match step.run().await {
             Ok(()) => tracing::info!(?step, "undone"),
             Err(e) => {
-                tracing::error!(?step, error = %e, "undo step failed");
-                failures.push(e);
+                tracing::error!(?step, error = %e.message, "undo step failed");
+                match e.unreachable {
+                    Some(reason) => {
+                        unreachable = Some(reason);
+                        not_undone.push(step);
+                    }
+                    None => failures.push(e.message),
+                }
             }
         }
     }
+    if let Some(reason) = unreachable {
+        failures.insert(0, unreachable_explanation(&reason, steps, &not_undone));
+    }
     failures
+}
+
+/// The one message for a teardown that could not reach the cluster.
+fn unreachable_explanation(reason: &str, plan: &[UndoStep], not_undone: &[&UndoStep]) -> String {
+    let left: Vec<String> = not_undone
+        .iter()
+        .filter_map(|step| step.left_in_cluster())
+        .collect();
+    let restorer = plan.iter().any(|step| {
+        matches!(step, UndoStep::DeleteObject { kind, name, .. }
+            if kind == "job" && name.starts_with("kbridge-restorer-"))
+    });
+    let mut text = format!("the cluster's API server cannot be reached ({reason}), so the session's changes there are not undone yet");
+    if !left.is_empty() {
+        text.push_str(": ");
+        text.push_str(&left.join("; "));
+    }
+    text.push_str(". ");
+    if restorer {
+        text.push_str("The session's in-cluster restorer puts it back by itself once its agents have gone `idleRestoreSeconds` without kbridge (60 s by default) and the API server answers; ");
+    }
+    text.push_str("run the command above once the cluster is reachable to do it at once. This machine's changes were undone.");
+    text
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod rollout;
 pub mod route_header;
 pub mod service_links;
 pub mod session;
+pub mod settle;
 pub mod target;
 pub mod tunnels;
 pub mod workload;

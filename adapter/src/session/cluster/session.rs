@@ -14,6 +14,7 @@ use super::outbound::{self, ForwardedService};
 use super::reachability::{Outcome, Reachability};
 use super::restorer;
 use super::rollout::wait_for_agents;
+use super::settle;
 use super::target::{ResolvedTarget, WorkloadKind};
 use super::tunnels::{self, Agents, PortMap, TunnelNotice};
 use super::workload::{self, SwapPlan, TOKEN_KEY};
@@ -22,7 +23,7 @@ use crate::session::local::create_private_dir;
 use crate::session::registry;
 use crate::session::{
     BoxFuture, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionId,
-    SessionRequest, UndoStep,
+    SessionRequest, Settled, UndoStep,
 };
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kbridge_config::local_process::LocalProcessConfig;
@@ -67,6 +68,10 @@ pub struct ClusterSession {
     /// Hosts entries for them.
     pub hosts: Vec<HostsEntry>,
     hosts_file: Option<PathBuf>,
+    /// The workload whose template the session swapped (not for an isolated session,
+    /// which leaves the original pods alone): after teardown, [`BridgeSession::settle`]
+    /// waits for its rollout.
+    swapped: Option<(Cluster, WorkloadKind, String)>,
 }
 
 impl super::super::SessionBackend for ClusterBackend {
@@ -500,6 +505,9 @@ async fn open(
         forwarded,
         hosts: hosts_entries,
         hosts_file,
+        swapped: route_as
+            .is_none()
+            .then(|| (cluster.clone(), target.kind, target.name.clone())),
     })
 }
 
@@ -899,6 +907,32 @@ impl BridgeSession for ClusterSession {
             self.cancel.cancel();
             self.tasks.close();
             let _ = tokio::time::timeout(Duration::from_secs(3), self.tasks.wait()).await;
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        bound: Duration,
+        progress: &'a (dyn Fn(String) + Send + Sync),
+    ) -> BoxFuture<'a, Settled> {
+        Box::pin(async move {
+            let Some((cluster, kind, name)) = &self.swapped else {
+                return Settled::Nothing;
+            };
+            let workload = format!("{}/{name}", kind.name());
+            let report = |r: settle::Rollback| {
+                progress(format!(
+                    "waiting for {workload}'s own pods: {}/{} ready",
+                    r.ready, r.wanted
+                ))
+            };
+            match settle::wait_until_serving(cluster, *kind, name, bound, &report).await {
+                Ok(()) => Settled::Serving(workload),
+                Err(not_yet) => Settled::NotYet(format!(
+                    "{workload} is back to its own pod template, but {not_yet}; see `kubectl -n {} rollout status {workload}`",
+                    cluster.namespace
+                )),
+            }
         })
     }
 }
