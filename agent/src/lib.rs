@@ -26,6 +26,7 @@ pub mod mounts;
 pub mod mux;
 pub mod outbound;
 pub mod restore;
+pub mod restore_merge;
 pub mod restore_watch;
 pub mod router;
 pub mod server;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::idle::SessionState;
+use crate::restore_merge::merge_container;
 
 /// Prefix of every kbridge annotation.
 pub const ANNOTATION_PREFIX: &str = "kbridge.dev/";
@@ -21,6 +22,11 @@ pub const ANNOTATION_STARTED: &str = "kbridge.dev/started";
 /// The original container, as JSON, exactly as it was in the pod template.
 pub const ANNOTATION_ORIGINAL_CONTAINER: &str = "kbridge.dev/original-container";
 
+/// The agent container as kbridge put it in the pod template, as JSON: restore compares
+/// it with the current container to undo only kbridge's own changes
+/// ([`crate::restore_merge`]). Sessions of kbridge before 0.1.1 did not write it.
+pub const ANNOTATION_AGENT_CONTAINER: &str = "kbridge.dev/agent-container";
+
 /// On a bare Pod kbridge recreated with the agent: the original Pod, as JSON, ready to create
 /// again (see [`recreatable_pod`]).
 pub const ANNOTATION_ORIGINAL_POD: &str = "kbridge.dev/original-pod";
@@ -31,6 +37,7 @@ pub const ALL_ANNOTATIONS: &[&str] = &[
     ANNOTATION_OWNER,
     ANNOTATION_STARTED,
     ANNOTATION_ORIGINAL_CONTAINER,
+    ANNOTATION_AGENT_CONTAINER,
     ANNOTATION_ORIGINAL_POD,
 ];
 
@@ -64,6 +71,9 @@ pub struct RestoreRecord {
     pub started: String,
     /// The original container object from the pod template.
     pub original_container: Value,
+    /// The agent container kbridge put in its place (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_container: Option<Value>,
 }
 
 impl RestoreRecord {
@@ -77,6 +87,10 @@ impl RestoreRecord {
 
     /// The annotations that store this record.
     pub fn to_annotations(&self) -> BTreeMap<String, String> {
+        let agent = self
+            .agent_container
+            .as_ref()
+            .map(|agent| (ANNOTATION_AGENT_CONTAINER, agent.to_string()));
         [
             (ANNOTATION_SESSION, self.session.clone()),
             (ANNOTATION_OWNER, self.owner.clone()),
@@ -87,6 +101,7 @@ impl RestoreRecord {
             ),
         ]
         .into_iter()
+        .chain(agent)
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
@@ -100,11 +115,16 @@ impl RestoreRecord {
         let raw = get(ANNOTATION_ORIGINAL_CONTAINER)?;
         let original_container: Value =
             serde_json::from_str(&raw).map_err(|e| RestoreError::BadContainer(e.to_string()))?;
+        // An unreadable agent record only costs the finer restore, not the restore.
+        let agent_container = a
+            .get(ANNOTATION_AGENT_CONTAINER)
+            .and_then(|raw| serde_json::from_str(raw).ok());
         let rec = RestoreRecord {
             session: session.clone(),
             owner: get(ANNOTATION_OWNER)?,
             started: get(ANNOTATION_STARTED)?,
             original_container,
+            agent_container,
         };
         rec.container_name()?;
         Ok(Some(rec))
@@ -115,6 +135,11 @@ impl RestoreRecord {
 /// DaemonSet as JSON): the original container goes back in place of the agent, the kbridge
 /// annotations are removed, and `metadata.resourceVersion` makes the API server refuse the patch
 /// (409) if the workload changed since it was read.
+///
+/// When the record has the agent container, only kbridge's own changes are undone: what
+/// someone else changed in the container during the session stays
+/// ([`crate::restore_merge`]), and a container they removed stays removed. Older records
+/// put the original back in any case.
 pub fn restore_patch(workload: &Value, record: &RestoreRecord) -> Result<Value, RestoreError> {
     let name = record.container_name()?;
     let containers = workload
@@ -122,19 +147,20 @@ pub fn restore_patch(workload: &Value, record: &RestoreRecord) -> Result<Value, 
         .and_then(Value::as_array)
         .ok_or(RestoreError::NoTemplate)?;
     let mut replaced = false;
-    let new: Vec<Value> = containers
+    let mut new: Vec<Value> = containers
         .iter()
         .map(|c| {
-            if c.get("name").and_then(Value::as_str) == Some(name) {
-                replaced = true;
-                record.original_container.clone()
-            } else {
-                c.clone()
+            if c.get("name").and_then(Value::as_str) != Some(name) {
+                return c.clone();
+            }
+            replaced = true;
+            match &record.agent_container {
+                Some(agent) => merge_container(&record.original_container, agent, c),
+                None => record.original_container.clone(),
             }
         })
         .collect();
-    let mut new = new;
-    if !replaced {
+    if !replaced && record.agent_container.is_none() {
         // The agent container vanished (someone edited the workload); put the original back anyway.
         new.push(record.original_container.clone());
     }
@@ -283,6 +309,7 @@ mod tests {
             owner: "alice@laptop".into(),
             started: "2026-12-01T13:00:00Z".into(),
             original_container: json!({"name": "api", "image": "todo-api:1", "ports": [{"containerPort": 80}]}),
+            agent_container: None,
         }
     }
 

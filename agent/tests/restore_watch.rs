@@ -28,6 +28,7 @@ fn record() -> RestoreRecord {
         owner: "alice@laptop".into(),
         started: "2026-12-01T13:00:00Z".into(),
         original_container: json!({"name": "api", "image": "todo-api:1"}),
+        agent_container: None,
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod addresses;
 pub mod config_file;
 pub mod connection;
+pub mod drift;
 pub mod errors;
 pub mod hosts;
 pub mod isolation;

@@ -6,6 +6,7 @@
 use super::addresses::AddressBook;
 use super::config_file;
 use super::connection::Cluster;
+use super::drift;
 use super::errors::ClusterError;
 use super::hosts::{self, HostsEntry};
 use super::isolation;
@@ -335,6 +336,20 @@ async fn open(
                 }
             }
         });
+    }
+    if route_as.is_none() {
+        // Someone else changing the workload meanwhile (a deploy, a GitOps sync) is told
+        // at once; teardown then keeps their changes.
+        let agent = serde_json::to_value(workload::agent_container(&target.container, &plan))
+            .unwrap_or_default();
+        drift::watch(
+            &cluster,
+            &target,
+            agent,
+            events.clone(),
+            &tasks,
+            cancel.clone(),
+        );
     }
     let agents = Agents::default();
     let (notice_tx, mut notice_rx) = tokio::sync::mpsc::unbounded_channel::<TunnelNotice>();

@@ -202,6 +202,17 @@ fn kind_error(
     cluster.api_error(error, verb, resource)
 }
 
+/// kbridge's own field manager on the workloads it changes, so `managedFields` tells
+/// kbridge's changes from everyone else's (see `drift`).
+pub const FIELD_MANAGER: &str = "kbridge";
+
+fn field_manager() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
+}
+
 /// The Secret that holds a session's token (and, for a bare Pod, the original Pod).
 pub fn session_secret_name(session: &str) -> String {
     format!("kbridge-{}", session.replace(['_', '.'], "-"))
@@ -223,13 +234,16 @@ pub async fn swap(
     let api = api(cluster, target.kind)?;
     let original = serde_json::to_value(&target.container)
         .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+    let agent = agent_container(&target.container, plan);
     let record = RestoreRecord {
         session: plan.session.clone(),
         owner: plan.owner.clone(),
         started: k8s_openapi::jiff::Timestamp::now().to_string(),
         original_container: original,
+        agent_container: Some(
+            serde_json::to_value(&agent).map_err(|e| ClusterError::Unsupported(e.to_string()))?,
+        ),
     };
-    let agent = agent_container(&target.container, plan);
     // Controllers update the workload's status all the time; a 409 only means "read it
     // again", as long as the template itself is what we resolved.
     for _ in 0..CONFLICT_RETRIES {
@@ -252,7 +266,7 @@ pub async fn swap(
             .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
         let patch = swap_patch(&value, &agent, &record)?;
         match api
-            .patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&target.name, &field_manager(), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => return Ok(record),
@@ -322,7 +336,7 @@ pub async fn restore(
         let patch =
             restore_patch(&value, &record).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
         match api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(name, &field_manager(), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => {
@@ -378,6 +392,8 @@ async fn swap_bare_pod(
         started: k8s_openapi::jiff::Timestamp::now().to_string(),
         original_container: serde_json::to_value(&target.container)
             .map_err(|e| ClusterError::Unsupported(e.to_string()))?,
+        // A bare Pod is recreated from the stored original, not merged.
+        agent_container: None,
     };
     let agent = serde_json::to_value(agent_container(&target.container, plan))
         .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
@@ -659,6 +675,7 @@ mod tests {
             owner: "alice@laptop".into(),
             started: "2026-12-01T00:00:00Z".into(),
             original_container: serde_json::to_value(original()).expect("json"),
+            agent_container: None,
         };
         let patch =
             swap_patch(&workload, &agent_container(&original(), &plan()), &record).expect("swap");
