@@ -154,7 +154,10 @@ impl Census {
                 }
             }
             for (_, target) in fds(proc.pid) {
-                if roots.iter().any(|r| target.starts_with(&*r.to_string_lossy())) {
+                if roots
+                    .iter()
+                    .any(|r| target.starts_with(&*r.to_string_lossy()))
+                {
                     self.count("fds into state dirs", format!("{} → {target}", proc.comm));
                 }
             }
@@ -275,7 +278,10 @@ impl Census {
                 }
             }
         }
-        for (kind, plural) in [("Deployment", "deployments"), ("StatefulSet", "statefulsets")] {
+        for (kind, plural) in [
+            ("Deployment", "deployments"),
+            ("StatefulSet", "statefulsets"),
+        ] {
             for object in list(scope, "apps", kind, plural).await {
                 let value = serde_json::to_value(&object).unwrap_or_default();
                 let name = object.metadata.name.clone().unwrap_or_default();
@@ -334,7 +340,11 @@ impl Census {
 
 /// Waits (up to `limit`) until a census of `scope` equals `before`; returns how long that
 /// took, or the last differences.
-pub async fn settled(scope: &Scope, before: &Census, limit: Duration) -> Result<Duration, Vec<String>> {
+pub async fn settled(
+    scope: &Scope,
+    before: &Census,
+    limit: Duration,
+) -> Result<Duration, Vec<String>> {
     let started = Instant::now();
     loop {
         let diff = before.diff(&Census::take(scope).await);
@@ -349,7 +359,12 @@ pub async fn settled(scope: &Scope, before: &Census, limit: Duration) -> Result<
 }
 
 /// [`settled`], panicking with the differences: "`what` left something behind".
-pub async fn assert_nothing_left(scope: &Scope, before: &Census, limit: Duration, what: &str) -> Duration {
+pub async fn assert_nothing_left(
+    scope: &Scope,
+    before: &Census,
+    limit: Duration,
+    what: &str,
+) -> Duration {
     match settled(scope, before, limit).await {
         Ok(took) => took,
         Err(diff) => panic!(
@@ -369,7 +384,11 @@ fn kbridge_annotations(meta: &kube::api::ObjectMeta) -> Vec<String> {
 }
 
 async fn list(scope: &Scope, group: &str, kind: &str, plural: &str) -> Vec<DynamicObject> {
-    let version = if group.is_empty() { "v1".to_string() } else { format!("{group}/v1") };
+    let version = if group.is_empty() {
+        "v1".to_string()
+    } else {
+        format!("{group}/v1")
+    };
     let resource = ApiResource {
         group: group.into(),
         version: "v1".into(),
@@ -389,7 +408,10 @@ async fn list(scope: &Scope, group: &str, kind: &str, plural: &str) -> Vec<Dynam
                 eprintln!("census: listing {plural} failed ({error}); retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(error) => panic!("census: cannot list {plural} in {}: {error}", scope.namespace),
+            Err(error) => panic!(
+                "census: cannot list {plural} in {}: {error}",
+                scope.namespace
+            ),
         }
     }
 }
@@ -410,7 +432,11 @@ pub struct Proc {
 pub fn processes() -> Vec<Proc> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
