@@ -137,7 +137,15 @@ async fn five_concurrent_runs_on_five_workloads_leave_nothing_behind() {
         json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
     )
     .expect("write the copies' manifest");
-    fixture.kubectl(&["-n", &ns, "apply", "-f", &manifest.to_string_lossy()]);
+    // kube-fixture serves no OpenAPI schema for kubectl's client-side validation.
+    fixture.kubectl(&[
+        "-n",
+        &ns,
+        "apply",
+        "--validate=false",
+        "-f",
+        &manifest.to_string_lossy(),
+    ]);
     for name in &names {
         fixture.rollout_status(name);
     }

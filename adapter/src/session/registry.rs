@@ -207,7 +207,7 @@ fn guarded(id: &str) -> bool {
     entries.flatten().any(|entry| {
         std::fs::read(entry.path().join("cmdline")).is_ok_and(|raw| {
             let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
-            args.iter().any(|a| *a == b"guard") && args.iter().any(|a| *a == id.as_bytes())
+            args.contains(&&b"guard"[..]) && args.contains(&id.as_bytes())
         })
     })
 }
