@@ -191,6 +191,15 @@ impl TestCluster {
         cluster
     }
 
+    /// The kube-fixture process (its pods' processes are its descendants); `None` on a
+    /// real cluster.
+    pub fn fixture_pid(&self) -> Option<u32> {
+        match &self.backend {
+            Backend::Fixture { child, .. } => Some(child.id()),
+            Backend::Real => None,
+        }
+    }
+
     /// Whether this is a real cluster (`KBRIDGE_TEST_KUBECONFIG`), not kube-fixture.
     pub fn is_real(&self) -> bool {
         matches!(self.backend, Backend::Real)

@@ -3,6 +3,7 @@
 //! small programs the debuggers run. Cluster-backed tests run on kube-fixture, or on the
 //! real cluster named by `KBRIDGE_TEST_KUBECONFIG` ([`fixture::TestCluster`]).
 
+pub mod census;
 pub mod cluster;
 pub mod dap_client;
 pub mod fixture;

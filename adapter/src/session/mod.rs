@@ -189,6 +189,13 @@ pub async fn open_session_as(
         })?;
     }
     let guardian = Guardian::spawn(&id).await?;
+    // A live session serves `live/<id>.sock` (diagnostics, reuse) and removes it when it
+    // ends; a kbridge killed outright cannot, so its guardian does.
+    guardian
+        .record(UndoStep::RemoveFile {
+            path: registry::socket_path(&id.0),
+        })
+        .await?;
     let request = SessionRequest {
         id,
         settings,

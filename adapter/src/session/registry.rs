@@ -73,7 +73,13 @@ pub fn live_dir() -> PathBuf {
     super::state_root().join("live")
 }
 
-/// Serves `view` on `<live>/<id>.sock` until `cancel`; the socket is removed at the end.
+/// Where session `id` serves its card: `<live>/<id>.sock`.
+pub fn socket_path(id: &str) -> PathBuf {
+    live_dir().join(format!("{id}.sock"))
+}
+
+/// Serves `view` on `<live>/<id>.sock` until `cancel`; the socket is removed at the end
+/// (and by the guardian, if the process is killed first: see [`super::open_session_as`]).
 pub fn serve(
     view: Arc<dyn SessionView>,
     tasks: &TaskTracker,
@@ -81,7 +87,7 @@ pub fn serve(
 ) -> std::io::Result<PathBuf> {
     let dir = live_dir();
     super::local::create_private_dir(&dir)?;
-    let path = dir.join(format!("{}.sock", view.info().id));
+    let path = socket_path(&view.info().id);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     let socket_path = path.clone();
@@ -143,8 +149,9 @@ pub async fn ask(socket: &Path, op: &str) -> std::io::Result<Value> {
 }
 
 /// Every live session's card with its socket. Sockets nobody answers on (their session
-/// crashed) are removed on the way.
+/// crashed) are removed on the way, and so are crashed sessions' private directories.
 pub async fn list() -> Vec<(PathBuf, SessionInfo)> {
+    sweep_private_dirs();
     let Ok(entries) = std::fs::read_dir(live_dir()) else {
         return Vec::new();
     };
@@ -167,6 +174,42 @@ pub async fn list() -> Vec<(PathBuf, SessionInfo)> {
     }
     found.sort_by(|a, b| a.1.started.cmp(&b.1.started));
     found
+}
+
+/// Removes the private directories (`<state>/sessions/<id>`: downloaded volumes, the hosts
+/// copy) of sessions whose kbridge and guardian both died, so nothing could tear them down.
+/// A session id ends with its kbridge's pid; a directory whose pid is alive is kept (its
+/// guardian removes it at teardown).
+pub fn sweep_private_dirs() {
+    let Ok(entries) = std::fs::read_dir(super::state_root().join("sessions")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() && !guarded(&name) {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(session = %name, "removed a crashed session's files"),
+                Err(error) => tracing::debug!(%error, session = %name, "cannot remove"),
+            }
+        }
+    }
+}
+
+/// Whether a guardian still holds session `id` (`kbridge guard --session ID`): it removes
+/// the session's files itself when it tears down.
+fn guarded(id: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline")).is_ok_and(|raw| {
+            let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+            args.contains(&&b"guard"[..]) && args.contains(&id.as_bytes())
+        })
+    })
 }
 
 /// The held session for `key`, if one is live, with what a launch needs to reuse it.

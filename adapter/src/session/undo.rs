@@ -14,6 +14,11 @@ pub enum UndoStep {
         /// The directory.
         path: PathBuf,
     },
+    /// Delete a file kbridge created (the session's `live/<id>.sock`).
+    RemoveFile {
+        /// The file.
+        path: PathBuf,
+    },
     /// Delete an object the session created: its token Secret, its Lease.
     DeleteObject {
         /// Kubeconfig file used, if not the default.
@@ -75,6 +80,11 @@ impl UndoStep {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(format!("cannot remove {}: {e}", path.display()).into()),
+            },
+            UndoStep::RemoveFile { path } => match tokio::fs::remove_file(path).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
             },
             UndoStep::DeleteObject {
                 kubeconfig,
@@ -348,6 +358,16 @@ mod tests {
         let plan = [UndoStep::RemoveDir { path: dir.clone() }];
         assert!(run_plan(&plan).await.is_empty());
         assert!(!dir.exists());
+        assert!(run_plan(&plan).await.is_empty(), "second run is a no-op");
+    }
+
+    #[tokio::test]
+    async fn remove_file_is_idempotent() {
+        let file = std::env::temp_dir().join(format!("kbridge-undo-file-{}", std::process::id()));
+        std::fs::write(&file, "x").expect("create test file");
+        let plan = [UndoStep::RemoveFile { path: file.clone() }];
+        assert!(run_plan(&plan).await.is_empty());
+        assert!(!file.exists());
         assert!(run_plan(&plan).await.is_empty(), "second run is a no-op");
     }
 
