@@ -84,7 +84,7 @@ impl UndoStep {
             UndoStep::RemoveFile { path } => match tokio::fs::remove_file(path).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+                Err(e) => Err(format!("cannot remove {}: {e}", path.display()).into()),
             },
             UndoStep::DeleteObject {
                 kubeconfig,
@@ -258,7 +258,9 @@ impl UndoStep {
     fn needs_cluster(&self) -> bool {
         !matches!(
             self,
-            UndoStep::RemoveDir { .. } | UndoStep::RemoveHostsBlock { .. }
+            UndoStep::RemoveDir { .. }
+                | UndoStep::RemoveFile { .. }
+                | UndoStep::RemoveHostsBlock { .. }
         )
     }
 
