@@ -420,10 +420,31 @@ async fn open(
         })
         .chain(external_hosts)
         .collect();
-    let mode = resolve_hosts_mode(
-        settings.hosts.unwrap_or_default(),
+    let asked = settings.hosts.unwrap_or_default();
+    let mut mode = resolve_hosts_mode(
+        asked,
         settings.use_kubernetes_service_environment_variables == Some(true),
     );
+    let hosts_file = match apply_hosts_mode(
+        mode,
+        &hosts_entries,
+        &request.private_dir,
+        &session,
+        guardian,
+    )
+    .await
+    {
+        // `auto` chose the private hosts file, which cannot be written (a full disk):
+        // the session still works through the environment variables.
+        Err(error) if asked == HostsMode::Auto && mode == HostsMode::Namespace => {
+            mode = HostsMode::Off;
+            let _ = events.send(SessionEvent::Notice(format!(
+                "{error}; cluster names do not resolve on this machine in this session (hosts mode `off`): use the services' environment variables"
+            )));
+            None
+        }
+        other => other?,
+    };
     step(
         &events,
         format!(
@@ -431,14 +452,6 @@ async fn open(
             hosts_mode_name(mode)
         ),
     );
-    let hosts_file = apply_hosts_mode(
-        mode,
-        &hosts_entries,
-        &request.private_dir,
-        &session,
-        guardian,
-    )
-    .await?;
 
     let tunnel_set = tunnels::TunnelSet {
         cluster: cluster.clone(),
@@ -812,7 +825,12 @@ async fn apply_hosts_mode(
             let path = private_dir.join("hosts");
             let system = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
             let base = hosts::without_blocks(&system, |_| true);
-            std::fs::write(&path, hosts::with_block(&base, session, entries))?;
+            std::fs::write(&path, hosts::with_block(&base, session, entries)).map_err(|e| {
+                format!(
+                    "cannot write the session's hosts file {} ({e}); free space there or point TMPDIR elsewhere",
+                    path.display()
+                )
+            })?;
             Ok(Some(path))
         }
         HostsMode::System => {
