@@ -157,6 +157,7 @@ start_control_plane() {
     wait_until "etcd serving on $ETCD_CLIENT" 30 curl -fsS "http://$ETCD_CLIENT/health"
 
     start_apiserver
+    local pki=$STATE/pki
 
     # kubeadm's admin.conf user is in group kubeadm:cluster-admins, which only a full
     # `kubeadm init` binds: bind it with the super-admin credentials, once.
