@@ -169,9 +169,20 @@ impl ApiOutage {
         }
     }
 
-    /// How long to wait before the next check.
-    fn pause(&self) -> Duration {
-        self.pause
+    /// After a check: what it finished with, or `None` once it is time for the next one
+    /// (see [`ApiOutage::settle`]); an error ends the restorer, as does `cancel`.
+    async fn after(
+        &mut self,
+        checked: Result<Option<String>, RestoreWatchError>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<String>, RestoreWatchError> {
+        if let Some(done) = self.settle(checked)? {
+            return Ok(Some(done));
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => Err(RestoreWatchError::Cancelled),
+            _ = tokio::time::sleep(self.pause) => Ok(None),
+        }
     }
 }
 
@@ -326,12 +337,8 @@ pub async fn run_with_client(
             Ok::<_, RestoreWatchError>(None)
         }
         .await;
-        if let Some(done) = api_outage.settle(checked)? {
+        if let Some(done) = api_outage.after(checked, &cancel).await? {
             return Ok(done);
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return Err(RestoreWatchError::Cancelled),
-            _ = tokio::time::sleep(api_outage.pause()) => {}
         }
     }
 }
@@ -414,12 +421,8 @@ pub async fn run_isolation_with_client(
             Ok::<_, RestoreWatchError>(None)
         }
         .await;
-        if let Some(done) = api_outage.settle(checked)? {
+        if let Some(done) = api_outage.after(checked, &cancel).await? {
             return Ok(done);
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return Err(RestoreWatchError::Cancelled),
-            _ = tokio::time::sleep(api_outage.pause()) => {}
         }
     }
 }
@@ -642,7 +645,7 @@ mod tests {
         let mut pauses = Vec::new();
         for _ in 0..6 {
             assert_eq!(outage.settle(refused()).expect("waited out"), None);
-            pauses.push(outage.pause().as_secs());
+            pauses.push(outage.pause.as_secs());
         }
         assert_eq!(pauses, [4, 8, 16, 30, 30, 30]);
         assert_eq!(outage.settle(Ok(None)).expect("fine"), None);

@@ -5,6 +5,7 @@
 
 pub mod census;
 pub mod cluster;
+pub mod connect;
 pub mod dap_client;
 pub mod fixture;
 pub mod programs;

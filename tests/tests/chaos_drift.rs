@@ -3,22 +3,10 @@
 //! kbridge must notice within seconds and say who and what, and teardown must keep their
 //! changes — undoing only its own — instead of putting the saved original back.
 
+use kbridge_tests::connect::Connect;
 use kbridge_tests::fixture::TestCluster;
-use kbridge_tests::{kbridge_bin, temp_dir};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// The kbridge under test; killed if the test fails half-way.
-struct Kbridge(std::process::Child);
-
-impl Drop for Kbridge {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
+use kbridge_tests::temp_dir;
+use std::time::Duration;
 
 /// The next version of the app: the same program under another image reference, so it
 /// runs on kube-fixture and on a real cluster alike.
@@ -29,37 +17,7 @@ fn a_deploy_during_a_session_is_told_and_kept() {
     let fixture = TestCluster::start_demo("drift");
     let tmp = temp_dir("drift");
     let ns = fixture.namespace.clone();
-    let env_file = tmp.join("session.env");
-    let stderr_path = tmp.join("kbridge.stderr");
-    let mut kbridge = Kbridge(
-        Command::new(kbridge_bin())
-            .arg("connect")
-            .args(fixture.todo_api_target())
-            .args(["--port", "18081:8080", "--env-file"])
-            .arg(&env_file)
-            .env("KUBECONFIG", &fixture.kubeconfig)
-            .env("TMPDIR", &tmp)
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-            .spawn()
-            .expect("start kbridge connect"),
-    );
-    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let wait_for = |what: &str, limit: Duration, done: &dyn Fn(&str) -> bool| -> Duration {
-        let started = Instant::now();
-        while !done(&stderr()) {
-            assert!(
-                started.elapsed() < limit,
-                "timed out waiting for {what}: {}",
-                stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        started.elapsed()
-    };
-    wait_for("the session", Duration::from_secs(180), &|_| {
-        env_file.exists()
-    });
+    let mut session = Connect::todo_api(&fixture, &tmp, &["--port", "18081:8080"], &[]);
 
     // A configuration change: the agent stays, the session goes on.
     fixture.kubectl(&[
@@ -72,16 +30,16 @@ fn a_deploy_during_a_session_is_told_and_kept() {
         "api",
         "LOG_LEVEL=debug-v2",
     ]);
-    let took = wait_for("the env change notice", Duration::from_secs(10), &|s| {
+    let took = session.wait_for("the env change notice", Duration::from_secs(10), |s| {
         s.contains("deployment/todo-api was changed during this session")
             && s.contains("env LOG_LEVEL")
     });
     eprintln!("noticed the env change after {took:?}");
     if fixture.is_real() {
         assert!(
-            stderr().contains("by kubectl-set (Update at "),
+            session.stderr().contains("by kubectl-set (Update at "),
             "names who, from managedFields: {}",
-            stderr()
+            session.stderr()
         );
     }
 
@@ -94,19 +52,15 @@ fn a_deploy_during_a_session_is_told_and_kept() {
         "deployment/todo-api",
         &format!("api={NEXT_IMAGE}"),
     ]);
-    let took = wait_for("the image change notice", Duration::from_secs(10), &|s| {
+    let took = session.wait_for("the image change notice", Duration::from_secs(10), |s| {
         s.contains(&format!("image (now {NEXT_IMAGE})"))
             && s.contains("requests no longer reach this machine")
     });
     eprintln!("noticed the image change after {took:?}");
 
     // Teardown keeps their changes and undoes only kbridge's.
-    Command::new("kill")
-        .args(["-TERM", &kbridge.0.id().to_string()])
-        .status()
-        .expect("kill");
-    let status = kbridge.0.wait().expect("wait");
-    assert!(status.success(), "{}", stderr());
+    let status = session.terminate();
+    assert!(status.success(), "{}", session.stderr());
     let container = |path: &str| {
         fixture.kubectl(&[
             "-n",

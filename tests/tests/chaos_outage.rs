@@ -9,11 +9,12 @@
 //! On a real cluster this stops the shared kube-apiserver process, so this file holds
 //! this one test only (test binaries run one after another).
 
+use kbridge_tests::connect::Connect;
 use kbridge_tests::fixture::TestCluster;
-use kbridge_tests::{kbridge_bin, temp_dir};
+use kbridge_tests::temp_dir;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How long the API server stays away.
@@ -51,19 +52,6 @@ fn bytes_under(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-/// The kbridge under test; killed if the test fails half-way, so a failed run leaves no
-/// session behind retrying against a cluster that is gone.
-struct Kbridge(std::process::Child);
-
-impl Drop for Kbridge {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// Waits (250 ms polls, bounded) until `done`.
@@ -104,26 +92,12 @@ fn a_session_rides_out_an_api_server_outage_quietly() {
             let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nlocal-marker");
         }
     });
-    let env_file = tmp.join("session.env");
-    let stderr_path = tmp.join("kbridge.stderr");
-    let mut kbridge = Kbridge(
-        Command::new(kbridge_bin())
-            .arg("connect")
-            .args(fixture.todo_api_target())
-            .args(["--port", &format!("{local_port}:8080"), "--env-file"])
-            .arg(&env_file)
-            .env("KUBECONFIG", &fixture.kubeconfig)
-            .env("TMPDIR", &tmp)
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-            .spawn()
-            .expect("start kbridge connect"),
+    let mut session = Connect::todo_api(
+        &fixture,
+        &tmp,
+        &["--port", &format!("{local_port}:8080")],
+        &[],
     );
-    let child = &mut kbridge.0;
-    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    wait_until("the session", Duration::from_secs(180), || {
-        env_file.exists()
-    });
     let agent_ips = || -> Vec<String> {
         fixture
             .kubectl(&["-n", &fixture.namespace, "get", "pods", "-l", "app=todo-api", "-o",
@@ -135,7 +109,7 @@ fn a_session_rides_out_an_api_server_outage_quietly() {
             .collect()
     };
     let ips = agent_ips();
-    assert!(!ips.is_empty(), "no agent pods: {}", stderr());
+    assert!(!ips.is_empty(), "no agent pods: {}", session.stderr());
     wait_until(
         "a request through the tunnel",
         Duration::from_secs(30),
@@ -144,12 +118,12 @@ fn a_session_rides_out_an_api_server_outage_quietly() {
 
     // The outage: measured from kbridge's side.
     let logs = tmp.join("kbridge");
-    let (cpu_before, log_before) = (cpu_seconds(child.id()), bytes_under(&logs));
+    let (cpu_before, log_before) = (cpu_seconds(session.pid()), bytes_under(&logs));
     fixture.api_outage(true);
     let started = Instant::now();
     std::thread::sleep(OUTAGE);
     let (cpu_during, log_during) = (
-        cpu_seconds(child.id()) - cpu_before,
+        cpu_seconds(session.pid()) - cpu_before,
         bytes_under(&logs).saturating_sub(log_before),
     );
     let outage = started.elapsed();
@@ -169,7 +143,7 @@ fn a_session_rides_out_an_api_server_outage_quietly() {
         log_during < 100 * 1024,
         "kbridge wrote {log_during} bytes of log in a {outage:?} outage"
     );
-    let said = stderr();
+    let said = session.stderr();
     assert_eq!(
         said.matches("cannot reach the cluster's API server")
             .count(),
@@ -188,20 +162,18 @@ fn a_session_rides_out_an_api_server_outage_quietly() {
         },
     );
     wait_until("the all-clear", Duration::from_secs(30), || {
-        stderr().contains("the cluster's API server is reachable again")
+        session
+            .stderr()
+            .contains("the cluster's API server is reachable again")
     });
 
     // Teardown as usual.
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    let status = child.wait().expect("wait");
-    assert!(status.success(), "{}", stderr());
+    let status = session.terminate();
+    assert!(status.success(), "{}", session.stderr());
     assert!(
-        stderr().contains("cluster restored"),
+        session.stderr().contains("cluster restored"),
         "teardown completes after the outage: {}",
-        stderr()
+        session.stderr()
     );
     assert_eq!(
         fixture.todo_api_template_image(),

@@ -7,22 +7,10 @@
 //! On a real cluster this stops the shared kube-apiserver process, so this file holds
 //! this one test only (test binaries run one after another).
 
+use kbridge_tests::connect::Connect;
 use kbridge_tests::fixture::TestCluster;
-use kbridge_tests::{kbridge_bin, temp_dir};
-use std::process::{Command, Stdio};
+use kbridge_tests::temp_dir;
 use std::time::{Duration, Instant};
-
-/// The kbridge under test; killed if the test fails half-way.
-struct Kbridge(std::process::Child);
-
-impl Drop for Kbridge {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 /// Brings the API server back if the test fails while it is down.
 struct Outage<'a>(&'a TestCluster, bool);
@@ -46,40 +34,20 @@ impl Drop for Outage<'_> {
 fn teardown_without_the_cluster_explains_and_the_restorer_restores() {
     let fixture = TestCluster::start_demo("unreachable-teardown");
     let tmp = temp_dir("unreachable-teardown");
-    let env_file = tmp.join("session.env");
-    let stderr_path = tmp.join("kbridge.stderr");
-    let mut kbridge = Kbridge(
-        Command::new(kbridge_bin())
-            .arg("connect")
-            .args(fixture.todo_api_target())
-            .args(["--port", "18080:8080", "--env-file"])
-            .arg(&env_file)
-            .env("KUBECONFIG", &fixture.kubeconfig)
-            .env("TMPDIR", &tmp)
-            // The restorer acts after this long without kbridge.
-            .env("KBRIDGE_IDLE_RESTORE_SECS", "10")
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-            .spawn()
-            .expect("start kbridge connect"),
+    // The restorer acts after 10 s without kbridge.
+    let mut session = Connect::todo_api(
+        &fixture,
+        &tmp,
+        &["--port", "18080:8080"],
+        &[("KBRIDGE_IDLE_RESTORE_SECS", "10")],
     );
-    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !env_file.exists() {
-        assert!(Instant::now() < deadline, "no session: {}", stderr());
-        std::thread::sleep(Duration::from_millis(250));
-    }
 
     fixture.api_outage(true);
     let mut outage = Outage(&fixture, true);
     let asked = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &kbridge.0.id().to_string()])
-        .status()
-        .expect("kill");
-    let status = kbridge.0.wait().expect("wait");
+    let status = session.terminate();
     let took = asked.elapsed();
-    let said = stderr();
+    let said = session.stderr();
     eprintln!("teardown without the cluster took {took:?}:\n{said}");
     assert!(
         !status.success(),
