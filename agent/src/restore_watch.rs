@@ -649,11 +649,7 @@ mod tests {
         }
         assert_eq!(pauses, [4, 8, 16, 30, 30, 30]);
         assert_eq!(outage.settle(Ok(None)).expect("fine"), None);
-        assert_eq!(
-            outage.pause(),
-            Duration::from_secs(2),
-            "back to the interval"
-        );
+        assert_eq!(outage.pause, Duration::from_secs(2), "back to the interval");
         let unavailable = kube::core::Status::failure("etcd", "ServiceUnavailable").with_code(503);
         assert_eq!(
             outage
