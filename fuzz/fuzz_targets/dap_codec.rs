@@ -42,7 +42,7 @@ fn round_trip(data: &[u8], rng: &mut Rng) {
     let mut bodies: Vec<&[u8]> = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
-        let len = (rng.next() % 64).min(rest.len() as u64) as usize;
+        let len = (rng.next_u64() % 64).min(rest.len() as u64) as usize;
         bodies.push(&rest[..len]);
         rest = &rest[len..];
     }

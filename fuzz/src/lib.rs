@@ -49,7 +49,7 @@ impl Rng {
     }
 
     /// The next value.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -60,7 +60,7 @@ impl Rng {
 
     /// A value in `1..=max`.
     pub fn size(&mut self, max: usize) -> usize {
-        1 + (self.next() % max as u64) as usize
+        1 + (self.next_u64() % max as u64) as usize
     }
 }
 
