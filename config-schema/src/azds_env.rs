@@ -3,7 +3,7 @@
 //! `${services.SVC}` and `${services.NS.SVC}`. It is translated into the newer format, so the
 //! rest of kbridge knows one configuration only.
 
-use crate::local_process::{EnvEntry, LocalProcessConfig, VolumeMount};
+use crate::local_process::{parse_value, EnvEntry, LocalProcessConfig, ValuePart, VolumeMount};
 use crate::ConfigError;
 
 /// Whether `path` names an `azds-local.env` style file rather than a YAML one.
@@ -46,25 +46,55 @@ pub fn parse_azds_env(text: &str, file: &str) -> Result<LocalProcessConfig, Conf
 }
 
 /// Rewrites `${…}` tokens into the `$(…)` tokens of `KubernetesLocalProcessConfig.yaml`,
-/// adding a `volumeMounts` entry for each `${volumes.NAME|PATH}`.
+/// adding a `volumeMounts` entry for each `${volumes.NAME|PATH}`. The result must read back
+/// as the same text and tokens: anything else is refused here, before a session starts.
 fn translate_value(value: &str, mounts: &mut Vec<VolumeMount>) -> Result<String, String> {
     let mut out = String::new();
+    let mut meant = Vec::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
+        push_text(&mut out, &mut meant, &rest[..start]);
         let after = &rest[start + 2..];
         let end = after
             .find('}')
             .ok_or_else(|| format!("token `{}` has no closing `}}`", &rest[start..]))?;
         let token = &after[..end];
-        out.push_str(&translate_token(token, mounts)?);
+        let (translated, part) = translate_token(token, mounts)?;
+        if parse_value(&translated).ok().as_deref() != Some(std::slice::from_ref(&part)) {
+            return Err(format!(
+                "token `${{{token}}}` cannot be carried over: as `{translated}` it would mean \
+                 something else (a `:`, `)` or second `.` in a name)"
+            ));
+        }
+        out.push_str(&translated);
+        meant.push(part);
         rest = &after[end + 1..];
     }
-    out.push_str(rest);
+    push_text(&mut out, &mut meant, rest);
+    if parse_value(&out).ok() != Some(meant) {
+        return Err(
+            "`$(` in the text would be read as a KubernetesLocalProcessConfig.yaml token"
+                .to_string(),
+        );
+    }
     Ok(out)
 }
 
-fn translate_token(token: &str, mounts: &mut Vec<VolumeMount>) -> Result<String, String> {
+/// Appends literal text to the translation and to what it is meant to read as.
+fn push_text(out: &mut String, meant: &mut Vec<ValuePart>, piece: &str) {
+    out.push_str(piece);
+    match meant.last_mut() {
+        Some(ValuePart::Text(last)) => last.push_str(piece),
+        _ if !piece.is_empty() => meant.push(ValuePart::Text(piece.to_string())),
+        _ => {}
+    }
+}
+
+/// One `${…}` token as a newer token, and what that token is meant to read as.
+fn translate_token(
+    token: &str,
+    mounts: &mut Vec<VolumeMount>,
+) -> Result<(String, ValuePart), String> {
     let (kind, argument) = token
         .split_once('.')
         .ok_or_else(|| format!("token `${{{token}}}` is not of the form ${{KIND.VALUE}}"))?;
@@ -87,12 +117,29 @@ fn translate_token(token: &str, mounts: &mut Vec<VolumeMount>) -> Result<String,
                     local_path,
                 });
             }
-            Ok(format!("$(volumeMounts:{volume})"))
+            Ok((
+                format!("$(volumeMounts:{volume})"),
+                ValuePart::VolumeMount(volume.to_string()),
+            ))
         }
         // `${services.NS.SVC}` names the namespace first; the newer token puts it second.
         "services" => Ok(match argument.split_once('.') {
-            Some((namespace, service)) => format!("$(services:{service}.{namespace})"),
-            None => format!("$(services:{argument})"),
+            Some((namespace, service)) => (
+                format!("$(services:{service}.{namespace})"),
+                ValuePart::Service {
+                    name: service.to_string(),
+                    namespace: Some(namespace.to_string()),
+                    ports: Vec::new(),
+                },
+            ),
+            None => (
+                format!("$(services:{argument})"),
+                ValuePart::Service {
+                    name: argument.to_string(),
+                    namespace: None,
+                    ports: Vec::new(),
+                },
+            ),
         }),
         _ => Err(format!(
             "unknown token kind `{kind}` in `${{{token}}}`; expected volumes or services"
@@ -103,7 +150,6 @@ fn translate_token(token: &str, mounts: &mut Vec<VolumeMount>) -> Result<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local_process::{parse_value, ValuePart};
 
     const EXAMPLE: &str = "# downloads the whitelist volume
 WHITELIST_PATH=${volumes.whitelist}/whitelist
@@ -149,5 +195,38 @@ PLAIN=value with = sign
         assert!(err.to_string().contains("line 3"), "{err}");
         let err = parse_azds_env("A=${volumes.x\n", "azds-local.env").expect_err("unclosed");
         assert!(err.to_string().contains("closing"), "{err}");
+    }
+
+    /// Found by the `local_process_config` fuzz target: these were accepted, then read as
+    /// other tokens (or not at all) once the session had already changed the cluster.
+    #[test]
+    fn values_the_newer_format_would_read_differently_are_refused() {
+        for (line, why) in [
+            // A `:` would become a port list.
+            ("HOST=${services.ns.api:80}", "services"),
+            // A `)` would end the token early.
+            ("DIR=${volumes.a)b}", "volumes"),
+            // A dotted Service name would swap name and namespace.
+            ("HOST=${services.ns.api.v2}", "services"),
+            // `$(` in the text would become a token of the newer format.
+            ("CMD=run $(services:db) now", "$("),
+            ("CMD=$(unclosed", "$("),
+        ] {
+            let err = parse_azds_env(line, "azds-local.env").expect_err(line);
+            let text = err.to_string();
+            assert!(
+                text.contains("line 1") && text.contains(why),
+                "{line}: {text}"
+            );
+        }
+        let ok = parse_azds_env(
+            "A=$ (x) ${services.ns.api}:80 $${volumes.v}",
+            "azds-local.env",
+        )
+        .expect("plain `$`, `(` and `:` in the text are fine");
+        assert_eq!(
+            ok.env[0].value,
+            "$ (x) $(services:api.ns):80 $$(volumeMounts:v)"
+        );
     }
 }

@@ -107,10 +107,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             HeaderShape::NeedMore if self.buf.len() <= MAX_HEADER_BYTES => return None,
             HeaderShape::Header => {}
             HeaderShape::NeedMore | HeaderShape::Garbage => {
-                // Not a header: skip to the next `Content-Length:`, keeping a tail that
-                // may be the start of one split across reads.
-                let skip = find_header_start(&self.buf, 1)
-                    .unwrap_or(self.buf.len().saturating_sub(HEADER_NAME.len()));
+                // Not a header: skip to the next `Content-Length:`. When none is buffered
+                // yet, look for it alone from here on (keeping a tail that may be the
+                // start of one split across reads), so that where reading resumes does
+                // not depend on how the bytes arrived.
+                let skip = match find_header_start(&self.buf, 1) {
+                    Some(at) => at,
+                    None => {
+                        self.resyncing = true;
+                        self.buf.len().saturating_sub(HEADER_NAME.len())
+                    }
+                };
                 if skip == 0 {
                     return None;
                 }
@@ -118,10 +125,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Some(Frame::Error(FrameError::Garbage(skip)));
             }
         }
+        // A header block longer than the limit is refused whether or not its end has
+        // arrived yet (without it, the block is longer than what is buffered).
         let header_end = match find(&self.buf, b"\r\n\r\n") {
-            Some(end) => end,
-            None => {
-                if self.buf.len() > MAX_HEADER_BYTES {
+            Some(end) if end + 4 <= MAX_HEADER_BYTES => end,
+            found => {
+                if found.is_some() || self.buf.len() >= MAX_HEADER_BYTES {
                     let header = String::from_utf8_lossy(&self.buf[..64]).into_owned();
                     self.buf.advance(1);
                     self.resyncing = true;
@@ -325,6 +334,47 @@ mod tests {
             Frame::Error(FrameError::TooLarge(99999999999))
         ));
         assert_eq!(bodies(&frames), [r#"{"seq":4}"#]);
+    }
+
+    /// Hands out one piece per read, as a pipe does.
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(piece) = self.0.pop_front() {
+                buf.put_slice(&piece);
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Found by the `dap_codec` fuzz target: which messages came through depended on how
+    /// the bytes arrived. Small reads left a skip over garbage at an arbitrary byte, where
+    /// a header-like line could start; and a header block over the limit was refused only
+    /// when it arrived in pieces.
+    #[tokio::test]
+    async fn read_sizes_do_not_change_the_messages() {
+        let long_header = format!(
+            "Content-Length: 2\r\nX-Pad: {}\r\n\r\n{{}}",
+            "p".repeat(MAX_HEADER_BYTES)
+        );
+        let cases = [
+            b"x[Content-Type: a\r\ncontent-length :2\r\n\r\n{}".to_vec(),
+            [long_header.into_bytes(), frame(r#"{"seq":8}"#)].concat(),
+        ];
+        for input in cases {
+            let whole = bodies(&read_all(input.clone()).await);
+            let mut reader = FrameReader::new(Pieces(input.iter().map(|b| vec![*b]).collect()));
+            let mut frames = Vec::new();
+            while let Some(frame) = reader.next_frame().await.expect("in-memory read") {
+                frames.push(frame);
+            }
+            assert_eq!(bodies(&frames), whole);
+        }
     }
 
     #[tokio::test]

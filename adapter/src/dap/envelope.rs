@@ -59,7 +59,15 @@ struct RawEnvelope {
 impl Envelope {
     /// Reads the envelope of a message body; the whole body is checked to be JSON.
     pub fn peek(body: &[u8]) -> Result<Envelope, EnvelopeError> {
-        let raw: RawEnvelope = serde_json::from_slice(body)?;
+        // serde_json skips the values the envelope does not keep without checking that
+        // their strings are UTF-8, which JSON requires; so the text is checked first.
+        let text = std::str::from_utf8(body).map_err(|e| {
+            <serde_json::Error as serde::de::Error>::custom(format!(
+                "not UTF-8 text (invalid byte at {})",
+                e.valid_up_to()
+            ))
+        })?;
+        let raw: RawEnvelope = serde_json::from_str(text)?;
         let kind = match raw.kind.as_deref() {
             Some("request") => MessageKind::Request,
             Some("response") => MessageKind::Response,
@@ -170,6 +178,23 @@ mod tests {
             Err(EnvelopeError::UnknownType(_))
         ));
         assert!(Envelope::peek(br#"{"seq":1,"type":"request"}"#).is_err());
+    }
+
+    /// Found by the `dap_envelope` fuzz target: bytes that are not UTF-8 inside a value the
+    /// envelope skips were let through as JSON.
+    #[test]
+    fn rejects_bodies_that_are_not_utf8() {
+        let body =
+            b"{\"seq\":1,\"type\":\"event\",\"event\":\"output\",\"body\":{\"output\":\"\xff\"}}";
+        assert!(matches!(
+            Envelope::peek(body),
+            Err(EnvelopeError::NotJson(_))
+        ));
+        let body = b"{\"seq\":1,\"type\":\"request\",\"command\":\"x\",\"\xc3\":0}";
+        assert!(matches!(
+            Envelope::peek(body),
+            Err(EnvelopeError::NotJson(_))
+        ));
     }
 
     #[test]

@@ -30,14 +30,14 @@ fn find_top_level_value(body: &[u8], field: &str) -> Option<(usize, usize)> {
             return None; // `}` of an empty object, or not an object
         }
         let key_end = skip_string(body, i)?;
-        let key = &body[i + 1..key_end - 1];
+        let key = &body[i..key_end];
         i = skip_ws(body, key_end);
         if body.get(i) != Some(&b':') {
             return None;
         }
         let value_start = skip_ws(body, i + 1);
         let value_end = skip_value(body, value_start)?;
-        if key == field.as_bytes() {
+        if key_is(key, field) {
             return Some((value_start, value_end));
         }
         i = skip_ws(body, value_end);
@@ -45,6 +45,16 @@ fn find_top_level_value(body: &[u8], field: &str) -> Option<(usize, usize)> {
             Some(b',') => i += 1,
             _ => return None,
         }
+    }
+}
+
+/// Whether the quoted JSON string `key` says `field`, escapes (`"s\u0065q"`) included.
+fn key_is(key: &[u8], field: &str) -> bool {
+    let raw = &key[1..key.len() - 1];
+    if raw.contains(&b'\\') {
+        serde_json::from_slice::<String>(key).is_ok_and(|k| k == field)
+    } else {
+        raw == field.as_bytes()
     }
 }
 
@@ -114,6 +124,18 @@ mod tests {
         assert_eq!(
             &out[..],
             br#"{"body":{"seq":99,"s":"\"seq\":1"},"seq" : 42,"zeta":1.50,"type":"event"}"#
+        );
+    }
+
+    /// Found with the `dap_envelope` fuzz target's check: a key spelled with an escape is
+    /// the same key to a JSON reader, and was left with its old number.
+    #[test]
+    fn finds_a_key_written_with_escapes() {
+        let body = br#"{"s\u0065q":1,"type":"event","event":"x","\"seq\"":2}"#;
+        let out = set_number(body, "seq", 9).expect("seq present");
+        assert_eq!(
+            &out[..],
+            br#"{"s\u0065q":9,"type":"event","event":"x","\"seq\"":2}"#
         );
     }
 

@@ -533,4 +533,195 @@ mod tests {
         ])));
         assert!(!is_upgrade(&headers(&[("upgrade", "websocket")])));
     }
+
+    // Property tests of the per-request decisions, standing in for a fuzz target: the
+    // router needs the agent crate, whose kube and k8s-openapi dependencies take too long
+    // to build under sanitizer coverage (see fuzz/src/lib.rs).
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Route names, some of them a dotted extension of another (`bob`, `bob.x`), where
+        /// the longest must win.
+        fn routes() -> impl Strategy<Value = BTreeMap<String, Dest>> {
+            prop::collection::vec(
+                ("[a-z][a-z0-9-]{0,4}", prop::option::of("[a-z0-9]{1,3}")),
+                0..4,
+            )
+            .prop_map(|names| {
+                let dest = |i: usize| Dest {
+                    host: format!("10.0.0.{i}"),
+                    port: None,
+                };
+                let mut routes = BTreeMap::new();
+                for (i, (base, ext)) in names.into_iter().enumerate() {
+                    if let Some(ext) = ext {
+                        routes.insert(format!("{base}.{ext}"), dest(2 * i + 1));
+                    }
+                    routes.insert(base, dest(2 * i));
+                }
+                routes
+            })
+        }
+
+        /// A header value or Host: often a route name in any case, with what may follow.
+        fn text(routes: Vec<String>) -> impl Strategy<Value = String> {
+            let known = if routes.is_empty() {
+                vec!["alice".to_string()]
+            } else {
+                routes
+            };
+            prop_oneof![
+                (
+                    prop::sample::select(known),
+                    any::<bool>(),
+                    prop::sample::select(vec![
+                        "",
+                        ".",
+                        ".svc",
+                        ".x.example:80",
+                        "x.y",
+                        ":8080",
+                        " "
+                    ]),
+                )
+                    .prop_map(|(n, upper, tail)| {
+                        let n = if upper { n.to_ascii_uppercase() } else { n };
+                        format!("{n}{tail}")
+                    }),
+                "[ -~]{0,16}",
+            ]
+        }
+
+        fn case(
+        ) -> impl Strategy<Value = (BTreeMap<String, Dest>, Option<String>, Option<String>, bool)>
+        {
+            routes().prop_flat_map(|routes| {
+                let names: Vec<String> = routes.keys().cloned().collect();
+                (
+                    Just(routes),
+                    prop::option::of(text(names.clone())),
+                    prop::option::of(text(names)),
+                    any::<bool>(),
+                )
+            })
+        }
+
+        fn host_names_route(host: &str, name: &str) -> bool {
+            let (host, name) = (host.to_ascii_lowercase(), name.to_ascii_lowercase());
+            host.strip_prefix(&name)
+                .is_some_and(|rest| rest.starts_with('.'))
+        }
+
+        proptest! {
+            /// A known `kubernetes-route-as` wins; else the longest route name that the
+            /// Host (or an absolute target's authority) starts with, then a dot; else the
+            /// origin.
+            #[test]
+            fn choose_follows_the_header_then_the_longest_host_prefix(
+                (routes, header, host, absolute) in case()
+            ) {
+                let mut headers = HeaderMap::new();
+                if let Some(v) = &header {
+                    headers.insert(ROUTE_HEADER, HeaderValue::from_str(v).expect("visible ASCII"));
+                }
+                let mut uri = Uri::from_static("/todos");
+                if let Some(h) = &host {
+                    match format!("http://{h}/todos").parse::<Uri>() {
+                        Ok(u) if absolute => uri = u,
+                        _ => {
+                            headers.insert(HOST, HeaderValue::from_str(h).expect("visible ASCII"));
+                        }
+                    }
+                }
+                let seen_host = uri
+                    .authority()
+                    .map(|a| a.host().to_string())
+                    .or_else(|| host.clone())
+                    .unwrap_or_default();
+                let matching: Vec<&String> =
+                    routes.keys().filter(|n| host_names_route(&seen_host, n)).collect();
+                let longest = matching.iter().map(|n| n.len()).max();
+                match choose(&headers, &uri, &routes) {
+                    Choice::Route { name, by_host: false } => {
+                        prop_assert_eq!(header.as_deref().map(str::trim), Some(name.as_str()));
+                        prop_assert!(routes.contains_key(&name));
+                    }
+                    Choice::Route { name, by_host: true } => {
+                        prop_assert!(header.is_none(), "the Host chose although a header was sent");
+                        prop_assert!(routes.contains_key(&name));
+                        prop_assert!(host_names_route(&seen_host, &name), "{} for {}", name, seen_host);
+                        prop_assert_eq!(Some(name.len()), longest, "a longer name also matches");
+                    }
+                    Choice::Origin => match &header {
+                        Some(v) => prop_assert!(!routes.contains_key(v.trim())),
+                        None => prop_assert!(matching.is_empty(), "{:?} match {}", matching, seen_host),
+                    },
+                }
+            }
+
+            /// What a connection's `Connection` header names, and the hop-by-hop headers,
+            /// are removed; every other header stays with all its values.
+            #[test]
+            fn hop_by_hop_headers_and_only_they_are_stripped(
+                fields in prop::collection::vec(
+                    (
+                        prop::sample::select(vec![
+                            "connection", "keep-alive", "proxy-connection", "upgrade", "x-trace",
+                            "content-length", "te", "host", "kubernetes-route-as",
+                        ]),
+                        prop_oneof![
+                            "[ -~]{0,12}",
+                            prop::collection::vec(
+                                prop::sample::select(vec![
+                                    "close", "Upgrade", "x-trace", "TE", "keep-alive", " host ", "",
+                                ]),
+                                0..4,
+                            )
+                            .prop_map(|t| t.join(",")),
+                        ],
+                    ),
+                    0..8,
+                )
+            ) {
+                let mut headers = HeaderMap::new();
+                for (name, value) in &fields {
+                    headers.append(*name, HeaderValue::from_str(value).expect("visible ASCII"));
+                }
+                let listed: Vec<String> = fields
+                    .iter()
+                    .filter(|(n, _)| *n == "connection")
+                    .flat_map(|(_, v)| v.split(','))
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect();
+                let upgrade = fields.iter().any(|(n, _)| *n == "upgrade")
+                    && listed.iter().any(|t| t == "upgrade");
+                prop_assert_eq!(is_upgrade(&headers), upgrade);
+                let before = headers.clone();
+                strip_hop_by_hop(&mut headers);
+                for name in before.keys() {
+                    let hop = ["connection", "keep-alive", "proxy-connection", "upgrade"]
+                        .contains(&name.as_str())
+                        || listed.iter().any(|t| t == name.as_str());
+                    if hop {
+                        prop_assert!(!headers.contains_key(name), "{} kept", name);
+                    } else {
+                        let kept: Vec<_> = headers.get_all(name).iter().collect();
+                        let had: Vec<_> = before.get_all(name).iter().collect();
+                        prop_assert_eq!(kept, had, "{} changed", name);
+                    }
+                }
+            }
+
+            /// Any destination makes an address a socket can be given, IPv6 in brackets.
+            #[test]
+            fn destinations_make_addresses(host in "[0-9a-f:.\\[\\]]{1,20}", port in prop::option::of(any::<u16>()), listen in any::<u16>()) {
+                let addr = Dest { host: host.clone(), port }.addr(listen);
+                let expected_port = port.unwrap_or(listen);
+                let (h, p) = addr.rsplit_once(':').expect("host:port");
+                prop_assert_eq!(p, expected_port.to_string());
+                prop_assert!(!h.contains(':') || (h.starts_with('[') && h.ends_with(']')) || host.starts_with('['), "{}", addr);
+            }
+        }
+    }
 }

@@ -105,4 +105,43 @@ mod tests {
         assert_eq!(classify(b"SSH-2.0-OpenSSH"), Some(Protocol::Raw));
         assert_eq!(classify(b"AAAAAAAAAAAAAAAAAAAAAAAA"), Some(Protocol::Raw));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn first_bytes() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                any::<Vec<u8>>(),
+                ("[A-Z_-]{0,22}", "[ -~]{0,6}").prop_map(|(m, r)| format!("{m} {r}").into_bytes()),
+                (0..=H2_PREFACE.len(), any::<Vec<u8>>())
+                    .prop_map(|(n, rest)| { [&H2_PREFACE[..n], &rest[..]].concat() }),
+            ]
+        }
+
+        proptest! {
+            /// Bytes arrive one at a time while the router peeks: a decision, once made,
+            /// stays the same as more bytes come, it is made within 21 bytes, and HTTP/1
+            /// means an upper-case method and a space.
+            #[test]
+            fn a_decision_holds_as_bytes_arrive(bytes in first_bytes()) {
+                let mut decided = None;
+                for n in 0..=bytes.len() {
+                    let now = classify(&bytes[..n]);
+                    if decided.is_some() {
+                        prop_assert_eq!(now, decided, "changed at {} bytes", n);
+                    }
+                    decided = now;
+                    if n > MAX_METHOD {
+                        prop_assert!(now.is_some(), "undecided after {} bytes", n);
+                    }
+                    if now == Some(Protocol::Http1) {
+                        let method = bytes.iter().take_while(|b| **b != b' ').count();
+                        prop_assert!((1..=MAX_METHOD).contains(&method));
+                        prop_assert!(bytes[..method].iter().all(|b| b.is_ascii_uppercase() || b"-_".contains(b)));
+                    }
+                }
+            }
+        }
+    }
 }
