@@ -18,8 +18,8 @@ use serde_json::{Map, Value};
 
 /// Whether serde_json refused only what JSON's grammar allows but `serde_json::Value`
 /// cannot hold: a number beyond `f64`, an escaped lone surrogate (`"\ud800"`). `peek`
-/// skips such values, as it should; the text is UTF-8 (`peek` checks that), so a bad code
-/// point can only come from an escape.
+/// skips such values, as it should; the text is made UTF-8 first, so a bad code point can
+/// only come from an escape.
 fn valid_but_unreadable(error: &serde_json::Error) -> bool {
     let message = error.to_string();
     [
@@ -32,9 +32,11 @@ fn valid_but_unreadable(error: &serde_json::Error) -> bool {
     .any(|m| message.contains(m))
 }
 
-/// The body as a JSON object, or `None` for valid JSON that `serde_json::Value` cannot hold.
+/// The body as a JSON object (read as editors read DAP: bytes that are not UTF-8 as
+/// U+FFFD, which is what `peek` does too), or `None` for valid JSON that
+/// `serde_json::Value` cannot hold.
 fn object(body: &[u8]) -> Option<Map<String, Value>> {
-    match serde_json::from_slice(body) {
+    match serde_json::from_str(&String::from_utf8_lossy(body)) {
         Ok(Value::Object(map)) => Some(map),
         Err(e) if valid_but_unreadable(&e) => None,
         other => panic!("peek accepted a body serde_json reads as {other:?}"),

@@ -59,15 +59,13 @@ struct RawEnvelope {
 impl Envelope {
     /// Reads the envelope of a message body; the whole body is checked to be JSON.
     pub fn peek(body: &[u8]) -> Result<Envelope, EnvelopeError> {
-        // serde_json skips the values the envelope does not keep without checking that
-        // their strings are UTF-8, which JSON requires; so the text is checked first.
-        let text = std::str::from_utf8(body).map_err(|e| {
-            <serde_json::Error as serde::de::Error>::custom(format!(
-                "not UTF-8 text (invalid byte at {})",
-                e.valid_up_to()
-            ))
-        })?;
-        let raw: RawEnvelope = serde_json::from_str(text)?;
+        // JSON is UTF-8, but a debugger may put raw bytes of a program's output in a
+        // string. The proxy forwards bodies unchanged, so such a message is read as the
+        // editor will read it — invalid bytes as U+FFFD — rather than dropped: dropping a
+        // response would leave the editor waiting forever. (serde_json does not check the
+        // strings it skips, so the replacement is made first, for the whole body.)
+        let text = String::from_utf8_lossy(body);
+        let raw: RawEnvelope = serde_json::from_str(&text)?;
         let kind = match raw.kind.as_deref() {
             Some("request") => MessageKind::Request,
             Some("response") => MessageKind::Response,
@@ -181,18 +179,22 @@ mod tests {
     }
 
     /// Found by the `dap_envelope` fuzz target: bytes that are not UTF-8 inside a value the
-    /// envelope skips were let through as JSON.
+    /// envelope skips were read as JSON, but inside a value it keeps they were not. Now
+    /// both are read as an editor reads them (U+FFFD), and the body is forwarded as is.
     #[test]
-    fn rejects_bodies_that_are_not_utf8() {
+    fn bodies_with_bytes_that_are_not_utf8_are_read_as_editors_read_them() {
         let body =
             b"{\"seq\":1,\"type\":\"event\",\"event\":\"output\",\"body\":{\"output\":\"\xff\"}}";
+        let envelope = Envelope::peek(body).expect("forwarded, not dropped");
+        assert_eq!(envelope.event.as_deref(), Some("output"));
+        let body = b"{\"seq\":1,\"type\":\"request\",\"command\":\"x\xc3\"}";
+        assert_eq!(
+            Envelope::peek(body).expect("read").command.as_deref(),
+            Some("x\u{fffd}")
+        );
+        // Bytes that are not UTF-8 outside a string are still not JSON.
         assert!(matches!(
-            Envelope::peek(body),
-            Err(EnvelopeError::NotJson(_))
-        ));
-        let body = b"{\"seq\":1,\"type\":\"request\",\"command\":\"x\",\"\xc3\":0}";
-        assert!(matches!(
-            Envelope::peek(body),
+            Envelope::peek(b"{\"seq\":1,\"type\":\"event\"\xff}"),
             Err(EnvelopeError::NotJson(_))
         ));
     }
