@@ -98,6 +98,21 @@ async function startCluster(stateDir) {
   return { kubeconfig: path.join(stateDir, 'kubeconfig'), stop };
 }
 
+/**
+ * A temporary directory for a test, with its cluster: at the end the cluster is stopped
+ * first (its pods write under the directory until then), then the directory removed.
+ * node:test runs `after` hooks in the order they were added, so this is one hook.
+ */
+function scratch(t, prefix) {
+  const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), prefix)));
+  const owned = { tmp, cluster: null };
+  t.after(async () => {
+    if (owned.cluster) await owned.cluster.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  return owned;
+}
+
 async function variableValue(dc, frameId, name) {
   const scopes = await dc.scopesRequest({ frameId });
   for (const scope of scopes.body.scopes) {
@@ -110,14 +125,14 @@ async function variableValue(dc, frameId, name) {
 }
 
 test('VS Code snippet "debugpy" bridged to todo-api on the fixture cluster: pod env at a breakpoint, restored on disconnect', { skip: whySkip(), timeout: 400000 }, async (t) => {
-  const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'kbridge-vscode-cluster-')));
-  t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const owned = scratch(t, 'kbridge-vscode-cluster-');
+  const tmp = owned.tmp;
   const ws = path.join(tmp, 'ws');
   fs.mkdirSync(ws);
   const source = path.join(ws, 'app.py');
   fs.writeFileSync(source, PROBE);
   const cluster = await startCluster(path.join(tmp, 'cluster'));
-  t.after(cluster.stop);
+  owned.cluster = cluster;
   const kubectl = (...args) => execFileSync('kubectl', ['--kubeconfig', cluster.kubeconfig, '-n', 'todo', ...args], { encoding: 'utf8' });
   const templateBefore = JSON.parse(kubectl('get', 'deployment', 'todo-api', '-o', 'json')).spec.template;
 
@@ -182,10 +197,9 @@ function targetsSkip() {
 }
 
 test('Configure lists the fixture cluster\'s services through the real `kbridge targets`', { skip: targetsSkip(), timeout: 200000 }, async (t) => {
-  const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'kbridge-vscode-targets-')));
-  t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-  const cluster = await startCluster(path.join(tmp, 'cluster'));
-  t.after(cluster.stop);
+  const owned = scratch(t, 'kbridge-vscode-targets-');
+  const cluster = await startCluster(path.join(owned.tmp, 'cluster'));
+  owned.cluster = cluster;
   const bases = manifest.contributes.debuggers.find((d) => d.type === 'bridge').initialConfigurations;
   // The extension runs kbridge with VS Code's environment; KUBECONFIG points at the fixture.
   const run = (command, args) => {
