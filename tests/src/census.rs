@@ -431,15 +431,8 @@ pub struct Proc {
 /// Every process on the machine.
 pub fn processes() -> Vec<Proc> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+    for (pid, dir) in crate::cluster::proc_dirs() {
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
             continue;
         };
         // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
@@ -453,7 +446,7 @@ pub fn processes() -> Vec<Proc> {
             continue;
         }
         let ppid = rest.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let cmdline = std::fs::read(entry.path().join("cmdline"))
+        let cmdline = std::fs::read(dir.join("cmdline"))
             .map(|raw| {
                 raw.split(|b| *b == 0)
                     .filter(|a| !a.is_empty())

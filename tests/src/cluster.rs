@@ -142,18 +142,23 @@ pub fn snapshot_diff(before: &Value, after: &Value) -> Vec<String> {
     differences
 }
 
+/// Every process on the machine: its pid and its `/proc/<pid>` directory.
+pub fn proc_dirs() -> impl Iterator<Item = (u32, std::path::PathBuf)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((pid, entry.path()))
+        })
+}
+
 /// Pids of processes whose command line contains every one of `words`.
 pub fn pids_with(words: &[&str]) -> Vec<u32> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+    for (pid, dir) in proc_dirs() {
+        let Ok(raw) = std::fs::read(dir.join("cmdline")) else {
             continue;
         };
         let args: Vec<String> = raw

@@ -51,6 +51,24 @@ pub fn repo_root() -> PathBuf {
     tests.parent().unwrap_or(tests).to_path_buf()
 }
 
+/// A stand-in for the developer's local process: a TCP server on a free loopback port
+/// that answers every connection with an HTTP response whose body is `local-marker`, so a
+/// test can tell a request reached this machine. Returns the port; the server runs until
+/// the test process ends.
+pub fn local_marker_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nlocal-marker");
+        }
+    });
+    port
+}
+
 /// The `kbridge` binary.
 pub fn kbridge_bin() -> PathBuf {
     workspace_bin("kbridge")

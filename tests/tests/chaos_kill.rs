@@ -311,6 +311,14 @@ struct Row {
     leftovers: Vec<String>,
 }
 
+/// The cells that did not pass, each with what it left behind.
+fn failed_cells(rows: &[Row]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| !r.ok)
+        .map(|r| format!("{}: {}\n    {}", r.phase, r.by, r.leftovers.join("\n    ")))
+        .collect()
+}
+
 fn print_table(title: &str, times: &str, cluster: &TestCluster, rows: &[Row]) {
     let on = if cluster.is_real() {
         "real cluster"
@@ -467,11 +475,7 @@ async fn kbridge_killed_at_each_setup_phase_is_cleaned_up() {
         &fixture,
         &rows,
     );
-    let failed: Vec<String> = rows
-        .iter()
-        .filter(|r| !r.ok)
-        .map(|r| format!("{}: {}\n    {}", r.phase, r.by, r.leftovers.join("\n    ")))
-        .collect();
+    let failed = failed_cells(&rows);
     assert!(
         failed.is_empty(),
         "cells not restored, or that left something behind (census before → after):\n{}",
@@ -579,11 +583,7 @@ async fn kbridge_and_its_guardian_killed_together_are_restored_by_the_restorer()
         &fixture,
         &rows,
     );
-    let failed: Vec<String> = rows
-        .iter()
-        .filter(|r| !r.ok)
-        .map(|r| format!("{}: {}\n    {}", r.phase, r.by, r.leftovers.join("\n    ")))
-        .collect();
+    let failed = failed_cells(&rows);
     assert!(
         failed.is_empty(),
         "not restored by the restorer within idleRestoreSeconds + 10 s ({} s), or something left behind:\n{}",

@@ -83,15 +83,7 @@ fn a_session_rides_out_an_api_server_outage_quietly() {
     let fixture = TestCluster::start_demo("chaos-outage");
     let tmp = temp_dir("chaos-outage");
     // The "local process": answers every connection with a marker.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let local_port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut buf = [0u8; 1024];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nlocal-marker");
-        }
-    });
+    let local_port = kbridge_tests::local_marker_server();
     let mut session = Connect::todo_api(
         &fixture,
         &tmp,

@@ -274,15 +274,7 @@ fn a_replaced_pod_gets_its_own_tunnel() {
     let fixture = TestCluster::start_demo("cli-replaced");
     let tmp = temp_dir("cli-replaced");
     // The "local process": answers every connection with a marker.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let local_port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut buf = [0u8; 1024];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nlocal-marker");
-        }
-    });
+    let local_port = kbridge_tests::local_marker_server();
     let env_file = tmp.join("session.env");
     let mapping = format!("{local_port}:8080");
     let mut child = Command::new(kbridge_bin())
