@@ -8,7 +8,7 @@ use kbridge::session::cluster::connection::Cluster;
 use kbridge::session::cluster::rollout::wait_for_agents;
 use kbridge::session::cluster::target::{resolve, ResolvedTarget};
 use kbridge::session::cluster::workload::{self, SwapPlan};
-use kbridge::session::undo::{run_plan, UndoStep};
+use kbridge::session::undo::{run_plan, ClusterAt, ClusterStep, UndoStep};
 use kbridge_config::Target;
 use kbridge_tests::fixture::TestCluster;
 use kbridge_tests::{agent_image, kbridge_bin};
@@ -151,13 +151,17 @@ async fn swap_refuse_second_session_and_restore_with_the_cli() {
 async fn guardian_undo_step_restores_only_its_own_session() {
     let fixture = TestCluster::start_demo("swap-undo");
     let (cluster, target) = take_over(&fixture, "session-a").await;
-    let step = |session: &str| UndoStep::RestoreWorkload {
-        kubeconfig: Some(fixture.kubeconfig.clone()),
-        context: None,
-        namespace: fixture.namespace.clone(),
-        kind: "deployment".into(),
-        name: "todo-api".into(),
-        session: session.into(),
+    let step = |session: &str| {
+        UndoStep::from(ClusterStep::RestoreWorkload {
+            at: ClusterAt {
+                kubeconfig: Some(fixture.kubeconfig.clone()),
+                context: None,
+                namespace: fixture.namespace.clone(),
+            },
+            kind: "deployment".into(),
+            name: "todo-api".into(),
+            session: session.into(),
+        })
     };
     // Another session's undo must not touch it.
     assert!(run_plan(&[step("someone-else")]).await.is_empty());

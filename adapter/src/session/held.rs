@@ -98,7 +98,7 @@ async fn start_in_background(
     settings: &BridgeSettings,
     events: &EventSink,
 ) -> Result<(), SessionError> {
-    let fail = |what: String| SessionError::Unsupported(what);
+    let fail = |what: String| SessionError::Background(what);
     let exe = std::env::current_exe()
         .map_err(|e| fail(format!("cannot find kbridge's own executable: {e}")))?;
     let json = serde_json::to_string(settings).map_err(|e| fail(e.to_string()))?;

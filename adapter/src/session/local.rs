@@ -1,10 +1,11 @@
 //! The session for configurations without a cluster target: the debugger runs locally
 //! with kbridge's own environment layers, and the session still gets a private
-//! directory and a guardian, so the teardown path is the same as a cluster session's.
+//! directory and a guardian (see [`super::open`]), so the teardown path is the same as a
+//! cluster session's.
 
 use super::{
     BoxFuture, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionId,
-    SessionRequest, UndoStep,
+    SessionRequest,
 };
 use crate::env::EnvLayers;
 
@@ -21,19 +22,12 @@ impl super::SessionBackend for LocalBackend {
         &'a self,
         request: SessionRequest,
         events: EventSink,
-        guardian: &'a Guardian,
+        _guardian: &'a Guardian,
     ) -> BoxFuture<'a, Result<Box<dyn BridgeSession>, SessionError>> {
+        // Nothing outside this process changes: the private directory and the live
+        // socket, which every session has, are recorded by `open`.
         Box::pin(async move {
             let _ = events.send(SessionEvent::Step("preparing the local session".into()));
-            guardian
-                .record(UndoStep::RemoveDir {
-                    path: request.private_dir.clone(),
-                })
-                .await?;
-            create_private_dir(&request.private_dir).map_err(|source| SessionError::Io {
-                what: format!("cannot create {}", request.private_dir.display()),
-                source,
-            })?;
             let _ = events.send(SessionEvent::Notice(
                 "no cluster target in `bridge`: debugging locally with kbridge's environment"
                     .into(),

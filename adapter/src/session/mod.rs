@@ -2,16 +2,24 @@
 //! end. A [`SessionBackend`] opens a [`BridgeSession`]; every change it makes outside
 //! this process is first recorded as an [`UndoStep`] with the session's guardian, a
 //! helper process that undoes them even if the proxy is killed.
+//!
+//! This file is the interface; [`open`] picks a backend and opens a session with its
+//! guardian, [`local`] and [`cluster`] are the backends, [`held`] reuses a session that
+//! `kbridge connect` holds. `docs/architecture.md` shows where this sits in a `launch`.
 
 pub mod cluster;
+pub mod error;
 pub mod guardian;
 pub mod held;
 pub mod hosts_namespace;
 pub mod local;
+pub mod open;
 pub mod registry;
 pub mod undo;
 
+pub use error::{ErrorKind, SessionError};
 pub use guardian::Guardian;
+pub use open::{backend_for, open_session, open_session_as};
 pub use undo::UndoStep;
 
 use crate::env::EnvLayers;
@@ -82,25 +90,6 @@ pub enum SessionEvent {
 /// Where a session sends its [`SessionEvent`]s.
 pub type EventSink = mpsc::UnboundedSender<SessionEvent>;
 
-/// Why a session could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    /// The guardian process could not be started or stopped answering.
-    #[error("kbridge's teardown helper failed: {0}")]
-    Guardian(String),
-    /// Local files could not be prepared.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The configuration asks for something this build cannot do.
-    #[error("{0}")]
-    Unsupported(String),
-}
-
 /// Opens sessions. The local backend serves configurations without a cluster target;
 /// the cluster backend implements the same trait.
 pub trait SessionBackend: Send + Sync {
@@ -151,73 +140,4 @@ pub enum Settled {
     /// The workload is back to its own template, but its rollout did not complete in
     /// time: what is missing, in words.
     NotYet(String),
-}
-
-/// Opens the session a configuration asks for, with its guardian. On failure the
-/// guardian has already undone whatever was done.
-pub async fn open_session(
-    id: SessionId,
-    settings: BridgeSettings,
-    target: Option<Target>,
-    events: EventSink,
-) -> Result<(Box<dyn BridgeSession>, Guardian), SessionError> {
-    open_session_as(id, settings, target, events, false).await
-}
-
-/// [`open_session`] for `kbridge connect` (`held`: published for reuse, never reusing one).
-/// Any other launch first looks for a session held for the same target and, if there is
-/// one, reuses it (no cluster change at all); with `disconnectAfterDebugging: false` and
-/// none held yet, it starts one in the background and reuses that.
-pub async fn open_session_as(
-    id: SessionId,
-    settings: BridgeSettings,
-    target: Option<Target>,
-    events: EventSink,
-    held: bool,
-) -> Result<(Box<dyn BridgeSession>, Guardian), SessionError> {
-    if let (Some(target), false) = (&target, held) {
-        if let Some(reused) = held::reuse(&id, &settings, target, &events).await? {
-            return Ok(reused);
-        }
-    }
-    let backend = backend_for(target.as_ref())?;
-    let private_dir = state_root().join("sessions").join(&id.0);
-    if let Some(parent) = private_dir.parent() {
-        local::create_private_dir(parent).map_err(|source| SessionError::Io {
-            what: format!("cannot create {}", parent.display()),
-            source,
-        })?;
-    }
-    let guardian = Guardian::spawn(&id).await?;
-    // A live session serves `live/<id>.sock` (diagnostics, reuse) and removes it when it
-    // ends; a kbridge killed outright cannot, so its guardian does.
-    guardian
-        .record(UndoStep::RemoveFile {
-            path: registry::socket_path(&id.0),
-        })
-        .await?;
-    let request = SessionRequest {
-        id,
-        settings,
-        target,
-        private_dir,
-        held,
-    };
-    match backend.open(request, events, &guardian).await {
-        Ok(session) => Ok((session, guardian)),
-        Err(error) => {
-            if let Err(teardown) = guardian.teardown().await {
-                tracing::error!(error = %teardown, "teardown after a failed start failed");
-            }
-            Err(error)
-        }
-    }
-}
-
-/// Picks the backend for a request: a configuration without a target runs locally.
-pub fn backend_for(target: Option<&Target>) -> Result<Box<dyn SessionBackend>, SessionError> {
-    match target {
-        None => Ok(Box::new(local::LocalBackend)),
-        Some(_) => Ok(Box::new(cluster::session::ClusterBackend)),
-    }
 }

@@ -1,7 +1,11 @@
 //! The changes a session makes outside the proxy process, each recorded as the step
 //! that reverses it. Steps are data so a separate process can run them; each is
-//! idempotent, so running a plan twice, or after a partial run, is safe.
+//! idempotent, so running a plan twice, or after a partial run, is safe. The steps on this
+//! machine are here; those in the cluster ([`ClusterStep`]) live with the cluster code.
 
+use super::cluster::errors::ClusterError;
+use super::cluster::hosts;
+pub use super::cluster::undo::{ClusterAt, ClusterStep};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -19,19 +23,6 @@ pub enum UndoStep {
         /// The file.
         path: PathBuf,
     },
-    /// Delete an object the session created: its token Secret, its Lease.
-    DeleteObject {
-        /// Kubeconfig file used, if not the default.
-        kubeconfig: Option<PathBuf>,
-        /// Context used.
-        context: Option<String>,
-        /// Namespace.
-        namespace: String,
-        /// `secret`, `lease`, `job`, `role`, `rolebinding`, `serviceaccount` or `pod`.
-        kind: String,
-        /// Object name.
-        name: String,
-    },
     /// Remove the session's block from a hosts file.
     RemoveHostsBlock {
         /// The hosts file.
@@ -39,37 +30,14 @@ pub enum UndoStep {
         /// The session whose block goes.
         session: String,
     },
-    /// End this session's isolation of a Service (DESIGN §9): its clone and Ingress copies
-    /// go; the last session out restores the Service's selector and removes the router.
-    LeaveIsolation {
-        /// The kubeconfig file used, if not the default.
-        kubeconfig: Option<PathBuf>,
-        /// The context used.
-        context: Option<String>,
-        /// Namespace.
-        namespace: String,
-        /// The isolated Service.
-        service: String,
-        /// The session's route name.
-        route_as: String,
-        /// The session.
-        session: String,
-    },
-    /// Put a workload's original container back (if this session still holds it).
-    RestoreWorkload {
-        /// Where the cluster is: the kubeconfig file used, if not the default.
-        kubeconfig: Option<PathBuf>,
-        /// The context used.
-        context: Option<String>,
-        /// Namespace.
-        namespace: String,
-        /// Lowercase kind: deployment, statefulset, replicaset.
-        kind: String,
-        /// Name.
-        name: String,
-        /// The session that swapped it.
-        session: String,
-    },
+    /// A change in the cluster (an object created, a workload swapped, an isolation joined).
+    Cluster(ClusterStep),
+}
+
+impl From<ClusterStep> for UndoStep {
+    fn from(step: ClusterStep) -> UndoStep {
+        UndoStep::Cluster(step)
+    }
 }
 
 impl UndoStep {
@@ -86,49 +54,13 @@ impl UndoStep {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(format!("cannot remove {}: {e}", path.display()).into()),
             },
-            UndoStep::DeleteObject {
-                kubeconfig,
-                context,
-                namespace,
-                kind,
-                name,
-            } => {
-                use super::cluster::connection::Cluster;
-                let resource = deletable_resource(kind)
-                    .ok_or_else(|| UndoError::from(format!("cannot delete a {kind}")))?;
-                let cluster = Cluster::connect_with(
-                    kubeconfig.as_deref(),
-                    context.as_deref(),
-                    Some(namespace),
-                )
-                .await
-                .map_err(UndoError::cluster)?;
-                let api: kube::Api<kube::api::DynamicObject> =
-                    kube::Api::namespaced_with(cluster.client, namespace, &resource);
-                // Background propagation: a Job's pods, and objects owned by the Secret, go too.
-                let deleted = api
-                    .delete(name, &kube::api::DeleteParams::background())
-                    .await
-                    .map(|_| ());
-                match deleted {
-                    Ok(()) => Ok(()),
-                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                    Err(e @ (kube::Error::HyperError(_) | kube::Error::Service(_))) => {
-                        Err(UndoError {
-                            unreachable: Some(e.to_string()),
-                            message: format!("cannot delete {kind} {namespace}/{name}: {e}"),
-                        })
-                    }
-                    Err(e) => Err(format!("cannot delete {kind} {namespace}/{name}: {e}").into()),
-                }
-            }
             UndoStep::RemoveHostsBlock { path, session } => {
                 let text = match tokio::fs::read_to_string(path).await {
                     Ok(text) => text,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                     Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
                 };
-                let cleaned = super::cluster::hosts::without_blocks(&text, |s| s == session);
+                let cleaned = hosts::without_blocks(&text, |s| s == session);
                 if cleaned != text {
                     // Rewrite in place: /etc/hosts may be a bind mount that cannot be replaced.
                     tokio::fs::write(path, cleaned).await.map_err(|e| {
@@ -137,89 +69,17 @@ impl UndoStep {
                 }
                 Ok(())
             }
-            UndoStep::LeaveIsolation {
-                kubeconfig,
-                context,
-                namespace,
-                service,
-                route_as,
-                session,
-            } => {
-                use super::cluster::{connection::Cluster, isolation};
-                let cluster = Cluster::connect_with(
-                    kubeconfig.as_deref(),
-                    context.as_deref(),
-                    Some(namespace),
-                )
-                .await
-                .map_err(UndoError::cluster)?;
-                let outcome = isolation::leave(&cluster, service, route_as, Some(session))
-                    .await
-                    .map_err(UndoError::cluster)?;
-                tracing::info!(?outcome, %service, %route_as, "left the isolation");
-                Ok(())
-            }
-            UndoStep::RestoreWorkload {
-                kubeconfig,
-                context,
-                namespace,
-                kind,
-                name,
-                session,
-            } => {
-                use super::cluster::{connection::Cluster, target::WorkloadKind, workload};
-                let kind = match kind.as_str() {
-                    "deployment" => WorkloadKind::Deployment,
-                    "statefulset" => WorkloadKind::StatefulSet,
-                    "replicaset" => WorkloadKind::ReplicaSet,
-                    "pod" => WorkloadKind::Pod,
-                    other => return Err(format!("cannot restore a {other}").into()),
-                };
-                let cluster = Cluster::connect_with(
-                    kubeconfig.as_deref(),
-                    context.as_deref(),
-                    Some(namespace),
-                )
-                .await
-                .map_err(UndoError::cluster)?;
-                let outcome = workload::restore(&cluster, kind, name, Some(session))
-                    .await
-                    .map_err(UndoError::cluster)?;
-                tracing::info!(?outcome, "{}/{name}", kind.name());
-                Ok(())
-            }
+            UndoStep::Cluster(step) => step.run().await.map_err(UndoError::cluster),
         }
     }
-}
 
-/// The API resource of a kind [`UndoStep::DeleteObject`] may delete.
-fn deletable_resource(kind: &str) -> Option<kube::api::ApiResource> {
-    let (group, version, kind, plural) = match kind {
-        "secret" => ("", "v1", "Secret", "secrets"),
-        "pod" => ("", "v1", "Pod", "pods"),
-        "serviceaccount" => ("", "v1", "ServiceAccount", "serviceaccounts"),
-        "lease" => ("coordination.k8s.io", "v1", "Lease", "leases"),
-        "job" => ("batch", "v1", "Job", "jobs"),
-        "role" => ("rbac.authorization.k8s.io", "v1", "Role", "roles"),
-        "rolebinding" => (
-            "rbac.authorization.k8s.io",
-            "v1",
-            "RoleBinding",
-            "rolebindings",
-        ),
-        _ => return None,
-    };
-    Some(kube::api::ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    })
+    /// The cluster step, if this is one: undoing it needs the cluster's API server.
+    fn in_cluster(&self) -> Option<&ClusterStep> {
+        match self {
+            UndoStep::Cluster(step) => Some(step),
+            _ => None,
+        }
+    }
 }
 
 /// Why a step could not be undone.
@@ -241,51 +101,13 @@ impl From<String> for UndoError {
 }
 
 impl UndoError {
-    fn cluster(error: super::cluster::errors::ClusterError) -> UndoError {
-        use super::cluster::errors::ClusterError;
+    fn cluster(error: ClusterError) -> UndoError {
         UndoError {
             unreachable: match &error {
                 ClusterError::Unreachable { reason, .. } => Some(reason.clone()),
                 _ => None,
             },
             message: error.to_string(),
-        }
-    }
-}
-
-impl UndoStep {
-    /// Whether undoing this step needs the cluster's API server.
-    fn needs_cluster(&self) -> bool {
-        !matches!(
-            self,
-            UndoStep::RemoveDir { .. }
-                | UndoStep::RemoveFile { .. }
-                | UndoStep::RemoveHostsBlock { .. }
-        )
-    }
-
-    /// What is left in the cluster while this step is not undone, in words, with the
-    /// command that undoes it by hand; `None` for what the session's Secret takes along
-    /// (or the restorer deletes) and for local steps.
-    fn left_in_cluster(&self) -> Option<String> {
-        match self {
-            UndoStep::RestoreWorkload {
-                namespace,
-                kind,
-                name,
-                ..
-            } => Some(format!(
-                "{kind}/{name} in namespace {namespace} still runs kbridge's agent (`kbridge restore -n {namespace} {kind}/{name}` puts it back)"
-            )),
-            UndoStep::LeaveIsolation {
-                namespace,
-                service,
-                route_as,
-                ..
-            } => Some(format!(
-                "service {service} in namespace {namespace} still routes '{route_as}' to this session (`kbridge restore -n {namespace} --all` ends the namespace's isolations)"
-            )),
-            _ => None,
         }
     }
 }
@@ -301,7 +123,7 @@ pub async fn run_plan(steps: &[UndoStep]) -> Vec<String> {
     let mut unreachable: Option<String> = None;
     let mut not_undone: Vec<&UndoStep> = Vec::new();
     for step in steps.iter().rev() {
-        if unreachable.is_some() && step.needs_cluster() {
+        if unreachable.is_some() && step.in_cluster().is_some() {
             tracing::warn!(?step, "not undone: the cluster is unreachable");
             not_undone.push(step);
             continue;
@@ -330,12 +152,11 @@ pub async fn run_plan(steps: &[UndoStep]) -> Vec<String> {
 fn unreachable_explanation(reason: &str, plan: &[UndoStep], not_undone: &[&UndoStep]) -> String {
     let left: Vec<String> = not_undone
         .iter()
-        .filter_map(|step| step.left_in_cluster())
+        .filter_map(|step| step.in_cluster()?.left_in_cluster())
         .collect();
-    let restorer = plan.iter().any(|step| {
-        matches!(step, UndoStep::DeleteObject { kind, name, .. }
-            if kind == "job" && name.starts_with("kbridge-restorer-"))
-    });
+    let restorer = plan
+        .iter()
+        .any(|step| step.in_cluster().is_some_and(ClusterStep::is_restorer));
     let mut text = format!("the cluster's API server cannot be reached ({reason}), so the session's changes there are not undone yet");
     if !left.is_empty() {
         text.push_str(": ");
@@ -380,6 +201,25 @@ mod tests {
         };
         let text = serde_json::to_string(&step).expect("serialise");
         assert_eq!(text, r#"{"step":"removeDir","path":"/tmp/x"}"#);
+        assert_eq!(
+            serde_json::from_str::<UndoStep>(&text).expect("parse"),
+            step
+        );
+    }
+
+    #[test]
+    fn cluster_steps_round_trip_as_flat_json() {
+        let at = ClusterAt {
+            kubeconfig: Some("/k".into()),
+            context: None,
+            namespace: "todo".into(),
+        };
+        let step = UndoStep::from(at.delete("secret", "kbridge-s1"));
+        let text = serde_json::to_string(&step).expect("serialise");
+        assert_eq!(
+            text,
+            r#"{"step":"cluster","action":"deleteObject","kubeconfig":"/k","context":null,"namespace":"todo","kind":"secret","name":"kbridge-s1"}"#
+        );
         assert_eq!(
             serde_json::from_str::<UndoStep>(&text).expect("parse"),
             step

@@ -6,15 +6,14 @@
 use super::connection::Cluster;
 use super::hosts::HostsEntry;
 use super::outbound::{ForwardedService, Forwarder};
-use k8s_openapi::api::core::v1::Service;
+use crate::session::SessionError;
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use kbridge_agent::AgentClient;
 use kbridge_config::local_process::{parse_value, LocalProcessConfig, ValuePart, VolumeMount};
 use kbridge_config::EnvVars;
-use kube::api::Api;
+use kube::api::{Api, ObjectMeta};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What applying the file gives the session.
 pub struct Applied {
@@ -26,6 +25,8 @@ pub struct Applied {
 
 /// Where the file's work happens.
 pub struct Context<'a> {
+    /// The file, as the configuration names it (for error messages).
+    pub file: &'a str,
     /// The cluster (Services of other namespaces are looked up there).
     pub cluster: &'a Cluster,
     /// An agent of the session, for downloads.
@@ -47,13 +48,13 @@ pub async fn apply(
     forwarder: &mut Forwarder,
     forwarded: &mut Vec<ForwardedService>,
     mut progress: impl FnMut(String),
-) -> Result<Applied, BoxError> {
+) -> Result<Applied, SessionError> {
     let local_volumes = download_volumes(config, at, &mut progress).await?;
     let mut env = EnvVars::new();
     let mut external_hosts: Vec<HostsEntry> = Vec::new();
     for entry in &config.env {
         let mut value = String::new();
-        for part in parse_value(&entry.value)? {
+        for part in parse_value(&entry.value).map_err(|e| at.unusable(e))? {
             match part {
                 ValuePart::Text(text) => value.push_str(&text),
                 ValuePart::VolumeMount(name) => {
@@ -62,7 +63,7 @@ pub async fn apply(
                         .find(|(n, _)| wildcard(&name, n))
                         .map(|(_, p)| p.display().to_string())
                         .ok_or_else(|| {
-                            format!(
+                            at.unusable(format!(
                                 "env `{}`: container '{}' mounts no volume named '{name}' (it mounts: {})",
                                 entry.name,
                                 at.container,
@@ -71,7 +72,7 @@ pub async fn apply(
                                     .filter_map(|m| m.name.clone())
                                     .collect::<Vec<_>>()
                                     .join(", ")
-                            )
+                            ))
                         })?;
                     value.push_str(&path);
                 }
@@ -90,18 +91,22 @@ pub async fn apply(
                         None => {
                             let api: Api<Service> =
                                 Api::namespaced(at.cluster.client.clone(), &namespace);
-                            let service = api.get_opt(&name).await?.ok_or_else(|| {
-                                format!(
-                                    "env `{}`: service '{name}' not found in namespace '{namespace}'",
-                                    entry.name
-                                )
-                            })?;
+                            let service = api
+                                .get_opt(&name)
+                                .await
+                                .map_err(|e| at.cluster.api_error(e, "get", "services"))?
+                                .ok_or_else(|| {
+                                    at.unusable(format!(
+                                        "env `{}`: service '{name}' not found in namespace '{namespace}'",
+                                        entry.name
+                                    ))
+                                })?;
                             let f = forwarder.forward(&service, &namespace).await.ok_or_else(
                                 || {
-                                    format!(
+                                    at.unusable(format!(
                                         "env `{}`: service {name}.{namespace} has no TCP port to forward",
                                         entry.name
-                                    )
+                                    ))
                                 },
                             )?;
                             let address = f.address;
@@ -115,16 +120,15 @@ pub async fn apply(
                     // Reached from inside the cluster: the agent dials HOST:PORT, and the
                     // name resolves locally to the listener (hosts modes namespace/system).
                     if !external_hosts.iter().any(|e| e.names == [host.clone()]) {
-                        let service: Service = serde_json::from_value(serde_json::json!({
-                            "metadata": {"name": format!("external-{}", host.replace('.', "-"))},
-                            "spec": {"type": "ExternalName", "externalName": host,
-                                     "ports": ports.iter().map(|p| serde_json::json!({"name": format!("p{p}"), "port": p})).collect::<Vec<_>>()}
-                        }))?;
+                        let service = external_name_service(&host, &ports);
                         let f = forwarder
                             .forward_with_route(&service, &at.cluster.namespace, None)
                             .await
                             .ok_or_else(|| {
-                                format!("env `{}`: cannot listen for {host}", entry.name)
+                                at.unusable(format!(
+                                    "env `{}`: cannot listen for {host}",
+                                    entry.name
+                                ))
                             })?;
                         external_hosts.push(HostsEntry {
                             address: f.address,
@@ -150,10 +154,10 @@ async fn download_volumes(
     config: &LocalProcessConfig,
     at: &Context<'_>,
     progress: &mut impl FnMut(String),
-) -> Result<BTreeMap<String, PathBuf>, BoxError> {
+) -> Result<BTreeMap<String, PathBuf>, SessionError> {
     let mut wanted = config.volume_mounts.clone();
     for entry in &config.env {
-        for part in parse_value(&entry.value)? {
+        for part in parse_value(&entry.value).map_err(|e| at.unusable(e))? {
             if let ValuePart::VolumeMount(name) = part {
                 if !wanted.iter().any(|w| w.name == name) {
                     wanted.push(VolumeMount {
@@ -184,12 +188,55 @@ async fn download_volumes(
             let staging = at.private_dir.join("download").join(&name);
             at.agent
                 .download(std::slice::from_ref(&mount.path), &staging)
-                .await?;
-            move_into(&staging.join(mount.path.trim_start_matches('/')), &dest)?;
+                .await
+                .map_err(|e| SessionError::agent(format!("cannot download volume {name}"), e))?;
+            move_into(&staging.join(mount.path.trim_start_matches('/')), &dest).map_err(|e| {
+                SessionError::io(
+                    format!("cannot move volume {name} to {}", dest.display()),
+                    e,
+                )
+            })?;
             local.insert(name, dest);
         }
     }
     Ok(local)
+}
+
+impl Context<'_> {
+    /// The file asks for something this session cannot give.
+    fn unusable(&self, message: impl Into<String>) -> SessionError {
+        SessionError::ConfigFileUse {
+            file: self.file.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A stand-in `ExternalName` Service for an external endpoint, so it is forwarded as
+/// Services are.
+fn external_name_service(host: &str, ports: &[u16]) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(format!("external-{}", host.replace('.', "-"))),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("ExternalName".into()),
+            external_name: Some(host.to_string()),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: Some(format!("p{p}")),
+                        port: i32::from(*p),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// `*` and `?` wildcards, as Bridge to Kubernetes allowed in volume names.

@@ -89,6 +89,22 @@ pub struct Request {
 }
 
 impl ClusterError {
+    /// The class of the failure, which the editor gets as a stable error id.
+    pub fn kind(&self) -> crate::session::ErrorKind {
+        use crate::session::ErrorKind;
+        match self {
+            ClusterError::Config(_) => ErrorKind::Kubeconfig,
+            ClusterError::Unreachable { .. } => ErrorKind::Unreachable,
+            ClusterError::NotFound { .. } => ErrorKind::NotFound,
+            ClusterError::Forbidden { .. } | ClusterError::PodsRefused { .. } => ErrorKind::Denied,
+            ClusterError::AgentImageUnavailable { .. } | ClusterError::AgentCannotStart { .. } => {
+                ErrorKind::AgentImage
+            }
+            ClusterError::Unsupported(_) => ErrorKind::Invalid,
+            ClusterError::Api { .. } => ErrorKind::Api,
+        }
+    }
+
     /// Classifies a client error from `request` on `namespace`.
     pub fn from_kube(
         error: kube::Error,

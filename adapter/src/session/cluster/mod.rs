@@ -1,7 +1,8 @@
-//! The cluster session (DESIGN §5): the pieces that make a local process look like it
-//! runs in the pod — connection and target resolution, the workload swap and its Lease,
-//! agent rollout and tunnels, outbound Services with their variables and hosts entries —
-//! put together in `session`.
+//! The cluster session: the pieces that make a local process look like it runs in the
+//! pod — connection and target resolution, the workload swap and its Lease, agent rollout
+//! and tunnels, outbound Services with their variables and hosts entries — put together
+//! by the phases in [`setup`] into a [`live::ClusterSession`]; the cluster's undo steps
+//! are in [`undo`]. `docs/architecture.md` has the whole picture.
 
 pub mod addresses;
 pub mod config_file;
@@ -11,6 +12,7 @@ pub mod errors;
 pub mod hosts;
 pub mod isolation;
 pub mod lease;
+pub mod live;
 pub mod outbound;
 pub mod pod_security;
 pub mod reachability;
@@ -18,8 +20,9 @@ pub mod restorer;
 pub mod rollout;
 pub mod route_header;
 pub mod service_links;
-pub mod session;
 pub mod settle;
+pub mod setup;
 pub mod target;
 pub mod tunnels;
+pub mod undo;
 pub mod workload;

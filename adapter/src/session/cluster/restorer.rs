@@ -59,9 +59,12 @@ pub struct IsolationRestorerPlan {
     pub idle_restore_secs: u64,
 }
 
+/// How the names of restorers' objects begin.
+pub const RESTORER_PREFIX: &str = "kbridge-restorer-";
+
 /// The name shared by the restorer's Job, ServiceAccount, Role and RoleBinding.
 pub fn restorer_name(session: &str) -> String {
-    format!("kbridge-restorer-{}", session.replace(['_', '.'], "-"))
+    format!("{RESTORER_PREFIX}{}", session.replace(['_', '.'], "-"))
 }
 
 fn labels(session: &str) -> BTreeMap<String, String> {

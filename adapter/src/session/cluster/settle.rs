@@ -9,6 +9,7 @@
 
 use super::connection::Cluster;
 use super::target::WorkloadKind;
+use crate::session::Settled;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -39,6 +40,33 @@ pub struct NotYet {
     pub wanted: i32,
     /// How long kbridge waited.
     pub waited: Duration,
+}
+
+/// [`wait_until_serving`] in the words a session's [`BridgeSession::settle`] reports:
+/// progress as "waiting for kind/name's own pods: r/w ready", the outcome as [`Settled`].
+///
+/// [`BridgeSession::settle`]: crate::session::BridgeSession::settle
+pub async fn settled(
+    cluster: &Cluster,
+    kind: WorkloadKind,
+    name: &str,
+    bound: Duration,
+    progress: &(dyn Fn(String) + Send + Sync),
+) -> Settled {
+    let workload = format!("{}/{name}", kind.name());
+    let report = |r: Rollback| {
+        progress(format!(
+            "waiting for {workload}'s own pods: {}/{} ready",
+            r.ready, r.wanted
+        ))
+    };
+    match wait_until_serving(cluster, kind, name, bound, &report).await {
+        Ok(()) => Settled::Serving(workload),
+        Err(not_yet) => Settled::NotYet(format!(
+            "{workload} is back to its own pod template, but {not_yet}; see `kubectl -n {} rollout status {workload}`",
+            cluster.namespace
+        )),
+    }
 }
 
 /// Waits (at most `bound`) until `kind/name` has rolled out its current template;

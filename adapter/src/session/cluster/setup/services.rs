@@ -1,0 +1,116 @@
+//! Phase 5, services: every Service of the namespace gets a local address that tunnels to
+//! it through the agents; the pod's environment is layered with service-link variables
+//! pointing there; `KubernetesLocalProcessConfig.yaml`, when given, downloads its volumes
+//! and adds its `env` entries (forwarding the Services of other namespaces it names).
+
+use super::agents::Reached;
+use super::progress::step;
+use super::running::Running;
+use crate::env::EnvLayers;
+use crate::session::cluster::addresses::AddressBook;
+use crate::session::cluster::config_file;
+use crate::session::cluster::connection::Cluster;
+use crate::session::cluster::hosts::HostsEntry;
+use crate::session::cluster::outbound::{self, ForwardedService};
+use crate::session::{EventSink, SessionError};
+use k8s_openapi::api::core::v1::Service;
+use kbridge_config::local_process::LocalProcessConfig;
+use kbridge_config::EnvVars;
+use kube::api::{Api, ListParams};
+use std::path::Path;
+
+/// What the local process reaches, and the environment that tells it where.
+pub(crate) struct Outbound {
+    /// Services reachable locally.
+    pub forwarded: Vec<ForwardedService>,
+    /// The pod's and the config file's environment layers.
+    pub env: EnvLayers,
+    /// Hosts entries for the external endpoints the config file names.
+    pub external_hosts: Vec<HostsEntry>,
+}
+
+/// What the services phase works with.
+pub(super) struct ServicesInput<'a> {
+    /// The session id (it seeds the local addresses).
+    pub session: &'a str,
+    /// The cluster.
+    pub cluster: &'a Cluster,
+    /// The agents, reached.
+    pub reached: &'a Reached,
+    /// The target container's name.
+    pub container: &'a str,
+    /// An isolated session's route name, carried by its outbound requests.
+    pub route_as: Option<String>,
+    /// `bridge.config`, its name and contents.
+    pub config_file: Option<(&'a str, &'a LocalProcessConfig)>,
+    /// The session's private directory (downloaded volumes go there).
+    pub private_dir: &'a Path,
+}
+
+/// Forwards the namespace's Services and builds the environment.
+pub(super) async fn forward(
+    input: ServicesInput<'_>,
+    running: &Running,
+    events: &EventSink,
+) -> Result<Outbound, SessionError> {
+    let cluster = input.cluster;
+    step(events, "forwarding the namespace's services");
+    let mut forwarder = outbound::Forwarder {
+        book: AddressBook::seeded(input.session),
+        agents: running.agents.clone(),
+        tasks: running.tasks.clone(),
+        notices: running.notices.clone(),
+        cancel: running.cancel.clone(),
+        route_as: input.route_as,
+    };
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mut forwarded = Vec::new();
+    let mut links = EnvVars::new();
+    let listed = services
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| cluster.api_error(e, "list", "services"))?;
+    for service in listed.items {
+        let ports = outbound::service_ports(&service);
+        if let Some(f) = forwarder.forward(&service, &cluster.namespace).await {
+            links.overlay(&f.env(&ports));
+            forwarded.push(f);
+        }
+    }
+
+    // The pod's environment, its service links pointing at the local endpoints.
+    let mut pod_layer = EnvVars::new();
+    for (name, value) in &input.reached.pod_env {
+        pod_layer.set(name.clone(), Some(value.clone()));
+    }
+    pod_layer.overlay(&links);
+
+    // KubernetesLocalProcessConfig.yaml: volumes to download, env entries with tokens.
+    let (config_layer, external_hosts) = match input.config_file {
+        Some((file, config)) => {
+            let at = config_file::Context {
+                file,
+                cluster,
+                agent: input.reached.first(),
+                mounts: &input.reached.mounts,
+                container: input.container,
+                private_dir: input.private_dir,
+            };
+            let applied = config_file::apply(config, &at, &mut forwarder, &mut forwarded, |line| {
+                step(events, line)
+            })
+            .await?;
+            (applied.env, applied.external_hosts)
+        }
+        None => (EnvVars::new(), Vec::new()),
+    };
+    Ok(Outbound {
+        forwarded,
+        env: EnvLayers {
+            pod: pod_layer,
+            config_file: config_layer,
+            ..EnvLayers::default()
+        },
+        external_hosts,
+    })
+}
