@@ -49,102 +49,143 @@ pub async fn apply(
     forwarded: &mut Vec<ForwardedService>,
     mut progress: impl FnMut(String),
 ) -> Result<Applied, SessionError> {
-    let local_volumes = download_volumes(config, at, &mut progress).await?;
+    let mut tokens = Tokens {
+        at,
+        local_volumes: download_volumes(config, at, &mut progress).await?,
+        forwarder,
+        forwarded,
+        external_hosts: Vec::new(),
+    };
     let mut env = EnvVars::new();
-    let mut external_hosts: Vec<HostsEntry> = Vec::new();
     for entry in &config.env {
         let mut value = String::new();
         for part in parse_value(&entry.value).map_err(|e| at.unusable(e))? {
-            match part {
-                ValuePart::Text(text) => value.push_str(&text),
-                ValuePart::VolumeMount(name) => {
-                    let path = local_volumes
-                        .iter()
-                        .find(|(n, _)| wildcard(&name, n))
-                        .map(|(_, p)| p.display().to_string())
-                        .ok_or_else(|| {
-                            at.unusable(format!(
-                                "env `{}`: container '{}' mounts no volume named '{name}' (it mounts: {})",
-                                entry.name,
-                                at.container,
-                                at.mounts
-                                    .iter()
-                                    .filter_map(|m| m.name.clone())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ))
-                        })?;
-                    value.push_str(&path);
-                }
+            let text = match part {
+                ValuePart::Text(text) => text,
+                ValuePart::VolumeMount(name) => tokens.volume_path(&entry.name, &name)?,
                 ValuePart::Service {
                     name, namespace, ..
                 } => {
-                    let namespace = namespace.unwrap_or_else(|| at.cluster.namespace.clone());
-                    let known = forwarded
-                        .iter()
-                        .find(|f| f.name == name && f.namespace == namespace)
-                        .map(|f| f.address);
-                    let address = match known {
-                        Some(address) => address,
-                        // A Service of another namespace is forwarded when the file names
-                        // it, as Bridge to Kubernetes did.
-                        None => {
-                            let api: Api<Service> =
-                                Api::namespaced(at.cluster.client.clone(), &namespace);
-                            let service = api
-                                .get_opt(&name)
-                                .await
-                                .map_err(|e| at.cluster.api_error(e, "get", "services"))?
-                                .ok_or_else(|| {
-                                    at.unusable(format!(
-                                        "env `{}`: service '{name}' not found in namespace '{namespace}'",
-                                        entry.name
-                                    ))
-                                })?;
-                            let f = forwarder.forward(&service, &namespace).await.ok_or_else(
-                                || {
-                                    at.unusable(format!(
-                                        "env `{}`: service {name}.{namespace} has no TCP port to forward",
-                                        entry.name
-                                    ))
-                                },
-                            )?;
-                            let address = f.address;
-                            forwarded.push(f);
-                            address
-                        }
-                    };
-                    value.push_str(&address.to_string());
+                    tokens
+                        .service_address(&entry.name, &name, namespace)
+                        .await?
                 }
                 ValuePart::ExternalEndpoint { host, ports } => {
-                    // Reached from inside the cluster: the agent dials HOST:PORT, and the
-                    // name resolves locally to the listener (hosts modes namespace/system).
-                    if !external_hosts.iter().any(|e| e.names == [host.clone()]) {
-                        let service = external_name_service(&host, &ports);
-                        let f = forwarder
-                            .forward_with_route(&service, &at.cluster.namespace, None)
-                            .await
-                            .ok_or_else(|| {
-                                at.unusable(format!(
-                                    "env `{}`: cannot listen for {host}",
-                                    entry.name
-                                ))
-                            })?;
-                        external_hosts.push(HostsEntry {
-                            address: f.address,
-                            names: vec![host.clone()],
-                        });
-                    }
-                    value.push_str(&host);
+                    tokens.external_endpoint(&entry.name, host, &ports).await?
                 }
-            }
+            };
+            value.push_str(&text);
         }
         env.set(entry.name.clone(), Some(value));
     }
     Ok(Applied {
         env,
-        external_hosts,
+        external_hosts: tokens.external_hosts,
     })
+}
+
+/// What the tokens of `env` values resolve with.
+struct Tokens<'a, 'c> {
+    at: &'a Context<'c>,
+    /// Downloaded volumes, by name.
+    local_volumes: BTreeMap<String, PathBuf>,
+    forwarder: &'a mut Forwarder,
+    forwarded: &'a mut Vec<ForwardedService>,
+    /// One per external endpoint named.
+    external_hosts: Vec<HostsEntry>,
+}
+
+impl Tokens<'_, '_> {
+    /// `$(volumeMounts:NAME)`: where the volume was downloaded.
+    fn volume_path(&self, entry: &str, name: &str) -> Result<String, SessionError> {
+        let at = self.at;
+        self.local_volumes
+            .iter()
+            .find(|(n, _)| wildcard(name, n))
+            .map(|(_, p)| p.display().to_string())
+            .ok_or_else(|| {
+                at.unusable(format!(
+                    "env `{entry}`: container '{}' mounts no volume named '{name}' (it mounts: {})",
+                    at.container,
+                    at.mounts
+                        .iter()
+                        .filter_map(|m| m.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+
+    /// `$(services:NAME[.NS])`: the Service's local address. A Service of another
+    /// namespace is forwarded when the file names it, as Bridge to Kubernetes did.
+    async fn service_address(
+        &mut self,
+        entry: &str,
+        name: &str,
+        namespace: Option<String>,
+    ) -> Result<String, SessionError> {
+        let at = self.at;
+        let namespace = namespace.unwrap_or_else(|| at.cluster.namespace.clone());
+        let known = self
+            .forwarded
+            .iter()
+            .find(|f| f.name == name && f.namespace == namespace);
+        if let Some(f) = known {
+            return Ok(f.address.to_string());
+        }
+        let api: Api<Service> = Api::namespaced(at.cluster.client.clone(), &namespace);
+        let service = api
+            .get_opt(name)
+            .await
+            .map_err(|e| at.cluster.api_error(e, "get", "services"))?
+            .ok_or_else(|| {
+                at.unusable(format!(
+                    "env `{entry}`: service '{name}' not found in namespace '{namespace}'"
+                ))
+            })?;
+        let f = self
+            .forwarder
+            .forward(&service, &namespace)
+            .await
+            .ok_or_else(|| {
+                at.unusable(format!(
+                    "env `{entry}`: service {name}.{namespace} has no TCP port to forward"
+                ))
+            })?;
+        let address = f.address.to_string();
+        self.forwarded.push(f);
+        Ok(address)
+    }
+
+    /// `$(externalEndpoints:HOST:PORTS)`: reached from inside the cluster — the agent dials
+    /// HOST:PORT, and the name resolves locally to the listener (hosts modes
+    /// namespace/system). The value keeps the host name.
+    async fn external_endpoint(
+        &mut self,
+        entry: &str,
+        host: String,
+        ports: &[u16],
+    ) -> Result<String, SessionError> {
+        if self
+            .external_hosts
+            .iter()
+            .any(|e| e.names == [host.clone()])
+        {
+            return Ok(host);
+        }
+        let at = self.at;
+        let service = external_name_service(&host, ports);
+        let f = self
+            .forwarder
+            .forward_with_route(&service, &at.cluster.namespace, None)
+            .await
+            .ok_or_else(|| at.unusable(format!("env `{entry}`: cannot listen for {host}")))?;
+        self.external_hosts.push(HostsEntry {
+            address: f.address,
+            names: vec![host.clone()],
+        });
+        Ok(host)
+    }
 }
 
 /// Downloads every volume the file names — in `volumeMounts`, or only in a
@@ -266,7 +307,20 @@ fn move_into(from: &Path, to: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::wildcard;
+    use super::{external_name_service, wildcard};
+
+    #[test]
+    fn an_external_endpoint_is_forwarded_as_an_external_name_service() {
+        let service = external_name_service("db.example.com", &[5432, 6432]);
+        let expected: k8s_openapi::api::core::v1::Service =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "external-db-example-com"},
+                "spec": {"type": "ExternalName", "externalName": "db.example.com",
+                         "ports": [{"name": "p5432", "port": 5432}, {"name": "p6432", "port": 6432}]}
+            }))
+            .expect("a Service");
+        assert_eq!(service, expected);
+    }
 
     #[test]
     fn volume_wildcards() {
