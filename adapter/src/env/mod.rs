@@ -1,5 +1,6 @@
-//! The debuggee's environment, built from layers in the precedence of DESIGN §3 and
-//! written in the form each adapter wants.
+//! The debuggee's environment, built from layers in the precedence described in
+//! `docs/architecture.md` ("The debuggee's environment") and written in the form each
+//! adapter wants.
 
 pub mod dotenv;
 
