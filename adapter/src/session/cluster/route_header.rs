@@ -103,116 +103,135 @@ impl RouteHeaderRewriter {
         let mut pos = 0;
         loop {
             let rest = &data[pos..];
-            match self.state {
+            let advanced = match self.state {
                 State::Raw => {
                     out.extend_from_slice(rest);
                     return data.len();
                 }
-                State::RequestStart => {
-                    let blank = rest
-                        .iter()
-                        .take_while(|b| **b == b'\r' || **b == b'\n')
-                        .count();
-                    out.extend_from_slice(&rest[..blank]);
-                    pos += blank;
-                    let rest = &rest[blank..];
-                    if rest.is_empty() {
-                        return pos;
-                    }
-                    match sniff(rest) {
-                        Sniff::Http1 => self.state = State::Headers { scanned: 0 },
-                        Sniff::NotHttp1 => self.state = State::Raw,
-                        Sniff::NeedMore if rest.len() >= MAX_HEADER_BLOCK => {
-                            self.state = State::Raw
-                        }
-                        Sniff::NeedMore => return pos,
-                    }
-                }
-                State::Headers { scanned } => match header_block_end(rest, scanned) {
-                    Ok((_, end)) if end > MAX_HEADER_BLOCK => self.state = State::Raw,
-                    Ok((blank_at, end)) => {
-                        let block = &rest[..end];
-                        let request = parse_head(&block[..blank_at]);
-                        out.extend_from_slice(&block[..blank_at]);
-                        if !request.has_route {
-                            out.extend_from_slice(&self.line);
-                        }
-                        out.extend_from_slice(&block[blank_at..]);
-                        pos += end;
-                        self.state = request.next_state();
-                    }
-                    Err(_) if rest.len() > MAX_HEADER_BLOCK => self.state = State::Raw,
-                    Err(scanned) => {
-                        self.state = State::Headers { scanned };
-                        return pos;
-                    }
-                },
-                State::Body { remaining, chunked } => {
-                    let take = usize::try_from(remaining)
-                        .unwrap_or(usize::MAX)
-                        .min(rest.len());
-                    out.extend_from_slice(&rest[..take]);
-                    pos += take;
-                    let remaining = remaining - take as u64;
-                    if remaining > 0 {
-                        self.state = State::Body { remaining, chunked };
-                        return pos;
-                    }
-                    self.state = if chunked {
-                        State::ChunkEnd { scanned: 0 }
-                    } else {
-                        State::RequestStart
-                    };
-                }
+                State::RequestStart => self.request_start(rest, out),
+                State::Headers { scanned } => self.headers(rest, scanned, out),
+                State::Body { remaining, chunked } => self.body(rest, remaining, chunked, out),
                 State::ChunkSize { scanned }
                 | State::ChunkEnd { scanned }
-                | State::Trailers { scanned } => {
-                    let Some(newline) = rest[scanned..].iter().position(|b| *b == b'\n') else {
-                        if rest.len() > MAX_HEADER_BLOCK {
-                            self.state = State::Raw;
-                            continue;
-                        }
-                        self.state = match self.state {
-                            State::ChunkSize { .. } => State::ChunkSize {
-                                scanned: rest.len(),
-                            },
-                            State::ChunkEnd { .. } => State::ChunkEnd {
-                                scanned: rest.len(),
-                            },
-                            _ => State::Trailers {
-                                scanned: rest.len(),
-                            },
-                        };
-                        return pos;
-                    };
-                    let end = scanned + newline + 1;
-                    if end > MAX_HEADER_BLOCK {
-                        self.state = State::Raw;
-                        continue;
-                    }
-                    let line = trim_line_end(&rest[..end]);
-                    out.extend_from_slice(&rest[..end]);
-                    pos += end;
-                    self.state = match self.state {
-                        State::ChunkSize { .. } => match chunk_size(line) {
-                            Some(0) => State::Trailers { scanned: 0 },
-                            Some(size) => State::Body {
-                                remaining: size,
-                                chunked: true,
-                            },
-                            None => State::Raw,
-                        },
-                        State::ChunkEnd { .. } if line.is_empty() => {
-                            State::ChunkSize { scanned: 0 }
-                        }
-                        State::ChunkEnd { .. } => State::Raw,
-                        _ if line.is_empty() => State::RequestStart,
-                        _ => State::Trailers { scanned: 0 },
-                    };
-                }
+                | State::Trailers { scanned } => self.line(rest, scanned, out),
+            };
+            match advanced {
+                Advance::By(used) => pos += used,
+                Advance::Wait(used) => return pos + used,
             }
         }
     }
+
+    /// Between requests: blank lines pass; the next bytes decide whether this is HTTP/1.
+    fn request_start(&mut self, rest: &[u8], out: &mut Vec<u8>) -> Advance {
+        let blank = rest
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
+        out.extend_from_slice(&rest[..blank]);
+        let request = &rest[blank..];
+        if request.is_empty() {
+            return Advance::Wait(blank);
+        }
+        match sniff(request) {
+            Sniff::Http1 => self.state = State::Headers { scanned: 0 },
+            Sniff::NotHttp1 => self.state = State::Raw,
+            Sniff::NeedMore if request.len() >= MAX_HEADER_BLOCK => self.state = State::Raw,
+            Sniff::NeedMore => return Advance::Wait(blank),
+        }
+        Advance::By(blank)
+    }
+
+    /// A request's header block: passed on whole, the route header added before its blank
+    /// line unless the request has one.
+    fn headers(&mut self, rest: &[u8], scanned: usize, out: &mut Vec<u8>) -> Advance {
+        match header_block_end(rest, scanned) {
+            Ok((_, end)) if end > MAX_HEADER_BLOCK => self.state = State::Raw,
+            Ok((blank_at, end)) => {
+                let block = &rest[..end];
+                let request = parse_head(&block[..blank_at]);
+                out.extend_from_slice(&block[..blank_at]);
+                if !request.has_route {
+                    out.extend_from_slice(&self.line);
+                }
+                out.extend_from_slice(&block[blank_at..]);
+                self.state = request.next_state();
+                return Advance::By(end);
+            }
+            Err(_) if rest.len() > MAX_HEADER_BLOCK => self.state = State::Raw,
+            Err(scanned) => {
+                self.state = State::Headers { scanned };
+                return Advance::Wait(0);
+            }
+        }
+        Advance::By(0)
+    }
+
+    /// A body (or a chunk's data) of known length: passed on as it comes.
+    fn body(&mut self, rest: &[u8], remaining: u64, chunked: bool, out: &mut Vec<u8>) -> Advance {
+        let take = usize::try_from(remaining)
+            .unwrap_or(usize::MAX)
+            .min(rest.len());
+        out.extend_from_slice(&rest[..take]);
+        let remaining = remaining - take as u64;
+        if remaining > 0 {
+            self.state = State::Body { remaining, chunked };
+            return Advance::Wait(take);
+        }
+        self.state = if chunked {
+            State::ChunkEnd { scanned: 0 }
+        } else {
+            State::RequestStart
+        };
+        Advance::By(take)
+    }
+
+    /// A line of chunked framing: a chunk size, the end of a chunk's data, or a trailer.
+    fn line(&mut self, rest: &[u8], scanned: usize, out: &mut Vec<u8>) -> Advance {
+        let Some(newline) = rest[scanned..].iter().position(|b| *b == b'\n') else {
+            if rest.len() > MAX_HEADER_BLOCK {
+                self.state = State::Raw;
+                return Advance::By(0);
+            }
+            let scanned = rest.len();
+            self.state = match self.state {
+                State::ChunkSize { .. } => State::ChunkSize { scanned },
+                State::ChunkEnd { .. } => State::ChunkEnd { scanned },
+                _ => State::Trailers { scanned },
+            };
+            return Advance::Wait(0);
+        };
+        let end = scanned + newline + 1;
+        if end > MAX_HEADER_BLOCK {
+            self.state = State::Raw;
+            return Advance::By(0);
+        }
+        let line = trim_line_end(&rest[..end]);
+        out.extend_from_slice(&rest[..end]);
+        self.state = match self.state {
+            State::ChunkSize { .. } => match chunk_size(line) {
+                Some(0) => State::Trailers { scanned: 0 },
+                Some(size) => State::Body {
+                    remaining: size,
+                    chunked: true,
+                },
+                None => State::Raw,
+            },
+            State::ChunkEnd { .. } if line.is_empty() => State::ChunkSize { scanned: 0 },
+            State::ChunkEnd { .. } => State::Raw,
+            _ if line.is_empty() => State::RequestStart,
+            _ => State::Trailers { scanned: 0 },
+        };
+        Advance::By(end)
+    }
+}
+
+/// How far one step of [`RouteHeaderRewriter::process`] got.
+enum Advance {
+    /// Consumed this many bytes; the next state goes on.
+    By(usize),
+    /// Consumed this many bytes; the rest waits for more input.
+    Wait(usize),
 }
 
 /// A token character (RFC 9110 `tchar`).
