@@ -1,7 +1,8 @@
 //! The cluster session (DESIGN §5): the pieces that make a local process look like it
 //! runs in the pod — connection and target resolution, the workload swap and its Lease,
 //! agent rollout and tunnels, outbound Services with their variables and hosts entries —
-//! put together in `session`.
+//! put together in `session`. Every API call goes through `connection::Cluster`'s helpers
+//! and error classification (`errors`); pods are waited for by `pod_wait`.
 
 pub mod addresses;
 pub mod config_file;
@@ -13,6 +14,8 @@ pub mod isolation;
 pub mod lease;
 pub mod outbound;
 pub mod pod_security;
+pub mod pod_wait;
+pub mod rbac;
 pub mod reachability;
 pub mod restorer;
 pub mod rollout;

@@ -191,7 +191,7 @@ fn replicaset(r: &ReplicaSet) -> Rollback {
 }
 
 fn pod(p: &Pod) -> Rollback {
-    let ready = i32::from(super::rollout::is_ready(p) && p.metadata.deletion_timestamp.is_none());
+    let ready = i32::from(super::pod_wait::is_ready(p) && p.metadata.deletion_timestamp.is_none());
     Rollback {
         ready,
         wanted: 1,

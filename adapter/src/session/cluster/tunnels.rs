@@ -234,8 +234,8 @@ impl TunnelSet {
                 };
                 if known.contains(&name)
                     || pod.metadata.deletion_timestamp.is_some()
-                    || !super::rollout::is_ready(&pod)
-                    || !super::rollout::runs_our_agent(
+                    || !super::pod_wait::is_ready(&pod)
+                    || !super::pod_wait::runs_our_agent(
                         &pod,
                         &agent.container,
                         &agent.image,
