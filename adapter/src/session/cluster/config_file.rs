@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Service;
 use kbridge_agent::AgentClient;
 use kbridge_config::local_process::{parse_value, LocalProcessConfig, ValuePart, VolumeMount};
 use kbridge_config::EnvVars;
-use kube::api::Api;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -88,9 +87,15 @@ pub async fn apply(
                         // A Service of another namespace is forwarded when the file names
                         // it, as Bridge to Kubernetes did.
                         None => {
-                            let api: Api<Service> =
-                                Api::namespaced(at.cluster.client.clone(), &namespace);
-                            let service = api.get_opt(&name).await?.ok_or_else(|| {
+                            let service = at
+                                .cluster
+                                .api_in::<Service>(&namespace)
+                                .get_opt(&name)
+                                .await
+                                .map_err(|e| {
+                                    at.cluster.api_error_in(&namespace, e, "get", "services")
+                                })?;
+                            let service = service.ok_or_else(|| {
                                 format!(
                                     "env `{}`: service '{name}' not found in namespace '{namespace}'",
                                     entry.name

@@ -95,10 +95,21 @@ impl Cluster {
         verb: &'static str,
         resource: &'static str,
     ) -> ClusterError {
+        self.api_error_in(&self.namespace, error, verb, resource)
+    }
+
+    /// [`Cluster::api_error`] for a request in another namespace (an [`Cluster::api_in`]).
+    pub fn api_error_in(
+        &self,
+        namespace: &str,
+        error: kube::Error,
+        verb: &'static str,
+        resource: &'static str,
+    ) -> ClusterError {
         ClusterError::from_kube(
             error,
             super::errors::Request { verb, resource },
-            &self.namespace,
+            namespace,
             &self.url,
         )
     }

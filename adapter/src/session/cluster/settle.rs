@@ -55,43 +55,18 @@ pub async fn wait_until_serving(
         wanted: 0,
         done: false,
     };
-    let ns = &cluster.namespace;
-    let client = cluster.client.clone();
     let watched = async {
         match kind {
             WorkloadKind::Deployment => {
-                follow::<Deployment>(
-                    Api::namespaced(client, ns),
-                    name,
-                    deployment,
-                    progress,
-                    &mut last,
-                )
-                .await
+                follow::<Deployment>(cluster.api(), name, deployment, progress, &mut last).await
             }
             WorkloadKind::StatefulSet => {
-                follow::<StatefulSet>(
-                    Api::namespaced(client, ns),
-                    name,
-                    statefulset,
-                    progress,
-                    &mut last,
-                )
-                .await
+                follow::<StatefulSet>(cluster.api(), name, statefulset, progress, &mut last).await
             }
             WorkloadKind::ReplicaSet => {
-                follow::<ReplicaSet>(
-                    Api::namespaced(client, ns),
-                    name,
-                    replicaset,
-                    progress,
-                    &mut last,
-                )
-                .await
+                follow::<ReplicaSet>(cluster.api(), name, replicaset, progress, &mut last).await
             }
-            WorkloadKind::Pod => {
-                follow::<Pod>(Api::namespaced(client, ns), name, pod, progress, &mut last).await
-            }
+            WorkloadKind::Pod => follow::<Pod>(cluster.api(), name, pod, progress, &mut last).await,
         }
     };
     match tokio::time::timeout(bound, watched).await {
