@@ -224,3 +224,53 @@ pub fn is_not_found(error: &kube::Error) -> bool {
 pub fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: "refused".into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn every_class_has_its_kind() {
+        let request = Request {
+            verb: "patch",
+            resource: "deployments",
+        };
+        let classify = |code| ClusterError::from_kube(status(code), request, "shop", "https://k");
+        let denied = classify(403);
+        assert_eq!(denied.kind(), ErrorKind::Denied);
+        assert!(denied
+            .to_string()
+            .contains("you may not patch deployments in namespace 'shop'"));
+        assert!(denied
+            .to_string()
+            .ends_with("ask for a Role that allows it"));
+        assert_eq!(classify(409).kind(), ErrorKind::Conflict);
+        assert_eq!(classify(404).kind(), ErrorKind::NotFound);
+        assert_eq!(classify(500).kind(), ErrorKind::Api);
+        for (error, kind) in [
+            (ClusterError::Timeout("t".into()), ErrorKind::Timeout),
+            (ClusterError::Conflict("c".into()), ErrorKind::Conflict),
+            (ClusterError::InvalidTarget("i".into()), ErrorKind::Invalid),
+            (ClusterError::InvalidSetting("i".into()), ErrorKind::Invalid),
+            (ClusterError::BadRecord("b".into()), ErrorKind::Invalid),
+            (ClusterError::AgentUnreachable("a".into()), ErrorKind::Agent),
+            (ClusterError::Config("k".into()), ErrorKind::Config),
+        ] {
+            assert_eq!(error.kind(), kind, "{error}");
+        }
+        // The class is not part of the text: messages read as before.
+        assert_eq!(ClusterError::Conflict("held".into()).to_string(), "held");
+        assert_eq!(
+            ClusterError::WatchEnded("pod").to_string(),
+            "the pod watch ended unexpectedly"
+        );
+    }
+}

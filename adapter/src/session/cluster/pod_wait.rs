@@ -544,6 +544,50 @@ mod tests {
         assert!(matches!(start, Some(ClusterError::AgentCannotStart { .. })));
     }
 
+    fn waiting_pod(phase: &str, statuses: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "todo-api-1"},
+            "status": {"phase": phase, "containerStatuses": statuses}
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn a_pod_is_explained_by_the_container_asked_for_or_the_first_in_trouble() {
+        let ours = |_: &Pod| true;
+        let wait = |explain| PodWait {
+            selector: String::new(),
+            ours: &ours,
+            explain,
+            wanted: 1,
+            exclusive: false,
+            agent: None,
+            timeout: Duration::from_secs(1),
+        };
+        let sidecar_waits = waiting_pod(
+            "Running",
+            serde_json::json!([
+                {"name": "sidecar", "ready": false, "restartCount": 0, "image": "s", "imageID": "",
+                 "state": {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}}},
+                {"name": "api", "ready": false, "restartCount": 0, "image": "a", "imageID": "",
+                 "state": {"running": {}}}
+            ]),
+        );
+        let any = describe(&sidecar_waits, &wait(Explain::AnyContainer)).expect("described");
+        assert_eq!(
+            any.waiting.as_deref(),
+            Some("ImagePullBackOff: no such image")
+        );
+        assert_eq!(any.waiting_reason.as_deref(), Some("ImagePullBackOff"));
+        // The api container runs, and a Running pod needs no more words.
+        let api = describe(&sidecar_waits, &wait(Explain::Container("api"))).expect("described");
+        assert_eq!((api.waiting, api.waiting_reason), (None, None));
+        let pending = waiting_pod("Pending", serde_json::json!([]));
+        let api = describe(&pending, &wait(Explain::Container("api"))).expect("described");
+        assert_eq!(api.waiting.as_deref(), Some("Pending"));
+        assert!(api.ours && !api.ready);
+    }
+
     #[test]
     fn passing_trouble_and_old_pods_do_not_end_the_wait() {
         let image = "registry.example/kbridge/agent:1";
