@@ -128,13 +128,7 @@ pub async fn acquire(
                     )));
                 }
             }
-            let patch = serde_json::json!({"spec": spec(session, true)});
-            cluster
-                .api::<Lease>()
-                .patch(lease, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(|_| ())
-                .map_err(|e| error(cluster, e, "patch"))
+            write_spec(cluster, lease, session, true).await
         }
         Err(e) => Err(error(cluster, e, "create")),
     }
@@ -142,7 +136,17 @@ pub async fn acquire(
 
 /// Renews the Lease; called every [`RENEW_EVERY`] by the session, never by the debuggee.
 pub async fn renew(cluster: &Cluster, lease: &str, session: &str) -> Result<(), ClusterError> {
-    let patch = serde_json::json!({"spec": spec(session, false)});
+    write_spec(cluster, lease, session, false).await
+}
+
+/// Writes `session` as the holder, renewed now (and acquired now, if `acquire`).
+async fn write_spec(
+    cluster: &Cluster,
+    lease: &str,
+    session: &str,
+    acquire: bool,
+) -> Result<(), ClusterError> {
+    let patch = serde_json::json!({"spec": spec(session, acquire)});
     cluster
         .api::<Lease>()
         .patch(lease, &PatchParams::default(), &Patch::Merge(&patch))
