@@ -75,30 +75,26 @@ pub async fn run(
 /// RoleBinding are owned by the Secret and follow it.
 async fn remove_session_objects(cluster: &Cluster, kind: WorkloadKind, name: &str, session: &str) {
     use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
-    use kube::api::{Api, DeleteParams};
+    use kube::api::DeleteParams;
     let lease = kbridge::session::cluster::lease::lease_name(kind.name(), name);
-    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let secret = workload::session_secret_name(session);
     for (what, result) in [
         (
             "lease",
-            leases
-                .delete(&lease, &DeleteParams::default())
-                .await
-                .map(|_| ()),
+            cluster
+                .delete_if_exists::<Lease>(&lease, &DeleteParams::default())
+                .await,
         ),
         (
             "secret",
-            secrets
-                .delete(&secret, &DeleteParams::background())
-                .await
-                .map(|_| ()),
+            cluster
+                .delete_if_exists::<Secret>(&secret, &DeleteParams::background())
+                .await,
         ),
     ] {
         match result {
-            Ok(()) => println!("  removed the session's {what}"),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Ok(true) => println!("  removed the session's {what}"),
+            Ok(false) => {}
             Err(e) => eprintln!("  could not remove the session's {what}: {e}"),
         }
     }

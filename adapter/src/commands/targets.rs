@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kbridge::session::cluster::connection::Cluster;
-use kube::api::{Api, ListParams};
+use kube::api::ListParams;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
@@ -16,10 +16,8 @@ pub async fn run(
     json_output: bool,
 ) -> anyhow::Result<ExitCode> {
     let cluster = Cluster::connect(context, namespace).await?;
-    let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let list = services.list(&ListParams::default()).await?;
-    let targets: Vec<Value> = list
-        .items
+    let services = cluster.list::<Service>(&ListParams::default()).await?;
+    let targets: Vec<Value> = services
         .iter()
         // Services without a selector have no pods kbridge could take over.
         .filter(|s| {

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use kbridge_agent::AgentClient;
 use kbridge_config::local_process::{parse_value, LocalProcessConfig, ValuePart, VolumeMount};
 use kbridge_config::EnvVars;
-use kube::api::{Api, ObjectMeta};
+use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -133,11 +133,12 @@ impl Tokens<'_, '_> {
         if let Some(f) = known {
             return Ok(f.address.to_string());
         }
-        let api: Api<Service> = Api::namespaced(at.cluster.client.clone(), &namespace);
-        let service = api
+        let service = at
+            .cluster
+            .api_in::<Service>(&namespace)
             .get_opt(name)
             .await
-            .map_err(|e| at.cluster.api_error(e, "get", "services"))?
+            .map_err(|e| at.cluster.api_error_in(&namespace, e, "get", "services"))?
             .ok_or_else(|| {
                 at.unusable(format!(
                     "env `{entry}`: service '{name}' not found in namespace '{namespace}'"

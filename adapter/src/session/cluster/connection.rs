@@ -1,8 +1,21 @@
 //! The connection to the cluster: a kube client for the context the user chose (or the
 //! kubeconfig's current one) and the namespace to work in, the way kubectl picks them.
+//!
+//! Cluster code reaches the API through [`Cluster`]: [`Cluster::api`] for the session's
+//! namespace (and [`Cluster::api_in`], [`Cluster::dynamic_api`]), and the typed helpers
+//! ([`Cluster::get_opt`], [`Cluster::list`], [`Cluster::create_or_keep`],
+//! [`Cluster::delete_if_exists`]) that classify every client error with
+//! [`ClusterError::from_kube`], naming the verb and the resource. Code that calls an `Api`
+//! itself maps its errors with [`Cluster::api_error`] or [`Cluster::error_of`].
 
-use super::errors::ClusterError;
+use super::errors::{is_conflict, is_not_found, ClusterError};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Debug;
 
 /// A client bound to a context and a default namespace.
 #[derive(Clone)]
@@ -82,12 +95,120 @@ impl Cluster {
         verb: &'static str,
         resource: &'static str,
     ) -> ClusterError {
+        self.api_error_in(&self.namespace, error, verb, resource)
+    }
+
+    /// [`Cluster::api_error`] for a request in another namespace (an [`Cluster::api_in`]).
+    pub fn api_error_in(
+        &self,
+        namespace: &str,
+        error: kube::Error,
+        verb: &'static str,
+        resource: &'static str,
+    ) -> ClusterError {
         ClusterError::from_kube(
             error,
             super::errors::Request { verb, resource },
-            &self.namespace,
+            namespace,
             &self.url,
         )
+    }
+}
+
+/// A namespaced object kind with a compile-time resource name (`deployments`, `leases`, …):
+/// every `k8s_openapi` type kbridge creates, reads or deletes.
+pub trait Namespaced:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + k8s_openapi::Resource
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+{
+}
+
+impl Cluster {
+    /// The API of kind `K` in this cluster's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The API of kind `K` in `namespace` (errors from it name `namespace` themselves:
+    /// see [`ClusterError::from_kube`]).
+    pub fn api_in<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// The API of a kind known at run time (a workload kind) in this cluster's namespace.
+    pub fn dynamic_api(&self, resource: &ApiResource) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, resource)
+    }
+
+    /// [`Cluster::api_error`] for `verb` on kind `K`, whose resource name it knows.
+    pub fn error_of<K: k8s_openapi::Resource>(
+        &self,
+        error: kube::Error,
+        verb: &'static str,
+    ) -> ClusterError {
+        self.api_error(error, verb, K::URL_PATH_SEGMENT)
+    }
+
+    /// Reads `name`; `None` when it does not exist.
+    pub async fn get_opt<K: Namespaced>(&self, name: &str) -> Result<Option<K>, ClusterError> {
+        self.api::<K>()
+            .get_opt(name)
+            .await
+            .map_err(|e| self.error_of::<K>(e, "get"))
+    }
+
+    /// Lists the objects of kind `K` that `params` select.
+    pub async fn list<K: Namespaced>(&self, params: &ListParams) -> Result<Vec<K>, ClusterError> {
+        Ok(self
+            .api::<K>()
+            .list(params)
+            .await
+            .map_err(|e| self.error_of::<K>(e, "list"))?
+            .items)
+    }
+
+    /// Creates `object`; one that already exists (a retried step) is left as it is.
+    pub async fn create_or_keep<K: Namespaced>(&self, object: &K) -> Result<(), ClusterError> {
+        match self.api::<K>().create(&PostParams::default(), object).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_conflict(&error) => Ok(()),
+            Err(error) => Err(self.error_of::<K>(error, "create")),
+        }
+    }
+
+    /// Deletes `name`; one that is already gone is fine. Whether it was there.
+    pub async fn delete_if_exists<K: Namespaced>(
+        &self,
+        name: &str,
+        params: &DeleteParams,
+    ) -> Result<bool, ClusterError> {
+        match self.api::<K>().delete(name, params).await {
+            Ok(_) => Ok(true),
+            Err(error) if is_not_found(&error) => Ok(false),
+            Err(error) => Err(self.error_of::<K>(error, "delete")),
+        }
     }
 }
 

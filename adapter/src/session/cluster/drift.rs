@@ -16,7 +16,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kbridge_agent::restore_merge;
 use kube::api::DynamicObject;
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Api;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use tokio_util::sync::CancellationToken;
@@ -112,8 +111,7 @@ pub fn watch(
     let Some(resource) = kbridge_agent::restore_watch::workload_resource(target.kind.name()) else {
         return; // a bare Pod: recreated, not patched, and its spec cannot change that way
     };
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &resource);
+    let api = cluster.dynamic_api(&resource);
     let workload = target.workload();
     let (name, container) = (target.name.clone(), target.container.name.clone());
     tasks.spawn(async move {

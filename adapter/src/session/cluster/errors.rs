@@ -1,4 +1,11 @@
 //! Errors of the cluster side, each worded as what went wrong and what to do about it.
+//!
+//! Every variant says what class of failure it is, and [`ClusterError::kind`] sums that up
+//! as an [`ErrorKind`] (the session's error classes: the DAP error id); the text users see is
+//! the `Display` output alone. Kubernetes client errors become a `ClusterError` only through
+//! [`ClusterError::from_kube`] (usually by way of `Cluster::api_error` or the typed helpers
+//! on `Cluster`), so a 403 always names the verb and resource and says to ask for a Role,
+//! and a transport failure always names the API server.
 
 /// Why the cluster side of a session cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +73,36 @@ pub enum ClusterError {
         /// What to do, for the refusals kbridge recognises (ends with a space, or empty).
         advice: &'static str,
     },
-    /// The target exists but cannot be bridged as it is.
+    /// Waiting ran out of time (pods not Ready, a Pod still terminating); the text says
+    /// what each one is stuck on.
     #[error("{0}")]
-    Unsupported(String),
+    Timeout(String),
+    /// Someone else has the object: another session holds the workload or its Lease, the
+    /// Service is isolated in a way that does not fit, or the object kept changing under
+    /// kbridge's updates (409 after every retry).
+    #[error("{0}")]
+    Conflict(String),
+    /// The target exists but cannot be bridged as asked: no such container, several
+    /// candidates (containers, Services, workloads), no selector, a kind or a port kbridge
+    /// cannot handle, an object kbridge made itself.
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// A setting's value cannot be used (e.g. an `isolateAs` that is no valid route name).
+    #[error("{0}")]
+    InvalidSetting(String),
+    /// kbridge's own record on an object (restore annotations, a Service's isolation
+    /// annotations, the original Pod kept in the session's Secret) cannot be read.
+    #[error("{0}")]
+    BadRecord(String),
+    /// The tunnel to an agent could not be opened (no port-forward stream, no handshake).
+    #[error("{0}")]
+    AgentUnreachable(String),
+    /// A watch kbridge was waiting on ended (the watcher normally retries forever).
+    #[error("the {0} watch ended unexpectedly")]
+    WatchEnded(&'static str),
+    /// An object could not be converted to or from JSON (a bug, not a cluster state).
+    #[error("{0}")]
+    Encoding(String),
     /// Any other API error.
     #[error("Kubernetes API error while trying to {action}: {source}")]
     Api {
@@ -77,6 +111,46 @@ pub enum ClusterError {
         /// The client error.
         source: kube::Error,
     },
+}
+
+pub use crate::session::ErrorKind;
+
+impl ClusterError {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ClusterError::Config(_) => ErrorKind::Kubeconfig,
+            ClusterError::Unreachable { .. } | ClusterError::AgentUnreachable(_) => {
+                ErrorKind::Unreachable
+            }
+            ClusterError::NotFound { .. } => ErrorKind::NotFound,
+            ClusterError::Forbidden { .. } | ClusterError::PodsRefused { .. } => ErrorKind::Denied,
+            ClusterError::AgentImageUnavailable { .. } | ClusterError::AgentCannotStart { .. } => {
+                ErrorKind::AgentImage
+            }
+            ClusterError::Timeout(_) => ErrorKind::Timeout,
+            ClusterError::Conflict(_) => ErrorKind::Conflict,
+            ClusterError::InvalidTarget(_)
+            | ClusterError::InvalidSetting(_)
+            | ClusterError::BadRecord(_) => ErrorKind::Invalid,
+            ClusterError::WatchEnded(_) | ClusterError::Encoding(_) => ErrorKind::Api,
+            ClusterError::Api { source, .. } => match source {
+                kube::Error::Api(status) => match status.code {
+                    401 | 403 => ErrorKind::Denied,
+                    404 => ErrorKind::NotFound,
+                    409 => ErrorKind::Conflict,
+                    400 | 422 => ErrorKind::Invalid,
+                    _ => ErrorKind::Api,
+                },
+                _ => ErrorKind::Api,
+            },
+        }
+    }
+
+    /// An [`ClusterError::Encoding`] from a serde error.
+    pub fn encoding(error: serde_json::Error) -> ClusterError {
+        ClusterError::Encoding(error.to_string())
+    }
 }
 
 /// What a request was, so errors can name it.
@@ -89,22 +163,6 @@ pub struct Request {
 }
 
 impl ClusterError {
-    /// The class of the failure, which the editor gets as a stable error id.
-    pub fn kind(&self) -> crate::session::ErrorKind {
-        use crate::session::ErrorKind;
-        match self {
-            ClusterError::Config(_) => ErrorKind::Kubeconfig,
-            ClusterError::Unreachable { .. } => ErrorKind::Unreachable,
-            ClusterError::NotFound { .. } => ErrorKind::NotFound,
-            ClusterError::Forbidden { .. } | ClusterError::PodsRefused { .. } => ErrorKind::Denied,
-            ClusterError::AgentImageUnavailable { .. } | ClusterError::AgentCannotStart { .. } => {
-                ErrorKind::AgentImage
-            }
-            ClusterError::Unsupported(_) => ErrorKind::Invalid,
-            ClusterError::Api { .. } => ErrorKind::Api,
-        }
-    }
-
     /// Classifies a client error from `request` on `namespace`.
     pub fn from_kube(
         error: kube::Error,
@@ -134,4 +192,63 @@ impl ClusterError {
 /// Whether a client error is a 404.
 pub fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Whether a client error is a 409: AlreadyExists on create, a stale `resourceVersion` on
+/// update.
+pub fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: "refused".into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn every_class_has_its_kind() {
+        let request = Request {
+            verb: "patch",
+            resource: "deployments",
+        };
+        let classify = |code| ClusterError::from_kube(status(code), request, "shop", "https://k");
+        let denied = classify(403);
+        assert_eq!(denied.kind(), ErrorKind::Denied);
+        assert!(denied
+            .to_string()
+            .contains("you may not patch deployments in namespace 'shop'"));
+        assert!(denied
+            .to_string()
+            .ends_with("ask for a Role that allows it"));
+        assert_eq!(classify(409).kind(), ErrorKind::Conflict);
+        assert_eq!(classify(404).kind(), ErrorKind::NotFound);
+        assert_eq!(classify(500).kind(), ErrorKind::Api);
+        for (error, kind) in [
+            (ClusterError::Timeout("t".into()), ErrorKind::Timeout),
+            (ClusterError::Conflict("c".into()), ErrorKind::Conflict),
+            (ClusterError::InvalidTarget("i".into()), ErrorKind::Invalid),
+            (ClusterError::InvalidSetting("i".into()), ErrorKind::Invalid),
+            (ClusterError::BadRecord("b".into()), ErrorKind::Invalid),
+            (
+                ClusterError::AgentUnreachable("a".into()),
+                ErrorKind::Unreachable,
+            ),
+            (ClusterError::Config("k".into()), ErrorKind::Kubeconfig),
+        ] {
+            assert_eq!(error.kind(), kind, "{error}");
+        }
+        // The class is not part of the text: messages read as before.
+        assert_eq!(ClusterError::Conflict("held".into()).to_string(), "held");
+        assert_eq!(
+            ClusterError::WatchEnded("pod").to_string(),
+            "the pod watch ended unexpectedly"
+        );
+    }
 }

@@ -4,11 +4,11 @@
 //! not renewed within its duration belongs to a session that is gone.
 
 use super::connection::Cluster;
-use super::errors::ClusterError;
+use super::errors::{is_conflict, ClusterError};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use std::time::Duration;
 
 /// How long a Lease stays valid without renewal.
@@ -38,12 +38,8 @@ pub enum Holder {
     },
 }
 
-fn api(cluster: &Cluster) -> Api<Lease> {
-    Api::namespaced(cluster.client.clone(), &cluster.namespace)
-}
-
 fn error(cluster: &Cluster, e: kube::Error, verb: &'static str) -> ClusterError {
-    cluster.api_error(e, verb, "leases")
+    cluster.error_of::<Lease>(e, verb)
 }
 
 /// Whether a Lease renewed at `renewed` (seconds since the epoch) with `duration` has run out at `now`.
@@ -53,11 +49,7 @@ pub fn expired(renewed: i64, duration: i32, now: i64) -> bool {
 
 /// Reads the holder of `lease`.
 pub async fn holder(cluster: &Cluster, lease: &str) -> Result<Holder, ClusterError> {
-    let Some(lease) = api(cluster)
-        .get_opt(lease)
-        .await
-        .map_err(|e| error(cluster, e, "get"))?
-    else {
+    let Some(lease) = cluster.get_opt::<Lease>(lease).await? else {
         return Ok(Holder::Free);
     };
     let spec = lease.spec.unwrap_or_default();
@@ -120,24 +112,23 @@ pub async fn acquire(
         },
         spec: Some(spec(session, true)),
     };
-    match api(cluster).create(&PostParams::default(), &object).await {
+    match cluster
+        .api::<Lease>()
+        .create(&PostParams::default(), &object)
+        .await
+    {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
+        Err(e) if is_conflict(&e) => {
             if let Holder::Alive { session: other } = holder(cluster, lease).await? {
                 if other != session {
-                    return Err(ClusterError::Unsupported(in_use(
+                    return Err(ClusterError::Conflict(in_use(
                         workload,
                         &other,
                         &cluster.namespace,
                     )));
                 }
             }
-            let patch = serde_json::json!({"spec": spec(session, true)});
-            api(cluster)
-                .patch(lease, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(|_| ())
-                .map_err(|e| error(cluster, e, "patch"))
+            write_spec(cluster, lease, session, true).await
         }
         Err(e) => Err(error(cluster, e, "create")),
     }
@@ -145,8 +136,19 @@ pub async fn acquire(
 
 /// Renews the Lease; called every [`RENEW_EVERY`] by the session, never by the debuggee.
 pub async fn renew(cluster: &Cluster, lease: &str, session: &str) -> Result<(), ClusterError> {
-    let patch = serde_json::json!({"spec": spec(session, false)});
-    api(cluster)
+    write_spec(cluster, lease, session, false).await
+}
+
+/// Writes `session` as the holder, renewed now (and acquired now, if `acquire`).
+async fn write_spec(
+    cluster: &Cluster,
+    lease: &str,
+    session: &str,
+    acquire: bool,
+) -> Result<(), ClusterError> {
+    let patch = serde_json::json!({"spec": spec(session, acquire)});
+    cluster
+        .api::<Lease>()
         .patch(lease, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map(|_| ())

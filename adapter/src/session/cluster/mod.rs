@@ -2,7 +2,9 @@
 //! pod — connection and target resolution, the workload swap and its Lease, agent rollout
 //! and tunnels, outbound Services with their variables and hosts entries — put together
 //! by the phases in [`setup`] into a [`live::ClusterSession`]; the cluster's undo steps
-//! are in [`undo`]. `docs/architecture.md` has the whole picture.
+//! are in [`undo`]. Every API call goes through `connection::Cluster`'s helpers and error
+//! classification (`errors`); pods are waited for by `pod_wait`. `docs/architecture.md`
+//! has the whole picture.
 
 pub mod addresses;
 pub mod config_file;
@@ -15,6 +17,8 @@ pub mod lease;
 pub mod live;
 pub mod outbound;
 pub mod pod_security;
+pub mod pod_wait;
+pub mod rbac;
 pub mod reachability;
 pub mod restorer;
 pub mod rollout;

@@ -12,15 +12,13 @@
 use super::connection::Cluster;
 use super::errors::ClusterError;
 use super::pod_security;
+use super::rbac::{rule, Identity};
 use super::target::WorkloadKind;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    Container, EnvVar, PodSpec, PodTemplateSpec, Secret, ServiceAccount,
-};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec, Secret};
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ObjectMeta, PostParams};
-use kube::Resource;
+use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 
 /// Everything the restorer needs to know about the session.
@@ -76,16 +74,6 @@ fn labels(session: &str) -> BTreeMap<String, String> {
             session.replace(['_', '.'], "-"),
         ),
     ])
-}
-
-fn rule(group: &str, resource: &str, names: &[&str], verbs: &[&str]) -> PolicyRule {
-    PolicyRule {
-        api_groups: Some(vec![group.into()]),
-        resources: Some(vec![resource.into()]),
-        resource_names: (!names.is_empty()).then(|| names.iter().map(|n| n.to_string()).collect()),
-        verbs: verbs.iter().map(|v| v.to_string()).collect(),
-        ..Default::default()
-    }
 }
 
 /// The least privilege the restorer needs: read and patch (or, for a bare Pod, delete and
@@ -236,29 +224,7 @@ async fn create_objects(
         owner_references: Some(vec![owner]),
         ..Default::default()
     };
-    let account = ServiceAccount {
-        metadata: meta.clone(),
-        automount_service_account_token: Some(true),
-        ..Default::default()
-    };
-    let role = Role {
-        metadata: meta.clone(),
-        rules: Some(rules),
-    };
-    let binding = RoleBinding {
-        metadata: meta.clone(),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Role".into(),
-            name: name.clone(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: name.clone(),
-            namespace: Some(cluster.namespace.clone()),
-            ..Default::default()
-        }]),
-    };
+    let identity = Identity::new(&meta, rules);
     let job = Job {
         metadata: meta,
         spec: Some(JobSpec {
@@ -289,41 +255,8 @@ async fn create_objects(
         }),
         ..Default::default()
     };
-    create_one(cluster, account).await?;
-    create_one(cluster, role).await?;
-    create_one(cluster, binding).await?;
-    create_one(cluster, job).await?;
-    Ok(())
-}
-
-async fn create_one<K>(cluster: &Cluster, object: K) -> Result<(), ClusterError>
-where
-    K: Resource<Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    match api.create(&PostParams::default(), &object).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(error) => Err(cluster.api_error(
-            error,
-            "create",
-            restorer_resource(&K::kind(&K::DynamicType::default())),
-        )),
-    }
-}
-
-fn restorer_resource(kind: &str) -> &'static str {
-    match kind {
-        "ServiceAccount" => "serviceaccounts",
-        "Role" => "roles",
-        "RoleBinding" => "rolebindings",
-        _ => "jobs",
-    }
+    identity.create(cluster).await?;
+    cluster.create_or_keep(&job).await
 }
 
 #[cfg(test)]

@@ -83,43 +83,18 @@ pub async fn wait_until_serving(
         wanted: 0,
         done: false,
     };
-    let ns = &cluster.namespace;
-    let client = cluster.client.clone();
     let watched = async {
         match kind {
             WorkloadKind::Deployment => {
-                follow::<Deployment>(
-                    Api::namespaced(client, ns),
-                    name,
-                    deployment,
-                    progress,
-                    &mut last,
-                )
-                .await
+                follow::<Deployment>(cluster.api(), name, deployment, progress, &mut last).await
             }
             WorkloadKind::StatefulSet => {
-                follow::<StatefulSet>(
-                    Api::namespaced(client, ns),
-                    name,
-                    statefulset,
-                    progress,
-                    &mut last,
-                )
-                .await
+                follow::<StatefulSet>(cluster.api(), name, statefulset, progress, &mut last).await
             }
             WorkloadKind::ReplicaSet => {
-                follow::<ReplicaSet>(
-                    Api::namespaced(client, ns),
-                    name,
-                    replicaset,
-                    progress,
-                    &mut last,
-                )
-                .await
+                follow::<ReplicaSet>(cluster.api(), name, replicaset, progress, &mut last).await
             }
-            WorkloadKind::Pod => {
-                follow::<Pod>(Api::namespaced(client, ns), name, pod, progress, &mut last).await
-            }
+            WorkloadKind::Pod => follow::<Pod>(cluster.api(), name, pod, progress, &mut last).await,
         }
     };
     match tokio::time::timeout(bound, watched).await {
@@ -219,7 +194,7 @@ fn replicaset(r: &ReplicaSet) -> Rollback {
 }
 
 fn pod(p: &Pod) -> Rollback {
-    let ready = i32::from(super::rollout::is_ready(p) && p.metadata.deletion_timestamp.is_none());
+    let ready = i32::from(super::pod_wait::is_ready(p) && p.metadata.deletion_timestamp.is_none());
     Rollback {
         ready,
         wanted: 1,

@@ -158,14 +158,6 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as kube::Resource>::DynamicType: Default,
-    {
-        Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace)
-    }
-
     fn error(
         &self,
         error: kube::Error,
@@ -189,7 +181,7 @@ impl Resolver<'_> {
             + std::fmt::Debug,
         <K as kube::Resource>::DynamicType: Default,
     {
-        let api: Api<K> = self.api();
+        let api: Api<K> = self.cluster.api();
         match api.get(name).await {
             Ok(object) => Ok(object),
             Err(error) if is_not_found(&error) => {
@@ -222,10 +214,10 @@ impl Resolver<'_> {
             .as_ref()
             .and_then(|s| s.selector.clone())
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| ClusterError::Unsupported(format!(
+            .ok_or_else(|| ClusterError::InvalidTarget(format!(
                 "service '{name}' has no selector, so no pods to take over; name the workload instead (--workload KIND/NAME)"
             )))?;
-        let pods: Api<Pod> = self.api();
+        let pods: Api<Pod> = self.cluster.api();
         let list = pods
             .list(&ListParams::default().labels(&label_selector(&selector)))
             .await
@@ -239,11 +231,11 @@ impl Resolver<'_> {
         }
         match owners.len() {
             1 => Ok(owners.remove(0)),
-            0 => Err(ClusterError::Unsupported(format!(
+            0 => Err(ClusterError::InvalidTarget(format!(
                 "service '{name}' selects no pods ({}); start its workload first, or name it with --workload",
                 label_selector(&selector)
             ))),
-            _ => Err(ClusterError::Unsupported(format!(
+            _ => Err(ClusterError::InvalidTarget(format!(
                 "service '{name}' selects pods of several workloads ({}); choose one with --workload",
                 owners
                     .iter()
@@ -263,14 +255,14 @@ impl Resolver<'_> {
                 let replica_set: ReplicaSet = self.get("replicaset", "replicasets", &owner.name).await?;
                 match controller(replica_set.metadata.owner_references.as_deref()) {
                     Some(parent) if parent.kind == "Deployment" => Ok((WorkloadKind::Deployment, parent.name.clone())),
-                    Some(parent) => Err(ClusterError::Unsupported(format!(
+                    Some(parent) => Err(ClusterError::InvalidTarget(format!(
                         "pod '{pod_name}' belongs to {} '{}', which kbridge cannot take over yet",
                         parent.kind, parent.name
                     ))),
                     None => Ok((WorkloadKind::ReplicaSet, owner.name.clone())),
                 }
             }
-            Some(owner) => Err(ClusterError::Unsupported(format!(
+            Some(owner) => Err(ClusterError::InvalidTarget(format!(
                 "pod '{pod_name}' belongs to {} '{}', which kbridge cannot take over (supported: Deployment, StatefulSet, ReplicaSet, bare Pod)",
                 owner.kind, owner.name
             ))),
@@ -285,7 +277,7 @@ impl Resolver<'_> {
     ) -> Result<(PodSpec, BTreeMap<String, String>, usize), ClusterError> {
         let count = |replicas: Option<i32>| usize::try_from(replicas.unwrap_or(1)).unwrap_or(1);
         let missing =
-            || ClusterError::Unsupported(format!("{}/{name} has no pod template", kind.name()));
+            || ClusterError::InvalidTarget(format!("{}/{name} has no pod template", kind.name()));
         match kind {
             WorkloadKind::Deployment => {
                 let d: Deployment = self.get("deployment", kind.resource(), name).await?;
@@ -335,7 +327,7 @@ impl Resolver<'_> {
         if kind == WorkloadKind::Pod {
             return Ok(vec![name.to_string()]);
         }
-        let pods: Api<Pod> = self.api();
+        let pods: Api<Pod> = self.cluster.api();
         let list = pods
             .list(&ListParams::default().labels(&label_selector(selector)))
             .await
@@ -377,7 +369,7 @@ pub fn choose_container(
             .find(|c| c.name == named)
             .cloned()
             .ok_or_else(|| {
-                ClusterError::Unsupported(format!(
+                ClusterError::InvalidTarget(format!(
                     "{workload} has no container '{named}'; its containers are: {}",
                     names.join(", ")
                 ))
@@ -409,7 +401,7 @@ pub fn choose_container(
             return Ok(serving[0].clone());
         }
     }
-    Err(ClusterError::Unsupported(format!(
+    Err(ClusterError::InvalidTarget(format!(
         "{workload} has several containers ({}); say which one to replace with `bridge.container` (--container)",
         names.join(", ")
     )))

@@ -4,7 +4,7 @@
 //! not the session. Inbound connections the agents accept are served from here too.
 
 use super::connection::Cluster;
-use super::errors::{ClusterError, Request};
+use super::errors::ClusterError;
 use super::reachability::{Outcome, Reachability};
 use super::workload::AGENT_CONTROL_PORT;
 use k8s_openapi::api::core::v1::Pod;
@@ -128,26 +128,16 @@ pub async fn connect(
     pod: &str,
     token: &str,
 ) -> Result<(AgentClient, kube::api::Portforwarder), ClusterError> {
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let mut forwarder = pods
+    let mut forwarder = cluster
+        .api::<Pod>()
         .portforward(pod, &[AGENT_CONTROL_PORT])
         .await
-        .map_err(|e| {
-            ClusterError::from_kube(
-                e,
-                Request {
-                    verb: "create",
-                    resource: "pods/portforward",
-                },
-                &cluster.namespace,
-                &cluster.url,
-            )
-        })?;
-    let stream = forwarder
-        .take_stream(AGENT_CONTROL_PORT)
-        .ok_or_else(|| ClusterError::Unsupported(format!("no port-forward stream to pod {pod}")))?;
+        .map_err(|e| cluster.api_error(e, "create", "pods/portforward"))?;
+    let stream = forwarder.take_stream(AGENT_CONTROL_PORT).ok_or_else(|| {
+        ClusterError::AgentUnreachable(format!("no port-forward stream to pod {pod}"))
+    })?;
     let client = AgentClient::connect(stream, token).await.map_err(|e| {
-        ClusterError::Unsupported(format!("cannot talk to the agent in pod {pod}: {e}"))
+        ClusterError::AgentUnreachable(format!("cannot talk to the agent in pod {pod}: {e}"))
     })?;
     Ok((client, forwarder))
 }
@@ -207,7 +197,7 @@ impl TunnelSet {
         self.tasks.spawn(async move {
             use futures::StreamExt;
             use kube::runtime::{watcher::Event, WatchStreamExt};
-            let api: Api<Pod> = Api::namespaced(set.cluster.client.clone(), &set.cluster.namespace);
+            let api: Api<Pod> = set.cluster.api();
             let config = kube::runtime::watcher::Config::default().labels(&selector);
             let mut events = kube::runtime::watcher(api, config)
                 .default_backoff()
@@ -234,8 +224,8 @@ impl TunnelSet {
                 };
                 if known.contains(&name)
                     || pod.metadata.deletion_timestamp.is_some()
-                    || !super::rollout::is_ready(&pod)
-                    || !super::rollout::runs_our_agent(
+                    || !super::pod_wait::is_ready(&pod)
+                    || !super::pod_wait::runs_our_agent(
                         &pod,
                         &agent.container,
                         &agent.image,
@@ -309,9 +299,7 @@ impl TunnelSet {
                 Err(error) => error,
             };
             if !self.reachability.is_unreachable() {
-                let pods: Api<Pod> =
-                    Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace);
-                if let Ok(None) = pods.get_opt(pod).await {
+                if let Ok(None) = self.cluster.get_opt::<Pod>(pod).await {
                     tracing::info!(%pod, "pod is gone; its tunnel ends");
                     self.agents.remove(pod);
                     return None;

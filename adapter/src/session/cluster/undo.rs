@@ -90,13 +90,12 @@ impl ClusterStep {
         match self {
             ClusterStep::DeleteObject { at, kind, name } => {
                 let resource = deletable_resource(kind).ok_or_else(|| {
-                    ClusterError::Unsupported(format!("kbridge cannot delete a {kind}"))
+                    ClusterError::BadRecord(format!("kbridge cannot delete a {kind}"))
                 })?;
                 let cluster = at.connect().await?;
-                let api: kube::Api<kube::api::DynamicObject> =
-                    kube::Api::namespaced_with(cluster.client.clone(), &at.namespace, &resource);
                 // Background propagation: a Job's pods, and objects owned by the Secret, go too.
-                match api
+                match cluster
+                    .dynamic_api(&resource)
                     .delete(name, &kube::api::DeleteParams::background())
                     .await
                 {
@@ -178,7 +177,7 @@ fn workload_kind(kind: &str) -> Result<WorkloadKind, ClusterError> {
         "statefulset" => Ok(WorkloadKind::StatefulSet),
         "replicaset" => Ok(WorkloadKind::ReplicaSet),
         "pod" => Ok(WorkloadKind::Pod),
-        other => Err(ClusterError::Unsupported(format!(
+        other => Err(ClusterError::BadRecord(format!(
             "kbridge cannot restore a {other}"
         ))),
     }

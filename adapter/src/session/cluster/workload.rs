@@ -5,7 +5,7 @@
 //! session's guardian, `kbridge restore`, the in-cluster restorer — can put it back.
 
 use super::connection::Cluster;
-use super::errors::ClusterError;
+use super::errors::{is_conflict, is_not_found, ClusterError};
 use super::target::{ResolvedTarget, WorkloadKind};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Probe, SecretKeySelector,
@@ -159,9 +159,8 @@ pub fn swap_patch(
     let containers = workload
         .pointer("/spec/template/spec/containers")
         .and_then(Value::as_array)
-        .ok_or_else(|| ClusterError::Unsupported("the workload has no pod template".into()))?;
-    let agent =
-        serde_json::to_value(agent).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        .ok_or_else(|| ClusterError::InvalidTarget("the workload has no pod template".into()))?;
+    let agent = serde_json::to_value(agent).map_err(ClusterError::encoding)?;
     let replaced: Vec<Value> = containers
         .iter()
         .map(|c| {
@@ -181,25 +180,12 @@ pub fn swap_patch(
 
 fn api(cluster: &Cluster, kind: WorkloadKind) -> Result<Api<DynamicObject>, ClusterError> {
     let resource = workload_resource(kind.name()).ok_or_else(|| {
-        ClusterError::Unsupported(format!(
+        ClusterError::InvalidTarget(format!(
             "a bare {} cannot be swapped in place yet",
             kind.name()
         ))
     })?;
-    Ok(Api::namespaced_with(
-        cluster.client.clone(),
-        &cluster.namespace,
-        &resource,
-    ))
-}
-
-fn kind_error(
-    cluster: &Cluster,
-    error: kube::Error,
-    verb: &'static str,
-    resource: &'static str,
-) -> ClusterError {
-    cluster.api_error(error, verb, resource)
+    Ok(cluster.dynamic_api(&resource))
 }
 
 /// kbridge's own field manager on the workloads it changes, so `managedFields` tells
@@ -232,17 +218,14 @@ pub async fn swap(
         return swap_bare_pod(cluster, target, plan).await;
     }
     let api = api(cluster, target.kind)?;
-    let original = serde_json::to_value(&target.container)
-        .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+    let original = serde_json::to_value(&target.container).map_err(ClusterError::encoding)?;
     let agent = agent_container(&target.container, plan);
     let record = RestoreRecord {
         session: plan.session.clone(),
         owner: plan.owner.clone(),
         started: k8s_openapi::jiff::Timestamp::now().to_string(),
         original_container: original,
-        agent_container: Some(
-            serde_json::to_value(&agent).map_err(|e| ClusterError::Unsupported(e.to_string()))?,
-        ),
+        agent_container: Some(serde_json::to_value(&agent).map_err(ClusterError::encoding)?),
     };
     // Controllers update the workload's status all the time; a 409 only means "read it
     // again", as long as the template itself is what we resolved.
@@ -250,10 +233,10 @@ pub async fn swap(
         let workload = api
             .get(&target.name)
             .await
-            .map_err(|e| kind_error(cluster, e, "get", target.kind.resource()))?;
+            .map_err(|e| cluster.api_error(e, "get", target.kind.resource()))?;
         let annotations = workload.metadata.annotations.clone().unwrap_or_default();
         if let Ok(Some(held)) = RestoreRecord::from_annotations(&annotations) {
-            return Err(ClusterError::Unsupported(format!(
+            return Err(ClusterError::Conflict(format!(
                 "{} is already bridged by {} (session {}, since {}); wait for it to end, or run `kbridge restore {}` if that session is gone",
                 target.workload(),
                 held.owner,
@@ -262,19 +245,18 @@ pub async fn swap(
                 target.workload()
             )));
         }
-        let value = serde_json::to_value(&workload)
-            .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        let value = serde_json::to_value(&workload).map_err(ClusterError::encoding)?;
         let patch = swap_patch(&value, &agent, &record)?;
         match api
             .patch(&target.name, &field_manager(), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => return Ok(record),
-            Err(kube::Error::Api(status)) if status.code == 409 => continue,
-            Err(error) => return Err(kind_error(cluster, error, "patch", target.kind.resource())),
+            Err(error) if is_conflict(&error) => continue,
+            Err(error) => return Err(cluster.api_error(error, "patch", target.kind.resource())),
         }
     }
-    Err(ClusterError::Unsupported(format!(
+    Err(ClusterError::Conflict(format!(
         "{} kept changing while kbridge tried to update it; try again",
         target.workload()
     )))
@@ -308,7 +290,7 @@ pub async fn restore(
         let Some(workload) = api
             .get_opt(name)
             .await
-            .map_err(|e| kind_error(cluster, e, "get", kind.resource()))?
+            .map_err(|e| cluster.api_error(e, "get", kind.resource()))?
         else {
             return Ok(RestoreOutcome::NothingToDo(format!(
                 "{}/{name} no longer exists",
@@ -317,7 +299,7 @@ pub async fn restore(
         };
         let annotations = workload.metadata.annotations.clone().unwrap_or_default();
         let record = RestoreRecord::from_annotations(&annotations)
-            .map_err(|e| ClusterError::Unsupported(format!("{}/{name}: {e}", kind.name())))?;
+            .map_err(|e| ClusterError::BadRecord(format!("{}/{name}: {e}", kind.name())))?;
         let Some(record) = record else {
             return Ok(RestoreOutcome::NothingToDo(format!(
                 "{}/{name} is not bridged",
@@ -331,10 +313,9 @@ pub async fn restore(
                 record.session
             )));
         }
-        let value = serde_json::to_value(&workload)
-            .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        let value = serde_json::to_value(&workload).map_err(ClusterError::encoding)?;
         let patch =
-            restore_patch(&value, &record).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+            restore_patch(&value, &record).map_err(|e| ClusterError::BadRecord(e.to_string()))?;
         match api
             .patch(name, &field_manager(), &Patch::Merge(&patch))
             .await
@@ -344,11 +325,11 @@ pub async fn restore(
                     session: record.session,
                 })
             }
-            Err(kube::Error::Api(status)) if status.code == 409 => continue,
-            Err(error) => return Err(kind_error(cluster, error, "patch", kind.resource())),
+            Err(error) if is_conflict(&error) => continue,
+            Err(error) => return Err(cluster.api_error(error, "patch", kind.resource())),
         }
     }
-    Err(ClusterError::Unsupported(format!(
+    Err(ClusterError::Conflict(format!(
         "{}/{name} kept changing while kbridge restored it; run `kbridge restore` again",
         kind.name()
     )))
@@ -359,7 +340,7 @@ fn record_of(
     what: &str,
 ) -> Result<Option<RestoreRecord>, ClusterError> {
     RestoreRecord::from_annotations(annotations)
-        .map_err(|e| ClusterError::Unsupported(format!("{what}: {e}")))
+        .map_err(|e| ClusterError::BadRecord(format!("{what}: {e}")))
 }
 
 /// A bare Pod has no template to patch: it is deleted and created again with the agent,
@@ -369,40 +350,38 @@ async fn swap_bare_pod(
     target: &ResolvedTarget,
     plan: &SwapPlan,
 ) -> Result<RestoreRecord, ClusterError> {
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let pods = cluster.api::<Pod>();
     let name = &target.name;
     let pod = pods
         .get(name)
         .await
-        .map_err(|e| kind_error(cluster, e, "get", "pods"))?;
+        .map_err(|e| cluster.api_error(e, "get", "pods"))?;
     if let Some(held) = record_of(
         &pod.metadata.annotations.clone().unwrap_or_default(),
         &format!("pod/{name}"),
     )? {
-        return Err(ClusterError::Unsupported(format!(
+        return Err(ClusterError::Conflict(format!(
             "pod/{name} is already bridged by {} (session {}, since {}); wait for it to end, or run `kbridge restore pod/{name}` if that session is gone",
             held.owner, held.session, held.started
         )));
     }
-    let original =
-        serde_json::to_value(&pod).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+    let original = serde_json::to_value(&pod).map_err(ClusterError::encoding)?;
     let record = RestoreRecord {
         session: plan.session.clone(),
         owner: plan.owner.clone(),
         started: k8s_openapi::jiff::Timestamp::now().to_string(),
         original_container: serde_json::to_value(&target.container)
-            .map_err(|e| ClusterError::Unsupported(e.to_string()))?,
+            .map_err(ClusterError::encoding)?,
         // A bare Pod is recreated from the stored original, not merged.
         agent_container: None,
     };
     let agent = serde_json::to_value(agent_container(&target.container, plan))
-        .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        .map_err(ClusterError::encoding)?;
     let replacement = agent_pod(&original, &agent, &record)
-        .map_err(|e| ClusterError::Unsupported(format!("pod/{name}: {e}")))?;
-    let replacement: Pod = serde_json::from_value(replacement)
-        .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        .map_err(|e| ClusterError::InvalidTarget(format!("pod/{name}: {e}")))?;
+    let replacement: Pod = serde_json::from_value(replacement).map_err(ClusterError::encoding)?;
     let keep = recreatable_pod(&original);
-    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let secrets = cluster.api::<Secret>();
     let stored = json!({"stringData": {ORIGINAL_POD_KEY: keep.to_string()}});
     secrets
         .patch(
@@ -411,14 +390,13 @@ async fn swap_bare_pod(
             &Patch::Merge(&stored),
         )
         .await
-        .map_err(|e| kind_error(cluster, e, "patch", "secrets"))?;
+        .map_err(|e| cluster.api_error(e, "patch", "secrets"))?;
     delete_pod_and_wait(cluster, &pods, name, pod.metadata.uid.clone()).await?;
     if let Err(error) = pods.create(&PostParams::default(), &replacement).await {
         // Put the original back at once rather than leave the service without its pod.
-        let original: Pod =
-            serde_json::from_value(keep).map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        let original: Pod = serde_json::from_value(keep).map_err(ClusterError::encoding)?;
         let _ = pods.create(&PostParams::default(), &original).await;
-        return Err(kind_error(cluster, error, "create", "pods"));
+        return Err(cluster.api_error(error, "create", "pods"));
     }
     Ok(record)
 }
@@ -439,18 +417,18 @@ async fn delete_pod_and_wait(
     };
     match pods.delete(name, &params).await {
         Ok(_) => {}
-        Err(error) if super::errors::is_not_found(&error) => return Ok(()),
-        Err(error) => return Err(kind_error(cluster, error, "delete", "pods")),
+        Err(error) if is_not_found(&error) => return Ok(()),
+        Err(error) => return Err(cluster.api_error(error, "delete", "pods")),
     }
     let deadline = tokio::time::Instant::now() + POD_GONE_TIMEOUT;
     while pods
         .get_opt(name)
         .await
-        .map_err(|e| kind_error(cluster, e, "get", "pods"))?
+        .map_err(|e| cluster.api_error(e, "get", "pods"))?
         .is_some()
     {
         if tokio::time::Instant::now() > deadline {
-            return Err(ClusterError::Unsupported(format!(
+            return Err(ClusterError::Timeout(format!(
                 "pod/{name} is still terminating after {}s; check `kubectl describe pod {name}` (a finalizer?)",
                 POD_GONE_TIMEOUT.as_secs()
             )));
@@ -467,11 +445,11 @@ async fn restore_bare_pod(
     name: &str,
     session: Option<&str>,
 ) -> Result<RestoreOutcome, ClusterError> {
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let pods = cluster.api::<Pod>();
     let current = pods
         .get_opt(name)
         .await
-        .map_err(|e| kind_error(cluster, e, "get", "pods"))?;
+        .map_err(|e| cluster.api_error(e, "get", "pods"))?;
     let (original, held_by) = match current {
         Some(pod) => {
             let annotations = pod.metadata.annotations.clone().unwrap_or_default();
@@ -487,7 +465,7 @@ async fn restore_bare_pod(
                 )));
             }
             let original = original_pod(&annotations)
-                .map_err(|e| ClusterError::Unsupported(format!("pod/{name}: {e}")))?;
+                .map_err(|e| ClusterError::BadRecord(format!("pod/{name}: {e}")))?;
             delete_pod_and_wait(cluster, &pods, name, pod.metadata.uid.clone()).await?;
             (original, record.session)
         }
@@ -497,11 +475,11 @@ async fn restore_bare_pod(
                     "pod/{name} no longer exists"
                 )));
             };
-            let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+            let secrets = cluster.api::<Secret>();
             let stored = secrets
                 .get_opt(&session_secret_name(session))
                 .await
-                .map_err(|e| kind_error(cluster, e, "get", "secrets"))?
+                .map_err(|e| cluster.api_error(e, "get", "secrets"))?
                 .and_then(|s| s.data?.get(ORIGINAL_POD_KEY).cloned())
                 .and_then(|raw| serde_json::from_slice::<Value>(&raw.0).ok());
             match stored {
@@ -514,14 +492,9 @@ async fn restore_bare_pod(
             }
         }
     };
-    let original: Pod = serde_json::from_value(original).map_err(|e| {
-        ClusterError::Unsupported(format!("the stored pod/{name} is not a Pod: {e}"))
-    })?;
-    match pods.create(&PostParams::default(), &original).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(error) => return Err(kind_error(cluster, error, "create", "pods")),
-    }
+    let original: Pod = serde_json::from_value(original)
+        .map_err(|e| ClusterError::BadRecord(format!("the stored pod/{name} is not a Pod: {e}")))?;
+    cluster.create_or_keep(&original).await?;
     Ok(RestoreOutcome::Restored { session: held_by })
 }
 
@@ -538,7 +511,7 @@ pub async fn bridged(
         let list = api(cluster, kind)?
             .list(&ListParams::default())
             .await
-            .map_err(|e| kind_error(cluster, e, "list", kind.resource()))?;
+            .map_err(|e| cluster.api_error(e, "list", kind.resource()))?;
         for object in list.items {
             // A Deployment's ReplicaSets carry copies of its annotations (the Deployment
             // controller copies them): only the Deployment itself is bridged.
@@ -557,11 +530,11 @@ pub async fn bridged(
             }
         }
     }
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let pods = cluster.api::<Pod>();
     for pod in pods
         .list(&ListParams::default())
         .await
-        .map_err(|e| kind_error(cluster, e, "list", "pods"))?
+        .map_err(|e| cluster.api_error(e, "list", "pods"))?
         .items
     {
         let annotations = pod.metadata.annotations.clone().unwrap_or_default();

@@ -26,26 +26,22 @@ pub mod routes;
 pub use names::generated_name;
 pub use routes::effective_selector;
 
-use super::connection::Cluster;
-use super::errors::{is_not_found, ClusterError};
-use super::rollout::{is_ready, runs_our_agent};
+use super::connection::{Cluster, Namespaced};
+use super::errors::{is_conflict, ClusterError};
+use super::pod_wait::{self, runs_our_agent, Explain, PodWait, Stopped};
+use super::rbac::Identity;
 use super::target::{choose_container, label_selector, resolve, ResolvedTarget, WorkloadKind};
 use super::workload::SwapPlan;
 use clone::{clone_deployment, clone_selector, workload_selector, CloneSource};
-use futures::StreamExt;
 use ingress::IngressCopy;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use k8s_openapi::NamespaceResourceScope;
 use kbridge_agent::restore::RestoreRecord;
 use kbridge_agent::restore_watch::workload_resource;
 use kbridge_config::Target;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher::{self, Event as WatchEvent};
-use kube::Resource;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use names::{check_route_name, label_value, origin_name, router_name};
 use routes::{state_of, Labels};
 use serde_json::Value;
@@ -167,95 +163,24 @@ impl Isolation {
     }
 }
 
-fn api<K>(cluster: &Cluster) -> Api<K>
-where
-    K: Resource<Scope = NamespaceResourceScope>,
-    <K as Resource>::DynamicType: Default,
-{
-    Api::namespaced(cluster.client.clone(), &cluster.namespace)
-}
-
-fn api_error(
-    cluster: &Cluster,
-    error: kube::Error,
-    verb: &'static str,
-    resource: &'static str,
-) -> ClusterError {
-    cluster.api_error(error, verb, resource)
-}
-
-fn resource_of(kind: &str) -> &'static str {
-    match kind {
-        "ServiceAccount" => "serviceaccounts",
-        "Role" => "roles",
-        "RoleBinding" => "rolebindings",
-        "Service" => "services",
-        "Ingress" => "ingresses",
-        "Pod" => "pods",
-        "Secret" => "secrets",
-        _ => "deployments",
-    }
-}
-
-fn resource<K: Resource>() -> &'static str
-where
-    K::DynamicType: Default,
-{
-    resource_of(&K::kind(&K::DynamicType::default()))
-}
-
-/// Creates `object`; one that already exists is left as it is (a retried join).
-async fn create<K>(cluster: &Cluster, object: &K) -> Result<(), ClusterError>
-where
-    K: Resource<Scope = NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    match api::<K>(cluster)
-        .create(&PostParams::default(), object)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(error) => Err(api_error(cluster, error, "create", resource::<K>())),
-    }
-}
-
 /// Deletes `name`; one that is already gone is fine.
-async fn delete<K>(cluster: &Cluster, name: &str) -> Result<(), ClusterError>
-where
-    K: Resource<Scope = NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    match api::<K>(cluster)
-        .delete(name, &DeleteParams::background())
+async fn delete<K: Namespaced>(cluster: &Cluster, name: &str) -> Result<(), ClusterError> {
+    cluster
+        .delete_if_exists::<K>(name, &DeleteParams::background())
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(error) if is_not_found(&error) => Ok(()),
-        Err(error) => Err(api_error(cluster, error, "delete", resource::<K>())),
-    }
+        .map(drop)
 }
 
 /// Names of the objects of kind `K` carrying `labels`.
-async fn names_with<K>(cluster: &Cluster, labels: &Labels) -> Result<Vec<String>, ClusterError>
-where
-    K: Resource<Scope = NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let list = api::<K>(cluster)
+async fn names_with<K: Namespaced>(
+    cluster: &Cluster,
+    labels: &Labels,
+) -> Result<Vec<String>, ClusterError> {
+    let list = cluster
+        .api::<K>()
         .list_metadata(&ListParams::default().labels(&label_selector(labels)))
         .await
-        .map_err(|e| api_error(cluster, e, "list", resource::<K>()))?;
+        .map_err(|e| cluster.error_of::<K>(e, "list"))?;
     Ok(list
         .items
         .into_iter()
@@ -270,13 +195,9 @@ async fn update_service(
     name: &str,
     mut patch_of: impl FnMut(&Service) -> Result<Option<Value>, ClusterError>,
 ) -> Result<Option<Service>, ClusterError> {
-    let services = api::<Service>(cluster);
+    let services = cluster.api::<Service>();
     for _ in 0..CONFLICT_RETRIES {
-        let Some(service) = services
-            .get_opt(name)
-            .await
-            .map_err(|e| api_error(cluster, e, "get", "services"))?
-        else {
+        let Some(service) = cluster.get_opt::<Service>(name).await? else {
             return Ok(None);
         };
         let Some(patch) = patch_of(&service)? else {
@@ -287,11 +208,11 @@ async fn update_service(
             .await
         {
             Ok(updated) => return Ok(Some(updated)),
-            Err(kube::Error::Api(status)) if status.code == 409 => continue,
-            Err(error) => return Err(api_error(cluster, error, "patch", "services")),
+            Err(error) if is_conflict(&error) => continue,
+            Err(error) => return Err(cluster.error_of::<Service>(error, "patch")),
         }
     }
-    Err(ClusterError::Unsupported(format!(
+    Err(ClusterError::Conflict(format!(
         "service '{name}' kept changing while kbridge updated it; try again"
     )))
 }
@@ -312,12 +233,11 @@ async fn template_metadata(
 ) -> Result<TemplateMeta, ClusterError> {
     let (object_labels, annotations, template) = match workload_resource(target.kind.name()) {
         Some(resource) => {
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &resource);
-            let object = api
+            let object = cluster
+                .dynamic_api(&resource)
                 .get(&target.name)
                 .await
-                .map_err(|e| api_error(cluster, e, "get", target.kind.resource()))?;
+                .map_err(|e| cluster.api_error(e, "get", target.kind.resource()))?;
             let template = object.data.pointer("/spec/template/metadata").cloned();
             let field = |key: &str| -> BTreeMap<String, String> {
                 template
@@ -346,10 +266,11 @@ async fn template_metadata(
             )
         }
         None => {
-            let pod = api::<Pod>(cluster)
+            let pod = cluster
+                .api::<Pod>()
                 .get(&target.name)
                 .await
-                .map_err(|e| api_error(cluster, e, "get", "pods"))?;
+                .map_err(|e| cluster.error_of::<Pod>(e, "get"))?;
             let labels = pod.metadata.labels.clone().unwrap_or_default();
             let annotations = pod.metadata.annotations.clone().unwrap_or_default();
             (
@@ -364,19 +285,19 @@ async fn template_metadata(
         }
     };
     if let Some(service) = object_labels.as_ref().and_then(|l| l.get(LABEL_ROUTER_FOR)) {
-        return Err(ClusterError::Unsupported(format!(
+        return Err(ClusterError::InvalidTarget(format!(
             "{} is kbridge's isolation router for service '{service}' (another session isolates it); name the application's workload instead (--workload KIND/NAME)",
             target.workload()
         )));
     }
     if routes::made_by_kbridge(object_labels.as_ref()) {
-        return Err(ClusterError::Unsupported(format!(
+        return Err(ClusterError::InvalidTarget(format!(
             "{} was made by kbridge (a session's clone); name the application's workload instead",
             target.workload()
         )));
     }
     if let Ok(Some(held)) = RestoreRecord::from_annotations(&annotations) {
-        return Err(ClusterError::Unsupported(format!(
+        return Err(ClusterError::Conflict(format!(
             "{} is bridged without isolation by {} (session {}); wait for that session to end, or run `kbridge restore {}` if it is gone",
             target.workload(),
             held.owner,
@@ -415,13 +336,13 @@ pub fn service_for(
         .collect();
     match fronting.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(ClusterError::Unsupported(format!(
+        [] => Err(ClusterError::InvalidTarget(format!(
             "isolation needs a Service in front of {}, and no Service in namespace '{}' selects its pods ({}); create one, or bridge without `isolateAs`",
             target.workload(),
             target.namespace,
             label_selector(template_labels)
         ))),
-        several => Err(ClusterError::Unsupported(format!(
+        several => Err(ClusterError::InvalidTarget(format!(
             "several Services select the pods of {} ({}); name the one to isolate with --service",
             target.workload(),
             several
@@ -445,28 +366,23 @@ pub async fn resolve_target(
     let Target::Service(name) = target else {
         return resolve(cluster, target, container).await;
     };
-    let found = api::<Service>(cluster)
-        .get_opt(name)
-        .await
-        .map_err(|e| api_error(cluster, e, "get", "services"))?;
+    let found = cluster.get_opt::<Service>(name).await?;
     let Some((service, original)) = found.and_then(|s| {
         let original = state_of(&s).ok()?.original_selector?;
         Some((s, original))
     }) else {
         return resolve(cluster, target, container).await;
     };
-    let pod = api::<Pod>(cluster)
-        .list(&ListParams::default().labels(&label_selector(&original)))
-        .await
-        .map_err(|e| api_error(cluster, e, "list", "pods"))?
-        .items
+    let pod = cluster
+        .list::<Pod>(&ListParams::default().labels(&label_selector(&original)))
+        .await?
         .into_iter()
         .find(|p| {
             p.metadata.deletion_timestamp.is_none()
                 && !routes::made_by_kbridge(p.metadata.labels.as_ref())
         })
         .ok_or_else(|| {
-            ClusterError::Unsupported(format!(
+            ClusterError::InvalidTarget(format!(
                 "service '{name}' is isolated by kbridge, and its original selector ({}) selects no pods; start its workload, or name it with --workload",
                 label_selector(&original)
             ))
@@ -503,10 +419,7 @@ async fn secret_owner(
     cluster: &Cluster,
     secret: &str,
 ) -> Result<Option<OwnerReference>, ClusterError> {
-    let found = api::<Secret>(cluster)
-        .get_opt(secret)
-        .await
-        .map_err(|e| api_error(cluster, e, "get", "secrets"))?;
+    let found = cluster.get_opt::<Secret>(secret).await?;
     Ok(found.and_then(|s| {
         Some(OwnerReference {
             api_version: "v1".into(),
@@ -525,11 +438,7 @@ pub async fn fronting_service(
     target: &ResolvedTarget,
 ) -> Result<String, ClusterError> {
     let template = template_metadata(cluster, target).await?;
-    let services = api::<Service>(cluster)
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| api_error(cluster, e, "list", "services"))?
-        .items;
+    let services = cluster.list::<Service>(&ListParams::default()).await?;
     let service = service_for(target, &services, &template.labels)?;
     Ok(service.metadata.name.unwrap_or_default())
 }
@@ -545,17 +454,13 @@ pub async fn join(
 ) -> Result<Isolation, ClusterError> {
     check_route_name(route_as)?;
     let template = template_metadata(cluster, target).await?;
-    let services = api::<Service>(cluster)
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| api_error(cluster, e, "list", "services"))?
-        .items;
+    let services = cluster.list::<Service>(&ListParams::default()).await?;
     let service = service_for(target, &services, &template.labels)?;
     let service_name = service.metadata.name.clone().unwrap_or_default();
     // Everything that can be refused is checked before the first change.
     routes::register_patch(&service, route_as, &plan.session)?;
     let original = effective_selector(&service).ok_or_else(|| {
-        ClusterError::Unsupported(format!(
+        ClusterError::InvalidTarget(format!(
             "service '{service_name}' has no selector, so kbridge cannot put a router in front of it; isolation needs a Service that selects the workload's pods"
         ))
     })?;
@@ -631,11 +536,9 @@ impl JoinSteps<'_> {
             self.ports,
             &self.plan.agent_image,
         );
-        create(cluster, &objects.account).await?;
-        create(cluster, &objects.role).await?;
-        create(cluster, &objects.binding).await?;
-        create(cluster, &objects.origin).await?;
-        create(cluster, &objects.deployment).await?;
+        objects.identity.create(cluster).await?;
+        cluster.create_or_keep(&objects.origin).await?;
+        cluster.create_or_keep(&objects.deployment).await?;
         let router_labels = router::router_labels(service);
         wait_ready(
             cluster,
@@ -654,11 +557,9 @@ impl JoinSteps<'_> {
         // 3. The clone (a stale one of an earlier session with this name goes first).
         let selector = clone_selector(service, self.route_as);
         let ours = label_value(&self.plan.session);
-        for stale in api::<Deployment>(cluster)
-            .list(&ListParams::default().labels(&label_selector(&selector)))
-            .await
-            .map_err(|e| api_error(cluster, e, "list", "deployments"))?
-            .items
+        for stale in cluster
+            .list::<Deployment>(&ListParams::default().labels(&label_selector(&selector)))
+            .await?
         {
             let session = stale
                 .metadata
@@ -680,16 +581,11 @@ impl JoinSteps<'_> {
             self.owner.clone(),
         );
         let clone = deployment.metadata.name.clone().unwrap_or_default();
-        create(cluster, &deployment).await?;
+        cluster.create_or_keep(&deployment).await?;
 
         // 4. Ingress copies.
         let mut copies = Vec::new();
-        for original in api::<Ingress>(cluster)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error(cluster, e, "list", "ingresses"))?
-            .items
-        {
+        for original in cluster.list::<Ingress>(&ListParams::default()).await? {
             if routes::made_by_kbridge(original.metadata.labels.as_ref())
                 || !ingress::backs_service(&original, service)
             {
@@ -702,7 +598,7 @@ impl JoinSteps<'_> {
                 &self.plan.session,
                 self.owner.clone(),
             ) {
-                create(cluster, &copy).await?;
+                cluster.create_or_keep(&copy).await?;
                 copies.push(ingress::describe(&copy));
             }
         }
@@ -733,144 +629,45 @@ impl JoinSteps<'_> {
     }
 }
 
-/// A pod as far as [`wait_ready`] is concerned: ready (and the right one), or why not.
-fn pod_state(pod: &Pod, wanted: &impl Fn(&Pod) -> bool) -> Option<(String, Result<(), String>)> {
-    if pod.metadata.deletion_timestamp.is_some() {
-        return None;
-    }
-    let name = pod.metadata.name.clone()?;
-    if !wanted(pod) {
-        return Some((name, Err("an older pod of another session".into())));
-    }
-    if is_ready(pod) {
-        return Some((name, Ok(())));
-    }
-    let status = pod.status.as_ref();
-    let why = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .find_map(|c| {
-            let state = c.state.as_ref()?;
-            state
-                .waiting
-                .as_ref()
-                .map(|w| {
-                    format!(
-                        "{}{}",
-                        w.reason.clone().unwrap_or_default(),
-                        w.message
-                            .as_ref()
-                            .map(|m| format!(": {m}"))
-                            .unwrap_or_default()
-                    )
-                })
-                .or_else(|| {
-                    state
-                        .terminated
-                        .as_ref()
-                        .map(|t| format!("terminated ({})", t.reason.clone().unwrap_or_default()))
-                })
-        })
-        .or_else(|| status.and_then(|s| s.phase.clone()))
-        .unwrap_or_else(|| "not ready".into());
-    Some((name, Err(why)))
-}
-
 /// Watches the pods labelled `labels` until one that `wanted` accepts is Ready; returns
 /// the Ready ones. On timeout the error says what each pod waits for, with its events.
 async fn wait_ready(
     cluster: &Cluster,
     labels: &Labels,
-    wanted: impl Fn(&Pod) -> bool,
+    wanted: impl Fn(&Pod) -> bool + Send + Sync,
     what: &str,
     timeout: Duration,
 ) -> Result<Vec<String>, ClusterError> {
-    let pods = api::<Pod>(cluster);
-    let config = watcher::Config::default().labels(&label_selector(labels));
-    let mut stream = watcher::watcher(pods, config).boxed();
-    let mut seen: BTreeMap<String, Result<(), String>> = BTreeMap::new();
-    let mut initial = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let event = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(event))) => event,
-            Ok(Some(Err(error))) => {
-                tracing::warn!(%error, "pod watch error; the watcher retries");
-                continue;
-            }
-            Ok(None) => {
-                return Err(ClusterError::Unsupported(
-                    "the pod watch ended unexpectedly".into(),
-                ))
-            }
-            Err(_) => return Err(not_ready(cluster, what, &seen, timeout).await),
-        };
-        match event {
-            WatchEvent::Init => initial.clear(),
-            WatchEvent::InitApply(pod) => {
-                if let Some((name, state)) = pod_state(&pod, &wanted) {
-                    initial.insert(name, state);
-                }
-            }
-            WatchEvent::InitDone => seen = std::mem::take(&mut initial),
-            WatchEvent::Apply(pod) => {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                match pod_state(&pod, &wanted) {
-                    Some((_, state)) => seen.insert(name, state),
-                    None => seen.remove(&name),
+    let wait = PodWait {
+        selector: label_selector(labels),
+        ours: &wanted,
+        explain: Explain::AnyContainer,
+        wanted: 1,
+        exclusive: false,
+        agent: None,
+        timeout,
+    };
+    match pod_wait::wait(cluster, &wait, |_| {}).await {
+        Ok(ready) => Ok(ready),
+        Err(Stopped::Failed(error)) => Err(error),
+        Err(Stopped::TimedOut(seen)) => {
+            let pods = seen.into_values().map(|p| {
+                let why = if !p.ours {
+                    "an older pod of another session".to_string()
+                } else if p.ready {
+                    "ready".to_string()
+                } else {
+                    p.waiting.unwrap_or_else(|| "not ready".into())
                 };
-            }
-            WatchEvent::Delete(pod) => {
-                seen.remove(&pod.metadata.name.clone().unwrap_or_default());
-            }
-        }
-        let ready: Vec<String> = seen
-            .iter()
-            .filter(|(_, s)| s.is_ok())
-            .map(|(n, _)| n.clone())
-            .collect();
-        if !ready.is_empty() {
-            return Ok(ready);
+                (p.name, why)
+            });
+            Err(ClusterError::Timeout(format!(
+                "{what} was not ready after {}s:\n{}\nkbridge undid the isolation; check the agent image (`bridge.agentImage`) and the events above",
+                timeout.as_secs(),
+                pod_wait::stuck_report(cluster, pods).await
+            )))
         }
     }
-}
-
-async fn not_ready(
-    cluster: &Cluster,
-    what: &str,
-    seen: &BTreeMap<String, Result<(), String>>,
-    timeout: Duration,
-) -> ClusterError {
-    let events = api::<Event>(cluster);
-    let mut lines = Vec::new();
-    for (pod, state) in seen {
-        let mut line = format!(
-            "pod {pod}: {}",
-            state.clone().err().unwrap_or_else(|| "ready".into())
-        );
-        let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
-        if let Ok(list) = events.list(&params).await {
-            for event in list.items.iter().rev().take(3) {
-                line.push_str(&format!(
-                    "\n    {} {}: {}",
-                    event.type_.clone().unwrap_or_default(),
-                    event.reason.clone().unwrap_or_default(),
-                    event.message.clone().unwrap_or_default()
-                ));
-            }
-        }
-        lines.push(line);
-    }
-    ClusterError::Unsupported(format!(
-        "{what} was not ready after {}s:\n{}\nkbridge undid the isolation; check the agent image (`bridge.agentImage`) and the events above",
-        timeout.as_secs(),
-        if lines.is_empty() {
-            "no pods were created".to_string()
-        } else {
-            lines.join("\n")
-        }
-    ))
 }
 
 /// What [`leave`] did.
@@ -925,20 +722,14 @@ pub async fn leave(
 /// Deletes the router of `service` and its origin Service, unless a session joined
 /// meanwhile.
 async fn remove_router(cluster: &Cluster, service: &str) -> Result<(), ClusterError> {
-    let current = api::<Service>(cluster)
-        .get_opt(service)
-        .await
-        .map_err(|e| api_error(cluster, e, "get", "services"))?;
+    let current = cluster.get_opt::<Service>(service).await?;
     if !routes::router_removable(current.as_ref())? {
         return Ok(());
     }
     let name = router_name(service);
     delete::<Deployment>(cluster, &name).await?;
     delete::<Service>(cluster, &origin_name(service)).await?;
-    delete::<RoleBinding>(cluster, &name).await?;
-    delete::<Role>(cluster, &name).await?;
-    delete::<ServiceAccount>(cluster, &name).await?;
-    Ok(())
+    Identity::delete(cluster, &name).await
 }
 
 /// An isolated Service, for `kbridge status` and `kbridge restore`.
@@ -965,12 +756,7 @@ pub async fn isolated(cluster: &Cluster) -> Result<Vec<IsolatedService>, Cluster
         clones: Vec::new(),
     };
     let mut result: BTreeMap<String, IsolatedService> = BTreeMap::new();
-    for service in api::<Service>(cluster)
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| api_error(cluster, e, "list", "services"))?
-        .items
-    {
+    for service in cluster.list::<Service>(&ListParams::default()).await? {
         let name = service.metadata.name.clone().unwrap_or_default();
         let Ok(state) = state_of(&service) else {
             continue;
@@ -983,10 +769,11 @@ pub async fn isolated(cluster: &Cluster) -> Result<Vec<IsolatedService>, Cluster
         item.original_selector = state.original_selector;
         result.insert(name, item);
     }
-    for router in api::<Deployment>(cluster)
+    for router in cluster
+        .api::<Deployment>()
         .list_metadata(&ListParams::default().labels(LABEL_ROUTER_FOR))
         .await
-        .map_err(|e| api_error(cluster, e, "list", "deployments"))?
+        .map_err(|e| cluster.error_of::<Deployment>(e, "list"))?
         .items
     {
         if let Some(svc) = router
@@ -999,10 +786,11 @@ pub async fn isolated(cluster: &Cluster) -> Result<Vec<IsolatedService>, Cluster
             result.insert(svc.clone(), item);
         }
     }
-    for clone in api::<Deployment>(cluster)
+    for clone in cluster
+        .api::<Deployment>()
         .list_metadata(&ListParams::default().labels(LABEL_ROUTE_FOR))
         .await
-        .map_err(|e| api_error(cluster, e, "list", "deployments"))?
+        .map_err(|e| cluster.error_of::<Deployment>(e, "list"))?
         .items
     {
         let labels = clone.metadata.labels.unwrap_or_default();

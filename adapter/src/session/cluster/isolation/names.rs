@@ -60,7 +60,7 @@ pub fn check_route_name(name: &str) -> Result<(), ClusterError> {
     if ok {
         Ok(())
     } else {
-        Err(ClusterError::Unsupported(format!(
+        Err(ClusterError::InvalidSetting(format!(
             "isolateAs '{name}' is not a valid route name: use 1-{MAX_ROUTE_NAME} lowercase letters, digits and '-', starting and ending with a letter or digit (e.g. '{}'), or `isolateAs: true` for a generated one",
             {
                 let s = dns_label(name, MAX_ROUTE_NAME);

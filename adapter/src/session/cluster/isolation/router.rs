@@ -10,12 +10,12 @@ use super::routes::Labels;
 use super::{LABEL_MANAGED_BY, LABEL_ROUTER_FOR};
 use crate::session::cluster::errors::ClusterError;
 use crate::session::cluster::pod_security;
+use crate::session::cluster::rbac::{rule, Identity};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
-    ServiceAccount, ServicePort, ServiceSpec,
+    ServicePort, ServiceSpec,
 };
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
@@ -44,7 +44,7 @@ pub fn routed_ports(service: &Service, pod: &PodSpec) -> Result<Vec<RoutedPort>,
     for port in service.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
         if protocol != "TCP" {
-            return Err(ClusterError::Unsupported(format!(
+            return Err(ClusterError::InvalidTarget(format!(
                 "service '{name}' has a {protocol} port ({}); isolation routes TCP only, so it cannot front this Service",
                 port.port
             )));
@@ -62,13 +62,13 @@ pub fn routed_ports(service: &Service, pod: &PodSpec) -> Result<Vec<RoutedPort>,
                 .find(|p| p.name.as_deref() == Some(port_name.as_str()))
                 .map(|p| p.container_port)
                 .ok_or_else(|| {
-                    ClusterError::Unsupported(format!(
+                    ClusterError::InvalidTarget(format!(
                         "service '{name}' targets port '{port_name}', which no container of the workload names; fix the Service's targetPort"
                     ))
                 })?,
         };
         let number = u16::try_from(number).map_err(|_| {
-            ClusterError::Unsupported(format!(
+            ClusterError::InvalidTarget(format!(
                 "service '{name}' targets port {number}, which is not a TCP port"
             ))
         })?;
@@ -81,7 +81,7 @@ pub fn routed_ports(service: &Service, pod: &PodSpec) -> Result<Vec<RoutedPort>,
         }
     }
     if ports.is_empty() {
-        return Err(ClusterError::Unsupported(format!(
+        return Err(ClusterError::InvalidTarget(format!(
             "service '{name}' has no ports to route"
         )));
     }
@@ -119,12 +119,8 @@ fn meta(name: &str, namespace: &str, service: &str) -> ObjectMeta {
 /// Every object of the router of `service`, ready to create.
 #[derive(Debug, Clone)]
 pub struct RouterObjects {
-    /// Its identity.
-    pub account: ServiceAccount,
-    /// get/list/watch pods.
-    pub role: Role,
-    /// Binds the two.
-    pub binding: RoleBinding,
+    /// Its ServiceAccount, with a Role to get/list/watch pods.
+    pub identity: Identity,
     /// The router itself.
     pub deployment: Deployment,
     /// `<svc>-kbridge-origin`.
@@ -141,34 +137,10 @@ pub fn router_objects(
 ) -> RouterObjects {
     let name = router_name(service);
     let origin = origin_name(service);
-    let account = ServiceAccount {
-        metadata: meta(&name, namespace, service),
-        automount_service_account_token: Some(true),
-        ..Default::default()
-    };
-    let role = Role {
-        metadata: meta(&name, namespace, service),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["pods".into()]),
-            verbs: vec!["get".into(), "list".into(), "watch".into()],
-            ..Default::default()
-        }]),
-    };
-    let binding = RoleBinding {
-        metadata: meta(&name, namespace, service),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Role".into(),
-            name: name.clone(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: name.clone(),
-            namespace: Some(namespace.to_string()),
-            ..Default::default()
-        }]),
-    };
+    let identity = Identity::new(
+        &meta(&name, namespace, service),
+        vec![rule("", "pods", &[], &["get", "list", "watch"])],
+    );
     let health = health_port(ports);
     let env = |k: &str, v: String| EnvVar {
         name: k.into(),
@@ -266,9 +238,7 @@ pub fn router_objects(
         ..Default::default()
     };
     RouterObjects {
-        account,
-        role,
-        binding,
+        identity,
         deployment,
         origin,
     }
@@ -371,7 +341,7 @@ mod tests {
             origin["spec"]["ports"][0],
             json!({"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"})
         );
-        let verbs = &objects.role.rules.as_ref().expect("rules")[0].verbs;
+        let verbs = &objects.identity.role.rules.as_ref().expect("rules")[0].verbs;
         assert_eq!(verbs, &["get", "list", "watch"]);
     }
 }

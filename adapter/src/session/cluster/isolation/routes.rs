@@ -16,13 +16,19 @@ pub use record::{
     ANNOTATION_ORIGINAL_SELECTOR, ANNOTATION_SESSIONS,
 };
 
-fn unsupported(error: IsolationRecordError) -> ClusterError {
-    ClusterError::Unsupported(error.to_string())
+/// The record's refusal as a [`ClusterError`] of its class, worded as the record words it.
+fn classified(error: IsolationRecordError) -> ClusterError {
+    let text = error.to_string();
+    match error {
+        IsolationRecordError::BadAnnotation { .. } => ClusterError::BadRecord(text),
+        IsolationRecordError::RouteTaken { .. } => ClusterError::Conflict(text),
+        IsolationRecordError::NoSelector { .. } => ClusterError::InvalidTarget(text),
+    }
 }
 
 /// Reads the isolation annotations of `service`; malformed JSON is an error naming it.
 pub fn state_of(service: &Service) -> Result<ServiceState, ClusterError> {
-    record::state_of(service).map_err(unsupported)
+    record::state_of(service).map_err(classified)
 }
 
 /// The patch that adds `route_as` → `session` to the Service (saving its selector on first
@@ -32,13 +38,13 @@ pub fn register_patch(
     route_as: &str,
     session: &str,
 ) -> Result<Option<Value>, ClusterError> {
-    record::register_patch(service, route_as, session).map_err(unsupported)
+    record::register_patch(service, route_as, session).map_err(classified)
 }
 
 /// The patch that points the Service's selector at the router; `None` when it already
 /// does, or when no session is registered any more (the last one left meanwhile).
 pub fn switch_patch(service: &Service, router: &Labels) -> Result<Option<Value>, ClusterError> {
-    record::switch_patch(service, router).map_err(unsupported)
+    record::switch_patch(service, router).map_err(classified)
 }
 
 /// The patch that removes `route_as` (only if `session` holds it, when given); when it was
@@ -49,13 +55,13 @@ pub fn leave_patch(
     route_as: &str,
     session: Option<&str>,
 ) -> Result<LeavePlan, ClusterError> {
-    record::leave_patch(service, route_as, session).map_err(unsupported)
+    record::leave_patch(service, route_as, session).map_err(classified)
 }
 
 /// Whether the router and origin Service may go: the Service is gone, or nobody is
 /// registered on it and its selector is back.
 pub fn router_removable(service: Option<&Service>) -> Result<bool, ClusterError> {
-    record::router_removable(service).map_err(unsupported)
+    record::router_removable(service).map_err(classified)
 }
 
 #[cfg(test)]
@@ -80,7 +86,7 @@ mod tests {
             ..Default::default()
         };
         let err = state_of(&broken).expect_err("bad json");
-        assert!(matches!(err, ClusterError::Unsupported(_)));
+        assert!(matches!(err, ClusterError::BadRecord(_)));
         assert!(err.to_string().contains(ANNOTATION_SESSIONS), "{err}");
         assert!(register_patch(&broken, "a", "s").is_err());
         assert!(leave_patch(&broken, "a", None).is_err());

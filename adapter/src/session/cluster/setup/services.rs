@@ -16,7 +16,7 @@ use crate::session::{EventSink, SessionError};
 use k8s_openapi::api::core::v1::Service;
 use kbridge_config::local_process::LocalProcessConfig;
 use kbridge_config::EnvVars;
-use kube::api::{Api, ListParams};
+use kube::api::ListParams;
 use std::path::Path;
 
 /// What the local process reaches, and the environment that tells it where.
@@ -63,14 +63,9 @@ pub(super) async fn forward(
         cancel: running.cancel.clone(),
         route_as: input.route_as,
     };
-    let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let mut forwarded = Vec::new();
     let mut links = EnvVars::new();
-    let listed = services
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| cluster.api_error(e, "list", "services"))?;
-    for service in listed.items {
+    for service in cluster.list::<Service>(&ListParams::default()).await? {
         let ports = outbound::service_ports(&service);
         if let Some(f) = forwarder.forward(&service, &cluster.namespace).await {
             links.overlay(&f.env(&ports));

@@ -130,7 +130,7 @@ impl Takeover<'_> {
                     .await?;
             }
             lease::Holder::Alive { session: other } if &other != session => {
-                return Err(ClusterError::Unsupported(lease::in_use(
+                return Err(ClusterError::Conflict(lease::in_use(
                     &target.workload(),
                     &other,
                     &cluster.namespace,
@@ -265,7 +265,7 @@ fn port_map(target: &ResolvedTarget, ports: &[PortMapping]) -> Result<PortMap, C
                     map.insert(*only, local);
                 }
                 _ => {
-                    return Err(ClusterError::Unsupported(format!(
+                    return Err(ClusterError::InvalidTarget(format!(
                         "container '{}' has {} ports ({}); map them explicitly: \"ports\": [{{\"remote\": {}, \"local\": {local}}}]",
                         target.container.name,
                         container_ports.len(),
