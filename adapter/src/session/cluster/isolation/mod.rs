@@ -511,28 +511,56 @@ struct JoinSteps<'a> {
 }
 
 impl JoinSteps<'_> {
+    /// The steps of a join, in order.
     async fn run(&self) -> Result<Isolation, ClusterError> {
-        let cluster = self.cluster;
+        let original = self.register().await?;
+        self.start_router(&original).await?;
+        let (clone, selector) = self.start_clone().await?;
+        let copies = self.copy_ingresses().await?;
+        let clone_pods = self.wait_for_clone(&clone, &selector).await?;
         let service = self.service;
-        let gone = || ClusterError::NotFound {
+        Ok(Isolation {
+            route_as: self.route_as.to_string(),
+            session: self.plan.session.clone(),
+            service: service.to_string(),
+            clone,
+            clone_selector: selector,
+            clone_pods,
+            router: router_name(service),
+            origin: origin_name(service),
+            url: ingress::url(&copies),
+            ingresses: copies,
+        })
+    }
+
+    /// The Service went away during the join.
+    fn gone(&self) -> ClusterError {
+        ClusterError::NotFound {
             kind: "service",
-            name: service.to_string(),
-            namespace: cluster.namespace.clone(),
+            name: self.service.to_string(),
+            namespace: self.cluster.namespace.clone(),
             suggestion: None,
-        };
-        // 1. Register first: a session that leaves meanwhile sees us and keeps the router.
-        let registered = update_service(cluster, service, |s| {
+        }
+    }
+
+    /// Step 1, register first: a session that leaves meanwhile sees us and keeps the
+    /// router. Returns the Service's original selector.
+    async fn register(&self) -> Result<Labels, ClusterError> {
+        let registered = update_service(self.cluster, self.service, |s| {
             routes::register_patch(s, self.route_as, &self.plan.session)
         })
         .await?
-        .ok_or_else(gone)?;
-        let original = effective_selector(&registered).ok_or_else(gone)?;
+        .ok_or_else(|| self.gone())?;
+        effective_selector(&registered).ok_or_else(|| self.gone())
+    }
 
-        // 2. The router, ready before the Service points at it, so no request is lost.
+    /// Step 2, the router, ready before the Service points at it, so no request is lost.
+    async fn start_router(&self, original: &Labels) -> Result<(), ClusterError> {
+        let (cluster, service) = (self.cluster, self.service);
         let objects = router::router_objects(
             service,
             &cluster.namespace,
-            &original,
+            original,
             self.ports,
             &self.plan.agent_image,
         );
@@ -552,9 +580,14 @@ impl JoinSteps<'_> {
             routes::switch_patch(s, &router_labels)
         })
         .await?
-        .ok_or_else(gone)?;
+        .ok_or_else(|| self.gone())?;
+        Ok(())
+    }
 
-        // 3. The clone (a stale one of an earlier session with this name goes first).
+    /// Step 3, the clone (a stale one of an earlier session with this name goes first).
+    /// Returns its name and pod selector.
+    async fn start_clone(&self) -> Result<(String, Labels), ClusterError> {
+        let (cluster, service) = (self.cluster, self.service);
         let selector = clone_selector(service, self.route_as);
         let ours = label_value(&self.plan.session);
         for stale in cluster
@@ -582,50 +615,49 @@ impl JoinSteps<'_> {
         );
         let clone = deployment.metadata.name.clone().unwrap_or_default();
         cluster.create_or_keep(&deployment).await?;
+        Ok((clone, selector))
+    }
 
-        // 4. Ingress copies.
+    /// Step 4, copies of the Ingresses that back the Service, their hosts prefixed with
+    /// the route name.
+    async fn copy_ingresses(&self) -> Result<Vec<ingress::IngressCopy>, ClusterError> {
         let mut copies = Vec::new();
-        for original in cluster.list::<Ingress>(&ListParams::default()).await? {
+        for original in self.cluster.list::<Ingress>(&ListParams::default()).await? {
             if routes::made_by_kbridge(original.metadata.labels.as_ref())
-                || !ingress::backs_service(&original, service)
+                || !ingress::backs_service(&original, self.service)
             {
                 continue;
             }
             if let Some(copy) = ingress::ingress_copy(
                 &original,
                 self.route_as,
-                service,
+                self.service,
                 &self.plan.session,
                 self.owner.clone(),
             ) {
-                cluster.create_or_keep(&copy).await?;
+                self.cluster.create_or_keep(&copy).await?;
                 copies.push(ingress::describe(&copy));
             }
         }
+        Ok(copies)
+    }
 
-        // 5. The clone's agent Ready.
+    /// Step 5, the clone's agent Ready. Returns its pods.
+    async fn wait_for_clone(
+        &self,
+        clone: &str,
+        selector: &Labels,
+    ) -> Result<Vec<String>, ClusterError> {
         let container = self.source.target.container.name.clone();
         let plan = self.plan;
-        let clone_pods = wait_ready(
-            cluster,
-            &selector,
+        wait_ready(
+            self.cluster,
+            selector,
             |pod| runs_our_agent(pod, &container, &plan.agent_image, &plan.token_secret),
             &format!("the clone deployment/{clone}"),
             plan.ready_timeout,
         )
-        .await?;
-        Ok(Isolation {
-            route_as: self.route_as.to_string(),
-            session: plan.session.clone(),
-            service: service.to_string(),
-            clone,
-            clone_selector: selector,
-            clone_pods,
-            router: router_name(service),
-            origin: origin_name(service),
-            url: ingress::url(&copies),
-            ingresses: copies,
-        })
+        .await
     }
 }
 
