@@ -129,6 +129,10 @@ struct PendingLaunch {
 }
 
 /// Where one editor connection is, with what is valid there.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per editor connection, held in place"
+)]
 enum State {
     /// Before `initialize`: no adapter runs yet.
     AwaitingInitialize { held: Held },
