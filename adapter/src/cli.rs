@@ -281,6 +281,33 @@ impl SelfCommand {
     pub fn tokio_command(&self) -> std::io::Result<tokio::process::Command> {
         self.command().map(tokio::process::Command::from)
     }
+
+    /// Starts it as a helper that outlives signals to its starter: in a process group of
+    /// its own (a Ctrl-C or SIGINT sent to the editor's or the terminal's group does not
+    /// reach it), reporting on a pipe from its stdout, its stderr discarded (it logs to
+    /// its own file).
+    pub fn spawn_helper(
+        &self,
+        stdin: std::process::Stdio,
+    ) -> std::io::Result<tokio::process::Child> {
+        self.tokio_command()?
+            .stdin(stdin)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+    }
+
+    /// Whether `cmdline` (a process's arguments, its program first) runs this command.
+    pub fn runs_in(&self, cmdline: &[&[u8]]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let args = self.args();
+        cmdline.len() > args.len()
+            && cmdline[1..=args.len()]
+                .iter()
+                .zip(&args)
+                .all(|(have, want)| *have == want.as_bytes())
+    }
 }
 
 impl TargetArgs {
@@ -419,6 +446,19 @@ mod tests {
         for command in commands {
             assert_eq!(round_trip(&command), command, "{:?}", command.args());
         }
+    }
+
+    #[test]
+    fn a_process_is_found_by_its_arguments() {
+        let guard = SelfCommand::Guard(GuardArgs {
+            session: "s-1".into(),
+        });
+        let cmdline =
+            |raw: &'static [u8]| -> Vec<&'static [u8]> { raw.split(|b| *b == 0).collect() };
+        assert!(guard.runs_in(&cmdline(b"/usr/bin/kbridge\0guard\0--session\0s-1\0")));
+        assert!(!guard.runs_in(&cmdline(b"/usr/bin/kbridge\0guard\0--session\0s-12\0")));
+        assert!(!guard.runs_in(&cmdline(b"/usr/bin/kbridge\0guard\0")));
+        assert!(!guard.runs_in(&cmdline(b"vim\0s-1\0guard\0")));
     }
 
     #[test]

@@ -53,13 +53,7 @@ impl Guardian {
         let mut child = SelfCommand::Guard(GuardArgs {
             session: session.0.clone(),
         })
-        .tokio_command()
-        .map_err(|e| fail(e.to_string()))?
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
+        .spawn_helper(Stdio::piped())
         .map_err(|e| fail(format!("cannot start it: {e}")))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(fail("its stdio could not be captured".into()));

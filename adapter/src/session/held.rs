@@ -154,16 +154,11 @@ async fn start_in_background(
         background: true,
         settings_json: Some(serde_json::to_string(settings).map_err(|e| fail(e.to_string()))?),
     });
-    let mut command = connect.tokio_command().map_err(|e| fail(e.to_string()))?;
     let _ = events.send(SessionEvent::Step(
         "starting a held session (disconnectAfterDebugging: false)".into(),
     ));
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
+    let mut child = connect
+        .spawn_helper(Stdio::null())
         .map_err(|e| fail(format!("cannot start `kbridge connect`: {e}")))?;
     let stdout = child
         .stdout

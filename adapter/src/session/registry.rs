@@ -3,6 +3,7 @@
 //! request per connection — `describe` for `kbridge diagnostics` and `kbridge status`, and
 //! `attach` for a launch that reuses a session held by `kbridge connect`.
 
+use crate::cli::{GuardArgs, SelfCommand};
 use crate::ipc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -169,10 +170,13 @@ fn guarded(id: &str) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
     };
+    let guard = SelfCommand::Guard(GuardArgs {
+        session: id.to_string(),
+    });
     entries.flatten().any(|entry| {
         std::fs::read(entry.path().join("cmdline")).is_ok_and(|raw| {
             let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
-            args.contains(&&b"guard"[..]) && args.contains(&id.as_bytes())
+            guard.runs_in(&args)
         })
     })
 }
