@@ -1,8 +1,11 @@
-//! The command line, as DESIGN §2 lists it. Commands of the cluster session join as
-//! they are built.
+//! The command line, as DESIGN §2 lists it, and [`SelfCommand`]: the commands kbridge
+//! runs itself with (the guardian, `ns-exec`, a background `connect`), rendered from the
+//! same types clap parses.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kbridge_config::Preset;
+use std::ffi::OsString;
+use std::path::PathBuf;
 
 /// Run and debug one service of a Kubernetes application locally, wired into the cluster.
 #[derive(Debug, Parser)]
@@ -40,21 +43,7 @@ pub enum Command {
         command: Vec<std::ffi::OsString>,
     },
     /// Hold a session open until Ctrl-C.
-    Connect {
-        /// The target.
-        #[command(flatten)]
-        target: TargetArgs,
-        /// Write the session's environment to this file (dotenv).
-        #[arg(long)]
-        env_file: Option<std::path::PathBuf>,
-        /// Report progress as lines on stdout (`step …`, `ready ID`) for the launch that
-        /// started this process with `disconnectAfterDebugging: false`.
-        #[arg(long, hide = true)]
-        background: bool,
-        /// The launch configuration's `bridge` object, instead of target flags.
-        #[arg(long, hide = true)]
-        settings_json: Option<String>,
-    },
+    Connect(ConnectArgs),
     /// The live sessions on this machine: environment (secret values redacted), hosts
     /// entries, forwarded services, inbound ports and tunnels with their traffic.
     Diagnostics {
@@ -126,25 +115,51 @@ pub enum Command {
     },
     /// Internal: run PROGRAM in a private mount namespace with FILE as /etc/hosts.
     #[command(hide = true)]
-    NsExec {
-        /// The hosts file to show as /etc/hosts.
-        #[arg(long)]
-        hosts: std::path::PathBuf,
-        /// The program and its arguments.
-        #[arg(last = true, required = true)]
-        command: Vec<std::ffi::OsString>,
-    },
+    NsExec(NsExecArgs),
     /// Internal: the teardown guardian of a session (started by kbridge itself).
     #[command(hide = true)]
-    Guard {
-        /// The session id.
-        #[arg(long)]
-        session: String,
-    },
+    Guard(GuardArgs),
+}
+
+/// `kbridge connect`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ConnectArgs {
+    /// The target.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Write the session's environment to this file (dotenv).
+    #[arg(long)]
+    pub env_file: Option<PathBuf>,
+    /// Report progress as lines on stdout (`step …`, `ready ID`) for the launch that
+    /// started this process with `disconnectAfterDebugging: false`.
+    #[arg(long, hide = true)]
+    pub background: bool,
+    /// The launch configuration's `bridge` object, instead of target flags.
+    #[arg(long, hide = true)]
+    pub settings_json: Option<String>,
+}
+
+/// `kbridge ns-exec` (internal).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct NsExecArgs {
+    /// The hosts file to show as /etc/hosts.
+    #[arg(long)]
+    pub hosts: PathBuf,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<OsString>,
+}
+
+/// `kbridge guard` (internal).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct GuardArgs {
+    /// The session id.
+    #[arg(long)]
+    pub session: String,
 }
 
 /// Which workload to bridge and how (DESIGN §2 target flags).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct TargetArgs {
     /// Kubeconfig context (default: the current one).
     #[arg(long)]
@@ -202,4 +217,257 @@ pub enum SchemaKind {
 
 fn parse_preset(name: &str) -> Result<Preset, String> {
     Preset::from_name(name)
+}
+
+/// A command kbridge runs itself with: its arguments are rendered from the types clap
+/// parses them into, so the two cannot drift apart (the tests parse each rendering back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once to start a process, never stored"
+)]
+pub enum SelfCommand {
+    /// `kbridge guard`: a session's teardown guardian.
+    Guard(GuardArgs),
+    /// `kbridge ns-exec`: a program with a private /etc/hosts.
+    NsExec(NsExecArgs),
+    /// `kbridge connect`: a held session (`--background` for a launch).
+    Connect(ConnectArgs),
+}
+
+impl SelfCommand {
+    /// The arguments after the program name.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut argv = Args::default();
+        match self {
+            SelfCommand::Guard(GuardArgs { session }) => {
+                argv.word("guard").option("--session", Some(session));
+            }
+            SelfCommand::NsExec(NsExecArgs { hosts, command }) => {
+                argv.word("ns-exec").option("--hosts", Some(hosts));
+                argv.word("--").0.extend(command.iter().cloned());
+            }
+            SelfCommand::Connect(ConnectArgs {
+                target,
+                env_file,
+                background,
+                settings_json,
+            }) => {
+                argv.word("connect")
+                    .flag("--background", *background)
+                    .option("--settings-json", settings_json.as_ref())
+                    .option("--env-file", env_file.as_ref());
+                target.render(&mut argv);
+            }
+        }
+        argv.0
+    }
+
+    /// `kbridge` itself with these arguments; fails when kbridge's own executable
+    /// cannot be found.
+    pub fn command(&self) -> std::io::Result<std::process::Command> {
+        let exe = std::env::current_exe().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot find kbridge's own executable: {e}"),
+            )
+        })?;
+        let mut command = std::process::Command::new(exe);
+        command.args(self.args());
+        Ok(command)
+    }
+
+    /// [`SelfCommand::command`] for tokio.
+    pub fn tokio_command(&self) -> std::io::Result<tokio::process::Command> {
+        self.command().map(tokio::process::Command::from)
+    }
+
+    /// Starts it as a helper that outlives signals to its starter: in a process group of
+    /// its own (a Ctrl-C or SIGINT sent to the editor's or the terminal's group does not
+    /// reach it), reporting on a pipe from its stdout, its stderr discarded (it logs to
+    /// its own file).
+    pub fn spawn_helper(
+        &self,
+        stdin: std::process::Stdio,
+    ) -> std::io::Result<tokio::process::Child> {
+        self.tokio_command()?
+            .stdin(stdin)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+    }
+
+    /// Whether `cmdline` (a process's arguments, its program first) runs this command.
+    pub fn runs_in(&self, cmdline: &[&[u8]]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let args = self.args();
+        cmdline.len() > args.len()
+            && cmdline[1..=args.len()]
+                .iter()
+                .zip(&args)
+                .all(|(have, want)| *have == want.as_bytes())
+    }
+}
+
+impl TargetArgs {
+    fn render(&self, argv: &mut Args) {
+        let TargetArgs {
+            context,
+            namespace,
+            service,
+            workload,
+            pod,
+            container,
+            ports,
+            config,
+            hosts,
+            agent_image,
+            isolate_as,
+        } = self;
+        argv.option("--context", context.as_ref())
+            .option("--namespace", namespace.as_ref())
+            .option("--service", service.as_ref())
+            .option("--workload", workload.as_ref())
+            .option("--pod", pod.as_ref())
+            .option("--container", container.as_ref());
+        for port in ports {
+            argv.option("--port", Some(port));
+        }
+        argv.option("--config", config.as_ref())
+            .option("--hosts", hosts.as_ref())
+            .option("--agent-image", agent_image.as_ref());
+        match isolate_as.as_deref() {
+            None => {}
+            // `--isolate-as` alone: a generated name.
+            Some("") => {
+                argv.word("--isolate-as");
+            }
+            Some(name) => {
+                argv.word(format!("--isolate-as={name}"));
+            }
+        }
+    }
+}
+
+/// An argument list being rendered: each value its own argument, as a shell would pass
+/// it (so `/proc/PID/cmdline` shows `--session ID`).
+#[derive(Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn word(&mut self, word: impl Into<OsString>) -> &mut Args {
+        self.0.push(word.into());
+        self
+    }
+
+    fn flag(&mut self, name: &str, set: bool) -> &mut Args {
+        if set {
+            self.word(name);
+        }
+        self
+    }
+
+    fn option(
+        &mut self,
+        name: &str,
+        value: Option<&(impl AsRef<std::ffi::OsStr> + ?Sized)>,
+    ) -> &mut Args {
+        if let Some(value) = value {
+            self.word(name).word(value.as_ref());
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renders `command` and parses it back as the command line it is.
+    fn round_trip(command: &SelfCommand) -> SelfCommand {
+        let argv = std::iter::once(OsString::from("kbridge")).chain(command.args());
+        match Cli::try_parse_from(argv)
+            .expect("kbridge parses its own rendering")
+            .command
+        {
+            Command::Guard(args) => SelfCommand::Guard(args),
+            Command::NsExec(args) => SelfCommand::NsExec(args),
+            Command::Connect(args) => SelfCommand::Connect(args),
+            other => panic!("parsed as another command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_self_command_parses_back_to_itself() {
+        let target = TargetArgs {
+            context: Some("kind-dev".into()),
+            namespace: Some("todo".into()),
+            service: Some("todo-api".into()),
+            container: Some("api".into()),
+            ports: vec!["8080".into(), "9090:80".into()],
+            config: Some("KubernetesLocalProcessConfig.yaml".into()),
+            hosts: Some("namespace".into()),
+            agent_image: Some("localhost:5000/agent:dev".into()),
+            isolate_as: Some("alice".into()),
+            ..TargetArgs::default()
+        };
+        let commands = [
+            SelfCommand::Guard(GuardArgs {
+                session: "1764000000-042-1234".into(),
+            }),
+            SelfCommand::NsExec(NsExecArgs {
+                hosts: "/tmp/kbridge/sessions/x/hosts".into(),
+                command: vec!["python3".into(), "-m".into(), "debugpy".into(), "--".into()],
+            }),
+            SelfCommand::Connect(ConnectArgs {
+                target: TargetArgs::default(),
+                env_file: None,
+                background: true,
+                settings_json: Some(r#"{"service":"todo-api","hosts":"off"}"#.into()),
+            }),
+            SelfCommand::Connect(ConnectArgs {
+                target,
+                env_file: Some("/tmp/session.env".into()),
+                background: false,
+                settings_json: None,
+            }),
+            SelfCommand::Connect(ConnectArgs {
+                target: TargetArgs {
+                    workload: Some("deployment/todo-api".into()),
+                    isolate_as: Some(String::new()),
+                    ..TargetArgs::default()
+                },
+                env_file: None,
+                background: false,
+                settings_json: None,
+            }),
+        ];
+        for command in commands {
+            assert_eq!(round_trip(&command), command, "{:?}", command.args());
+        }
+    }
+
+    #[test]
+    fn a_process_is_found_by_its_arguments() {
+        let guard = SelfCommand::Guard(GuardArgs {
+            session: "s-1".into(),
+        });
+        let cmdline =
+            |raw: &'static [u8]| -> Vec<&'static [u8]> { raw.split(|b| *b == 0).collect() };
+        assert!(guard.runs_in(&cmdline(b"/usr/bin/kbridge\0guard\0--session\0s-1\0")));
+        assert!(!guard.runs_in(&cmdline(b"/usr/bin/kbridge\0guard\0--session\0s-12\0")));
+        assert!(!guard.runs_in(&cmdline(b"/usr/bin/kbridge\0guard\0")));
+        assert!(!guard.runs_in(&cmdline(b"vim\0s-1\0guard\0")));
+    }
+
+    #[test]
+    fn the_guardian_shows_its_session_as_an_argument_of_its_own() {
+        // `registry::guarded` and the tests find a guardian by these words.
+        let args = SelfCommand::Guard(GuardArgs {
+            session: "s-1".into(),
+        })
+        .args();
+        assert_eq!(args, ["guard", "--session", "s-1"]);
+    }
 }

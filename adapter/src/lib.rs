@@ -1,13 +1,16 @@
 //! kbridge: run and debug one service of a Kubernetes application on your machine while
 //! it stays wired into the cluster, delivered as a Debug Adapter Protocol proxy.
 //!
-//! The binary is a thin command line over these modules: [`dap`] (the wire), [`debugger`]
-//! (real adapters), [`env`] (the debuggee's environment), [`proxy`] (`kbridge dap`) and
+//! The binary is a thin command line over these modules: [`cli`] (the command line, and
+//! the commands kbridge runs itself with), [`dap`] (the wire), [`debugger`] (real
+//! adapters), [`env`] (the debuggee's environment), [`proxy`] (`kbridge dap`) and
 //! [`session`] (the bridge session and its crash-proof teardown).
 
+pub mod cli;
 pub mod dap;
 pub mod debugger;
 pub mod env;
+pub mod ipc;
 pub mod logging;
 pub mod proxy;
 pub mod session;

@@ -1,11 +1,10 @@
 //! The `kbridge` binary: parses the command line and hands off to the library.
 
-mod cli;
 mod commands;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command, SchemaKind};
+use kbridge::cli::{Cli, Command, ConnectArgs, GuardArgs, NsExecArgs, SchemaKind};
 use kbridge::proxy::{self, Outcome, ProxyOptions};
 use kbridge::session::{guardian, SessionId};
 use std::process::ExitCode;
@@ -14,7 +13,7 @@ use tokio::sync::watch;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before any thread exists: a new user namespace needs a single-threaded process.
-    if let Command::NsExec { hosts, command } = &cli.command {
+    if let Command::NsExec(NsExecArgs { hosts, command }) = &cli.command {
         let error =
             kbridge::session::hosts_namespace::exec_with_hosts(hosts, &command[0], &command[1..]);
         eprintln!(
@@ -107,12 +106,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let grace_period = std::time::Duration::from_secs(grace_period);
             commands::bridged::run(&target, &command, grace_period).await
         }
-        Command::Connect {
+        Command::Connect(ConnectArgs {
             target,
             env_file,
             background,
             settings_json,
-        } => {
+        }) => {
             commands::bridged::connect(
                 &target,
                 env_file.as_deref(),
@@ -142,8 +141,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             namespace,
             all_namespaces,
         } => commands::status::run(context.as_deref(), namespace.as_deref(), all_namespaces).await,
-        Command::NsExec { .. } => unreachable!("handled before the runtime starts"),
-        Command::Guard { session } => {
+        Command::NsExec(_) => unreachable!("handled before the runtime starts"),
+        Command::Guard(GuardArgs { session }) => {
             kbridge::logging::init(&session);
             guardian::run(SessionId(session))
                 .await

@@ -2,9 +2,10 @@
 //! debugger, for any command, for a terminal, or to see what a process would get.
 
 use super::child::{self, Running};
-use crate::cli::{EnvFormatArg, TargetArgs};
 use anyhow::{bail, Context};
+use kbridge::cli::{EnvFormatArg, NsExecArgs, SelfCommand, TargetArgs};
 use kbridge::env::EnvLayers;
+use kbridge::session::held::Report;
 use kbridge::session::{
     open_session_as, BridgeSession, Guardian, SessionEvent, SessionId, Settled,
 };
@@ -110,10 +111,7 @@ async fn open_with(
                 // The launch that reads these is gone once the session is up: a closed
                 // pipe is expected, and the lines are in the log anyway.
                 use std::io::Write;
-                let line = match &event {
-                    SessionEvent::Step(step) => format!("step {step}\n"),
-                    SessionEvent::Notice(notice) => format!("notice {notice}\n"),
-                };
+                let line = format!("{}\n", Report::from(event).line());
                 let _ = std::io::stdout().write_all(line.as_bytes());
                 let _ = std::io::stdout().flush();
                 continue;
@@ -222,17 +220,12 @@ fn bridged_command(
     command: &[OsString],
 ) -> anyhow::Result<tokio::process::Command> {
     let mut bridged = match session.hosts_file() {
-        Some(hosts) => {
-            let kbridge = std::env::current_exe()
-                .context("cannot find kbridge's own executable (for ns-exec)")?;
-            let mut c = tokio::process::Command::new(kbridge);
-            c.arg("ns-exec")
-                .arg("--hosts")
-                .arg(hosts)
-                .arg("--")
-                .args(command);
-            c
-        }
+        Some(hosts) => SelfCommand::NsExec(NsExecArgs {
+            hosts,
+            command: command.to_vec(),
+        })
+        .tokio_command()
+        .context("cannot run ns-exec")?,
         None => {
             let mut c = tokio::process::Command::new(&command[0]);
             c.args(&command[1..]);
@@ -270,13 +263,13 @@ pub async fn connect(
     let (session, guardian, id) = match open_with(settings, true, progress).await {
         Ok(opened) => opened,
         Err(error) if background => {
-            println!("error {error:#}");
+            println!("{}", Report::Error(format!("{error:#}")).line());
             return Err(error);
         }
         Err(error) => return Err(error),
     };
     if background {
-        println!("ready {id}");
+        println!("{}", Report::Ready(id.to_string()).line());
     }
     if let Some(path) = env_file {
         std::fs::write(path, dotenv(&environment(session.as_ref())))

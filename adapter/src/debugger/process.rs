@@ -2,6 +2,7 @@
 //! the child so it can close its input, wait for it, and kill it if it hangs.
 
 use super::presets::{install_hint, AdapterSpec, DebuggerError};
+use crate::cli::{NsExecArgs, SelfCommand};
 use kbridge_config::Transport;
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
@@ -120,18 +121,12 @@ pub async fn start(
         })
         .collect();
     let mut command = match hosts {
-        Some(hosts) => {
-            let exe = std::env::current_exe()
-                .map_err(|e| fail(format!("cannot find kbridge's own executable: {e}")))?;
-            let mut command = Command::new(exe);
-            command
-                .arg("ns-exec")
-                .arg("--hosts")
-                .arg(hosts)
-                .arg("--")
-                .arg(&spec.program);
-            command
-        }
+        Some(hosts) => SelfCommand::NsExec(NsExecArgs {
+            hosts: hosts.to_path_buf(),
+            command: vec![spec.program.clone().into_os_string()],
+        })
+        .tokio_command()
+        .map_err(|e| fail(e.to_string()))?,
         None => Command::new(&spec.program),
     };
     command

@@ -43,12 +43,62 @@ pub enum Outcome {
     TeardownFailed(Vec<String>),
 }
 
-/// The running adapter.
-struct Adapter {
+/// The running debug adapter: its process, its input, the messages it sends and the
+/// debuggee output it relays.
+struct Debugger {
     spec: AdapterSpec,
     process: AdapterProcess,
     writer: FrameWriter<Box<dyn AsyncWrite + Send + Unpin>>,
+    messages: mpsc::Receiver<Inbound>,
+    program_output: Option<mpsc::UnboundedReceiver<ProgramOutput>>,
+    /// A `disconnect` it has and has not answered yet: the request's `seq`, and when the
+    /// proxy answers it instead.
+    disconnect: Option<(i64, Instant)>,
     _reader: JoinHandle<()>,
+}
+
+impl Debugger {
+    /// Starts reading the adapter's messages.
+    fn connect(
+        spec: AdapterSpec,
+        mut process: AdapterProcess,
+        reader: FrameReader<Box<dyn AsyncRead + Send + Unpin>>,
+        writer: FrameWriter<Box<dyn AsyncWrite + Send + Unpin>>,
+    ) -> Debugger {
+        let (tx, messages) = mpsc::channel(256);
+        let reader_task = reader::spawn(reader, tx);
+        let program_output = process.program_output.take();
+        tracing::info!(adapter = %spec.name, pid = ?process.pid(), "adapter connected");
+        Debugger {
+            spec,
+            process,
+            writer,
+            messages,
+            program_output,
+            disconnect: None,
+            _reader: reader_task,
+        }
+    }
+
+    /// The `--debugger` adapter, started at `initialize`; the error is for the user.
+    async fn start(preset: Preset) -> Result<Debugger, String> {
+        let spec = debugger::resolve(&DebuggerChoice::Preset(preset)).map_err(|e| e.to_string())?;
+        let (process, streams) = debugger::process::start(&spec, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Debugger::connect(
+            spec,
+            process,
+            FrameReader::new(streams.reader),
+            FrameWriter::new(streams.writer),
+        ))
+    }
+
+    async fn enqueue(&mut self, body: &[u8]) {
+        if let Err(error) = self.writer.enqueue(body).await {
+            tracing::warn!(%error, "cannot write to the adapter");
+        }
+    }
 }
 
 /// The open bridge session and what it gave the debuggee.
@@ -58,27 +108,199 @@ struct ActiveSession {
     env: EnvVars,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+/// Client messages waiting for the adapter to have the launch request.
+type Held = VecDeque<(Bytes, Envelope)>;
+
+/// The client's `initialize` request, which a launch replays to an adapter it starts,
+/// and the adapter started for it with `--debugger`.
+struct Initialization {
+    request: Bytes,
+    debugger: Option<Debugger>,
+}
+
+/// A launch whose setup task runs; the client's messages are held meanwhile.
+struct PendingLaunch {
+    task: JoinHandle<Result<Prepared, String>>,
+    request_seq: i64,
+    command: String,
+    held: Held,
+    /// The editor's progress indicator for the setup, when it shows them.
+    progress_id: Option<String>,
+}
+
+/// Where one editor connection is, with what is valid there.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per editor connection, held in place"
+)]
+enum State {
+    /// Before `initialize`: no adapter runs yet.
+    AwaitingInitialize { held: Held },
     /// Before `launch`/`attach`.
-    Configuring,
-    /// Setup task running; client messages are held.
-    SettingUp,
+    Initialized { init: Initialization, held: Held },
+    /// Setting the session up.
+    Launching {
+        launch: PendingLaunch,
+        /// What the launch started from, and returns to if it fails or is cancelled.
+        init: Option<Initialization>,
+    },
     /// The adapter has the launch request.
-    Running,
-    /// The adapter exited; only `disconnect` is left to answer.
-    AdapterGone,
+    Running {
+        debugger: Debugger,
+        session: ActiveSession,
+    },
+    /// The adapter exited; only `disconnect` is left to answer (and the debuggee's last
+    /// output to relay).
+    Ended {
+        program_output: Option<mpsc::UnboundedReceiver<ProgramOutput>>,
+    },
+}
+
+/// What the main loop waits on in a state, besides the client and the session's events.
+struct Sources<'a> {
+    messages: Option<&'a mut mpsc::Receiver<Inbound>>,
+    program_output: Option<&'a mut mpsc::UnboundedReceiver<ProgramOutput>>,
+    setup: Option<&'a mut JoinHandle<Result<Prepared, String>>>,
+}
+
+impl State {
+    /// Before a launch, or back there after one failed or was cancelled.
+    fn configuring(init: Option<Initialization>, held: Held) -> State {
+        match init {
+            Some(init) => State::Initialized { init, held },
+            None => State::AwaitingInitialize { held },
+        }
+    }
+
+    fn debugger(&self) -> Option<&Debugger> {
+        match self {
+            State::Initialized { init, .. } => init.debugger.as_ref(),
+            State::Launching { init, .. } => init.as_ref().and_then(|i| i.debugger.as_ref()),
+            State::Running { debugger, .. } => Some(debugger),
+            State::AwaitingInitialize { .. } | State::Ended { .. } => None,
+        }
+    }
+
+    fn debugger_mut(&mut self) -> Option<&mut Debugger> {
+        match self {
+            State::Initialized { init, .. } => init.debugger.as_mut(),
+            State::Launching { init, .. } => init.as_mut().and_then(|i| i.debugger.as_mut()),
+            State::Running { debugger, .. } => Some(debugger),
+            State::AwaitingInitialize { .. } | State::Ended { .. } => None,
+        }
+    }
+
+    fn sources(&mut self) -> Sources<'_> {
+        let (debugger, setup, ended_output) = match self {
+            State::AwaitingInitialize { .. } => (None, None, None),
+            State::Initialized { init, .. } => (init.debugger.as_mut(), None, None),
+            State::Launching { launch, init } => (
+                init.as_mut().and_then(|i| i.debugger.as_mut()),
+                Some(&mut launch.task),
+                None,
+            ),
+            State::Running { debugger, .. } => (Some(debugger), None, None),
+            State::Ended { program_output } => (None, None, program_output.as_mut()),
+        };
+        match debugger {
+            Some(debugger) => Sources {
+                messages: Some(&mut debugger.messages),
+                program_output: debugger.program_output.as_mut(),
+                setup,
+            },
+            None => Sources {
+                messages: None,
+                program_output: ended_output,
+                setup,
+            },
+        }
+    }
+
+    /// Where the debuggee's output comes from in this state.
+    fn program_output_slot(
+        &mut self,
+    ) -> Option<&mut Option<mpsc::UnboundedReceiver<ProgramOutput>>> {
+        match self {
+            State::Ended { program_output } => Some(program_output),
+            other => other.debugger_mut().map(|d| &mut d.program_output),
+        }
+    }
+
+    /// Keeps the client's `initialize` for a launch to replay; gives the place of an
+    /// adapter started for it. None once launched: the adapter answers it.
+    fn remember_initialize(&mut self, request: &Bytes) -> Option<&mut Option<Debugger>> {
+        if let State::AwaitingInitialize { held } = self {
+            let held = std::mem::take(held);
+            *self = State::Initialized {
+                init: Initialization {
+                    request: request.clone(),
+                    debugger: None,
+                },
+                held,
+            };
+        }
+        let init = match self {
+            State::Initialized { init, .. } => init,
+            State::Launching { init, .. } => init.get_or_insert_with(|| Initialization {
+                request: request.clone(),
+                debugger: None,
+            }),
+            State::AwaitingInitialize { .. } | State::Running { .. } | State::Ended { .. } => {
+                return None
+            }
+        };
+        init.request = request.clone();
+        Some(&mut init.debugger)
+    }
+
+    /// Leaves the state before a launch for the launch to carry.
+    fn take_configuring(&mut self) -> Option<(Option<Initialization>, Held)> {
+        match std::mem::replace(
+            self,
+            State::Ended {
+                program_output: None,
+            },
+        ) {
+            State::AwaitingInitialize { held } => Some((None, held)),
+            State::Initialized { init, held } => Some((Some(init), held)),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    /// Ends the pending launch: back to before it, with the adapter started at
+    /// `initialize` if it runs.
+    fn take_launch(&mut self) -> Option<PendingLaunch> {
+        match std::mem::replace(
+            self,
+            State::Ended {
+                program_output: None,
+            },
+        ) {
+            State::Launching { launch, init } => {
+                *self = State::configuring(init, Held::new());
+                Some(launch)
+            }
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    fn progress_id(&self) -> Option<&str> {
+        match self {
+            State::Launching { launch, .. } => launch.progress_id.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 enum Flow {
     Continue,
     Stop,
-}
-
-struct PendingLaunch {
-    task: JoinHandle<Result<Prepared, String>>,
-    request_seq: i64,
-    command: String,
 }
 
 /// The proxy state for one editor connection.
@@ -88,21 +310,12 @@ pub struct Engine {
     client: ClientSink,
     client_rx: mpsc::Receiver<Inbound>,
     _client_reader: JoinHandle<()>,
-    adapter: Option<Adapter>,
-    adapter_rx: Option<mpsc::Receiver<Inbound>>,
-    program_output: Option<mpsc::UnboundedReceiver<ProgramOutput>>,
-    phase: Phase,
-    initialize: Option<Bytes>,
-    client_supports_progress: bool,
-    told_capabilities: Option<Map<String, Value>>,
-    held: VecDeque<(Bytes, Envelope)>,
-    launch: Option<PendingLaunch>,
-    active: Option<ActiveSession>,
+    state: State,
+    /// The capabilities the client was told; a replacement adapter reports changes to them.
+    told_capabilities: Map<String, Value>,
+    terminated_sent: bool,
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events_rx: mpsc::UnboundedReceiver<SessionEvent>,
-    progress_id: Option<String>,
-    terminated_sent: bool,
-    disconnect: Option<(i64, Instant)>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -119,6 +332,23 @@ async fn recv_unbounded_or_pending<T>(rx: Option<&mut mpsc::UnboundedReceiver<T>
         None => std::future::pending().await,
     }
 }
+
+async fn join_or_pending<T>(task: Option<&mut JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the client's `initialize` says it shows progress.
+fn supports_progress(initialize: Option<&Bytes>) -> bool {
+    initialize.is_some_and(|body| {
+        let message: Value = serde_json::from_slice(body).unwrap_or_default();
+        message["arguments"]["supportsProgressReporting"] == json!(true)
+    })
+}
+
+const ALREADY_LAUNCHED: &str = "this debug session has already been launched";
 
 impl Engine {
     /// A session over the editor's streams. `shutdown` turning true (SIGTERM, SIGINT)
@@ -138,21 +368,11 @@ impl Engine {
             client: ClientSink::new(client_out),
             client_rx,
             _client_reader: client_reader,
-            adapter: None,
-            adapter_rx: None,
-            program_output: None,
-            phase: Phase::Configuring,
-            initialize: None,
-            client_supports_progress: false,
-            told_capabilities: None,
-            held: VecDeque::new(),
-            launch: None,
-            active: None,
+            state: State::AwaitingInitialize { held: Held::new() },
+            told_capabilities: Map::new(),
+            terminated_sent: false,
             events_tx,
             events_rx,
-            progress_id: None,
-            terminated_sent: false,
-            disconnect: None,
             shutdown,
         }
     }
@@ -161,27 +381,32 @@ impl Engine {
     pub async fn run(mut self) -> Outcome {
         tracing::info!(session = %self.session_id, "proxy session started");
         loop {
-            let disconnect_deadline = self.disconnect.map(|(_, deadline)| deadline);
+            let disconnect_deadline = self
+                .state
+                .debugger()
+                .and_then(|d| d.disconnect)
+                .map(|(_, deadline)| deadline);
+            let sources = self.state.sources();
             let flow = tokio::select! {
                 _ = self.shutdown.changed() => self.on_shutdown().await,
                 inbound = self.client_rx.recv() => match inbound {
                     Some(inbound) => self.on_client(inbound).await,
                     None => Ok(Flow::Stop),
                 },
-                inbound = recv_or_pending(self.adapter_rx.as_mut()) => {
+                inbound = recv_or_pending(sources.messages) => {
                     self.on_adapter(inbound.unwrap_or(Inbound::Closed(None))).await
                 }
-                output = recv_unbounded_or_pending(self.program_output.as_mut()) => match output {
+                output = recv_unbounded_or_pending(sources.program_output) => match output {
                     Some(line) => self.send(&outgoing::output(line.category, &line.text)).await,
                     None => {
-                        self.program_output = None;
+                        if let Some(slot) = self.state.program_output_slot() {
+                            *slot = None;
+                        }
                         Ok(Flow::Continue)
                     }
                 },
                 Some(event) = self.events_rx.recv() => self.on_session_event(event).await,
-                result = async { (&mut self.launch.as_mut().expect("guarded by if").task).await }, if self.launch.is_some() => {
-                    self.on_setup_done(result).await
-                }
+                result = join_or_pending(sources.setup) => self.on_setup_done(result).await,
                 _ = tokio::time::sleep_until(disconnect_deadline.unwrap_or_else(Instant::now)), if disconnect_deadline.is_some() => {
                     self.on_disconnect_timeout().await
                 }
@@ -189,7 +414,7 @@ impl Engine {
             // Flush once no input is waiting: a burst goes out in few writes, a lone
             // message at once.
             let idle = self.client_rx.is_empty()
-                && self.adapter_rx.as_ref().is_none_or(|rx| rx.is_empty());
+                && self.state.debugger().is_none_or(|d| d.messages.is_empty());
             let flow = match flow {
                 Ok(Flow::Continue) if idle => self.flush().await.map(|()| Flow::Continue),
                 other => other,
@@ -211,8 +436,8 @@ impl Engine {
 
     /// Sends everything buffered for the client and the adapter.
     async fn flush(&mut self) -> std::io::Result<()> {
-        if let Some(adapter) = self.adapter.as_mut() {
-            if let Err(error) = adapter.writer.flush().await {
+        if let Some(debugger) = self.state.debugger_mut() {
+            if let Err(error) = debugger.writer.flush().await {
                 tracing::warn!(%error, "cannot write to the adapter");
             }
         }
@@ -304,8 +529,8 @@ impl Engine {
         body: Bytes,
         envelope: Envelope,
     ) -> std::io::Result<Flow> {
-        match (self.phase, self.adapter.as_mut()) {
-            (Phase::AdapterGone, _) => {
+        match &mut self.state {
+            State::Ended { .. } => {
                 if envelope.kind == MessageKind::Request {
                     let command = envelope.command.unwrap_or_default();
                     self.respond_error(
@@ -315,53 +540,45 @@ impl Engine {
                     )
                     .await?;
                 }
-                Ok(Flow::Continue)
             }
-            (Phase::Running | Phase::Configuring, Some(adapter)) => {
-                if let Err(error) = adapter.writer.enqueue(&body).await {
-                    tracing::warn!(%error, "cannot write to the adapter");
-                }
-                Ok(Flow::Continue)
-            }
-            _ => {
-                self.held.push_back((body, envelope));
-                Ok(Flow::Continue)
-            }
+            State::Running { debugger, .. }
+            | State::Initialized {
+                init:
+                    Initialization {
+                        debugger: Some(debugger),
+                        ..
+                    },
+                ..
+            } => debugger.enqueue(&body).await,
+            State::AwaitingInitialize { held }
+            | State::Initialized { held, .. }
+            | State::Launching {
+                launch: PendingLaunch { held, .. },
+                ..
+            } => held.push_back((body, envelope)),
         }
+        Ok(Flow::Continue)
     }
 
     async fn on_initialize(&mut self, body: Bytes, envelope: Envelope) -> std::io::Result<Flow> {
-        let message: Value = serde_json::from_slice(&body).unwrap_or_default();
-        self.client_supports_progress =
-            message["arguments"]["supportsProgressReporting"] == json!(true);
-        self.initialize = Some(body.clone());
-        if self.adapter.is_none() {
+        let Some(slot) = self.state.remember_initialize(&body) else {
+            return self.forward_to_adapter(body, envelope).await;
+        };
+        if slot.is_none() {
             if let Some(preset) = self.options.debugger {
                 // Eager start: the adapter answers `initialize` itself.
-                match debugger::resolve(&DebuggerChoice::Preset(preset)) {
-                    Ok(spec) => match debugger::process::start(&spec, None).await {
-                        Ok((process, streams)) => {
-                            self.install_adapter(
-                                spec,
-                                process,
-                                FrameReader::new(streams.reader),
-                                FrameWriter::new(streams.writer),
-                            );
-                        }
-                        Err(error) => {
-                            return self.fail_initialize(&envelope, &error.to_string()).await
-                        }
-                    },
-                    Err(error) => return self.fail_initialize(&envelope, &error.to_string()).await,
+                match Debugger::start(preset).await {
+                    Ok(debugger) => *slot = Some(debugger),
+                    Err(error) => return self.fail_initialize(&envelope, &error).await,
                 }
             }
         }
-        if self.adapter.is_some() {
+        if slot.is_some() {
             return self.forward_to_adapter(body, envelope).await;
         }
         // Lazy start: answer now, learn the real capabilities at `launch`.
         let told = capabilities::baseline();
-        self.told_capabilities = Some(told.clone());
+        self.told_capabilities = told.clone();
         self.send(&outgoing::response(
             envelope.seq,
             "initialize",
@@ -376,37 +593,17 @@ impl Engine {
         self.respond_error(envelope.seq, "initialize", error).await
     }
 
-    fn install_adapter(
-        &mut self,
-        spec: AdapterSpec,
-        mut process: AdapterProcess,
-        reader: FrameReader<Box<dyn AsyncRead + Send + Unpin>>,
-        writer: FrameWriter<Box<dyn AsyncWrite + Send + Unpin>>,
-    ) {
-        let (tx, rx) = mpsc::channel(256);
-        let reader_task = reader::spawn(reader, tx);
-        self.program_output = process.program_output.take();
-        self.adapter_rx = Some(rx);
-        tracing::info!(adapter = %spec.name, pid = ?process.pid(), "adapter connected");
-        self.adapter = Some(Adapter {
-            spec,
-            process,
-            writer,
-            _reader: reader_task,
-        });
-    }
-
     async fn on_launch(&mut self, body: Bytes, envelope: Envelope) -> std::io::Result<Flow> {
         let command = envelope.command.clone().unwrap_or_default();
-        if self.phase != Phase::Configuring {
-            return self
-                .respond_error(
-                    envelope.seq,
-                    &command,
-                    "this debug session has already been launched",
-                )
-                .await;
-        }
+        let initialize = match &self.state {
+            State::AwaitingInitialize { .. } => None,
+            State::Initialized { init, .. } => Some(init.request.clone()),
+            State::Launching { .. } | State::Running { .. } | State::Ended { .. } => {
+                return self
+                    .respond_error(envelope.seq, &command, ALREADY_LAUNCHED)
+                    .await
+            }
+        };
         let message: Value = match serde_json::from_slice(&body) {
             Ok(message) => message,
             Err(error) => {
@@ -415,26 +612,40 @@ impl Engine {
                     .await
             }
         };
-        if self.client_supports_progress {
+        let progress_id = if supports_progress(initialize.as_ref()) {
             let id = format!("kbridge-{}", self.session_id);
             self.send(&outgoing::progress_start(&id, "kbridge", "connecting…"))
                 .await?;
-            self.progress_id = Some(id);
-        }
+            Some(id)
+        } else {
+            None
+        };
+        let Some((init, held)) = self.state.take_configuring() else {
+            return self
+                .respond_error(envelope.seq, &command, ALREADY_LAUNCHED)
+                .await;
+        };
         let input = LaunchInput {
             message,
-            running: self.adapter.as_ref().map(|a| a.spec.clone()),
+            running: init
+                .as_ref()
+                .and_then(|i| i.debugger.as_ref())
+                .map(|d| d.spec.clone()),
             flag: self.options.debugger,
-            initialize: self.initialize.clone(),
+            initialize,
             session_id: self.session_id.clone(),
             events: self.events_tx.clone(),
         };
-        self.launch = Some(PendingLaunch {
-            task: tokio::spawn(setup::prepare(input)),
-            request_seq: envelope.seq,
-            command,
-        });
-        self.phase = Phase::SettingUp;
+        self.state = State::Launching {
+            launch: PendingLaunch {
+                task: tokio::spawn(setup::prepare(input)),
+                request_seq: envelope.seq,
+                command,
+                held,
+                progress_id,
+            },
+            init,
+        };
         Ok(Flow::Continue)
     }
 
@@ -442,7 +653,7 @@ impl Engine {
         match event {
             SessionEvent::Step(step) => {
                 tracing::info!(%step, "setup step");
-                if let Some(id) = self.progress_id.clone() {
+                if let Some(id) = self.state.progress_id().map(str::to_string) {
                     self.send(&outgoing::progress_update(&id, &step, None))
                         .await?;
                 }
@@ -452,9 +663,9 @@ impl Engine {
         }
     }
 
-    async fn end_progress(&mut self, message: &str) -> std::io::Result<()> {
-        if let Some(id) = self.progress_id.take() {
-            self.send(&outgoing::progress_end(&id, message)).await?;
+    async fn end_progress(&mut self, id: Option<&str>, message: &str) -> std::io::Result<()> {
+        if let Some(id) = id {
+            self.send(&outgoing::progress_end(id, message)).await?;
         }
         Ok(())
     }
@@ -463,16 +674,29 @@ impl Engine {
         &mut self,
         result: Result<Result<Prepared, String>, tokio::task::JoinError>,
     ) -> std::io::Result<Flow> {
-        let Some(launch) = self.launch.take() else {
-            return Ok(Flow::Continue);
+        let (mut launch, init) = match std::mem::replace(
+            &mut self.state,
+            State::Ended {
+                program_output: None,
+            },
+        ) {
+            State::Launching { launch, init } => (launch, init),
+            other => {
+                self.state = other;
+                return Ok(Flow::Continue);
+            }
         };
         let prepared = match result {
             Ok(Ok(prepared)) => prepared,
-            Ok(Err(message)) => return self.fail_launch(&launch, &message).await,
+            Ok(Err(message)) => {
+                self.state = State::configuring(init, Held::new());
+                return self.fail_launch(&launch, &message).await;
+            }
             Err(error) => {
+                self.state = State::configuring(init, Held::new());
                 return self
                     .fail_launch(&launch, &format!("internal error during launch: {error}"))
-                    .await
+                    .await;
             }
         };
         let Prepared {
@@ -483,59 +707,77 @@ impl Engine {
             env,
             request,
         } = prepared;
-        if let Some(StartedAdapter {
-            process,
-            reader,
-            writer,
-            capabilities: actual,
-            early,
-        }) = adapter
-        {
-            let told = self.told_capabilities.clone().unwrap_or_default();
-            let changed = capabilities::changed(&told, &actual);
-            self.install_adapter(spec.clone(), process, reader, writer);
-            if !changed.is_empty() {
-                self.send(&outgoing::capabilities(changed)).await?;
-            }
-            for body in early {
-                self.client.forward(&body).await?;
-            }
-        }
-        tracing::info!(session = %session.id(), adapter = %spec.name, "launch ready");
-        self.active = Some(ActiveSession {
+        let session = ActiveSession {
             session,
             guardian,
             env,
-        });
-        self.end_progress("connected").await?;
-        self.phase = Phase::Running;
-        if let Some(adapter) = self.adapter.as_mut() {
-            if let Err(error) = adapter.writer.send(&request).await {
+        };
+        let started_at_initialize = init.and_then(|init| init.debugger);
+        let (debugger, changed, early) = match (adapter, started_at_initialize) {
+            // A new adapter (the one started at `initialize`, if any, is stopped).
+            (
+                Some(StartedAdapter {
+                    process,
+                    reader,
+                    writer,
+                    capabilities: actual,
+                    early,
+                }),
+                _,
+            ) => {
+                let changed = capabilities::changed(&self.told_capabilities, &actual);
+                let debugger = Debugger::connect(spec.clone(), process, reader, writer);
+                (debugger, changed, early)
+            }
+            (None, Some(debugger)) => (debugger, Map::new(), Vec::new()),
+            (None, None) => {
+                // The adapter started at `initialize` exited during setup.
+                self.state = State::Ended {
+                    program_output: None,
+                };
+                self.fail_launch(&launch, "the debug adapter is no longer running")
+                    .await?;
+                return self.end_session(session).await;
+            }
+        };
+        self.state = State::Running { debugger, session };
+        if !changed.is_empty() {
+            self.send(&outgoing::capabilities(changed)).await?;
+        }
+        for body in early {
+            self.client.forward(&body).await?;
+        }
+        tracing::info!(session = %self.session_id, adapter = %spec.name, "launch ready");
+        self.end_progress(launch.progress_id.as_deref(), "connected")
+            .await?;
+        if let Some(debugger) = self.state.debugger_mut() {
+            if let Err(error) = debugger.writer.send(&request).await {
                 tracing::warn!(%error, "cannot write the launch request to the adapter");
             }
         }
-        while let Some((body, envelope)) = self.held.pop_front() {
+        while let Some((body, envelope)) = launch.held.pop_front() {
             self.forward_to_adapter(body, envelope).await?;
         }
         Ok(Flow::Continue)
     }
 
+    /// Tells the client the launch failed; the state is already back to before it.
     async fn fail_launch(
         &mut self,
         launch: &PendingLaunch,
         message: &str,
     ) -> std::io::Result<Flow> {
         tracing::error!(error = %message, "launch failed");
-        self.end_progress("failed").await?;
+        self.end_progress(launch.progress_id.as_deref(), "failed")
+            .await?;
         self.console("important", &format!("launch failed: {message}"))
             .await?;
         self.respond_error(launch.request_seq, &launch.command, message)
             .await?;
-        self.phase = Phase::Configuring;
         // Held requests can no longer be served.
-        while let Some((_, envelope)) = self.held.pop_front() {
+        for (_, envelope) in &launch.held {
             if envelope.kind == MessageKind::Request {
-                let command = envelope.command.unwrap_or_default();
+                let command = envelope.command.clone().unwrap_or_default();
                 self.respond_error(envelope.seq, &command, "the launch failed")
                     .await?;
             }
@@ -544,19 +786,21 @@ impl Engine {
     }
 
     fn rewrite_restart(&self, body: &Bytes) -> Option<Bytes> {
-        let active = self.active.as_ref()?;
-        let spec = &self.adapter.as_ref()?.spec;
+        let State::Running { debugger, session } = &self.state else {
+            return None;
+        };
         let mut message: Value = serde_json::from_slice(body).ok()?;
-        rewrite::request(&mut message, spec, &active.env);
+        rewrite::request(&mut message, &debugger.spec, &session.env);
         serde_json::to_vec(&message).ok().map(Bytes::from)
     }
 
     async fn on_disconnect(&mut self, body: Bytes, envelope: Envelope) -> std::io::Result<Flow> {
-        if let Some(launch) = self.launch.take() {
+        if let Some(launch) = self.state.take_launch() {
             // Cancelling setup drops its adapter (killed) and its guardian handle (the
             // guardian sees its input close and undoes what was done).
             launch.task.abort();
-            self.end_progress("cancelled").await?;
+            self.end_progress(launch.progress_id.as_deref(), "cancelled")
+                .await?;
             self.respond_error(
                 launch.request_seq,
                 &launch.command,
@@ -564,26 +808,23 @@ impl Engine {
             )
             .await?;
         }
-        match self.adapter.as_mut() {
-            Some(adapter) if self.phase != Phase::AdapterGone => {
-                if adapter.writer.send(&body).await.is_ok() {
-                    self.disconnect = Some((envelope.seq, Instant::now() + DISCONNECT_TIMEOUT));
-                    return Ok(Flow::Continue);
-                }
-                self.send(&outgoing::response(envelope.seq, "disconnect", json!({})))
-                    .await?;
-                Ok(Flow::Stop)
-            }
-            _ => {
-                self.send(&outgoing::response(envelope.seq, "disconnect", json!({})))
-                    .await?;
-                Ok(Flow::Stop)
+        if let Some(debugger) = self.state.debugger_mut() {
+            if debugger.writer.send(&body).await.is_ok() {
+                debugger.disconnect = Some((envelope.seq, Instant::now() + DISCONNECT_TIMEOUT));
+                return Ok(Flow::Continue);
             }
         }
+        self.send(&outgoing::response(envelope.seq, "disconnect", json!({})))
+            .await?;
+        Ok(Flow::Stop)
     }
 
     async fn on_disconnect_timeout(&mut self) -> std::io::Result<Flow> {
-        if let Some((seq, _)) = self.disconnect.take() {
+        let pending = self
+            .state
+            .debugger_mut()
+            .and_then(|debugger| debugger.disconnect.take());
+        if let Some((seq, _)) = pending {
             tracing::warn!("the adapter did not answer `disconnect` in time");
             self.send(&outgoing::response(seq, "disconnect", json!({})))
                 .await?;
@@ -624,14 +865,18 @@ impl Engine {
                     // What the client now believes; a replacement adapter reports changes to it.
                     let response: Value = serde_json::from_slice(&body).unwrap_or_default();
                     if let Some(Value::Object(told)) = response.get("body") {
-                        self.told_capabilities = Some(told.clone());
+                        self.told_capabilities = told.clone();
                     }
                 }
-                let answers_disconnect =
-                    matches!(self.disconnect, Some((seq, _)) if envelope.request_seq == Some(seq));
+                let answers_disconnect = matches!(
+                    self.state.debugger().and_then(|d| d.disconnect),
+                    Some((seq, _)) if envelope.request_seq == Some(seq)
+                );
                 self.client.forward(&body).await?;
                 if answers_disconnect {
-                    self.disconnect = None;
+                    if let Some(debugger) = self.state.debugger_mut() {
+                        debugger.disconnect = None;
+                    }
                     return Ok(Flow::Stop);
                 }
                 Ok(Flow::Continue)
@@ -639,7 +884,10 @@ impl Engine {
             MessageKind::Request => {
                 let client_seq = self.client.seq.next_to_client();
                 self.client.seq.open_reverse(client_seq, envelope.seq);
-                let env = self.active.as_ref().map(|a| &a.env);
+                let env = match &self.state {
+                    State::Running { session, .. } => Some(&session.env),
+                    _ => None,
+                };
                 match (envelope.command.as_deref(), env) {
                     (Some("runInTerminal"), Some(env)) => {
                         let mut message: Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -664,22 +912,20 @@ impl Engine {
     }
 
     async fn on_adapter_exit(&mut self, error: Option<String>) -> std::io::Result<Flow> {
-        self.adapter_rx = None;
-        let Some(mut adapter) = self.adapter.take() else {
+        let Some(debugger) = self.state.debugger_mut() else {
             return Ok(Flow::Continue);
         };
-        if let Some((seq, _)) = self.disconnect.take() {
+        if let Some((seq, _)) = debugger.disconnect.take() {
             self.send(&outgoing::response(seq, "disconnect", json!({})))
                 .await?;
-            self.adapter = Some(adapter);
             return Ok(Flow::Stop);
         }
-        let status = adapter.process.finish(ADAPTER_EXIT_GRACE).await;
-        let tail = adapter.process.stderr_tail();
+        let status = debugger.process.finish(ADAPTER_EXIT_GRACE).await;
+        let tail = debugger.process.stderr_tail();
         tracing::error!(?status, ?error, %tail, "the adapter exited unexpectedly");
         let mut text = format!(
             "the debug adapter ({}) exited unexpectedly{}",
-            adapter.spec.name,
+            debugger.spec.name,
             status.map(|s| format!(" ({s})")).unwrap_or_default()
         );
         if !tail.is_empty() {
@@ -690,17 +936,44 @@ impl Engine {
             self.terminated_sent = true;
             self.send(&outgoing::terminated()).await?;
         }
-        self.phase = Phase::AdapterGone;
-        // Undo the session now: the user may leave the editor's session open for long.
-        if let Some(active) = self.active.take() {
-            let outcome = teardown(active).await;
-            if let Outcome::TeardownFailed(failures) = outcome {
-                self.console(
-                    "important",
-                    &format!("teardown incomplete: {}", failures.join("; ")),
-                )
-                .await?;
+        match std::mem::replace(
+            &mut self.state,
+            State::Ended {
+                program_output: None,
+            },
+        ) {
+            State::Running { debugger, session } => {
+                self.state = State::Ended {
+                    program_output: debugger.program_output,
+                };
+                // Undo the session now: the user may leave the editor's session open for long.
+                return self.end_session(session).await;
             }
+            State::Initialized { init, .. } => {
+                self.state = State::Ended {
+                    program_output: init.debugger.and_then(|d| d.program_output),
+                };
+            }
+            // Setup goes on: it starts an adapter of its own when it can.
+            State::Launching { launch, mut init } => {
+                if let Some(init) = init.as_mut() {
+                    init.debugger = None;
+                }
+                self.state = State::Launching { launch, init };
+            }
+            other @ (State::AwaitingInitialize { .. } | State::Ended { .. }) => self.state = other,
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Has the guardian undo the session now, telling the user what could not be undone.
+    async fn end_session(&mut self, session: ActiveSession) -> std::io::Result<Flow> {
+        if let Outcome::TeardownFailed(failures) = teardown(session).await {
+            self.console(
+                "important",
+                &format!("teardown incomplete: {}", failures.join("; ")),
+            )
+            .await?;
         }
         Ok(Flow::Continue)
     }
@@ -710,21 +983,32 @@ impl Engine {
     /// Closes the adapter's input (debugpy does not exit otherwise), tears the session
     /// down through the guardian and waits for the adapter to exit.
     async fn finish(mut self) -> Outcome {
-        if let Some(launch) = self.launch.take() {
-            launch.task.abort();
-        }
+        let (debugger, session) = match std::mem::replace(
+            &mut self.state,
+            State::Ended {
+                program_output: None,
+            },
+        ) {
+            State::AwaitingInitialize { .. } | State::Ended { .. } => (None, None),
+            State::Initialized { init, .. } => (init.debugger, None),
+            State::Launching { launch, init } => {
+                launch.task.abort();
+                (init.and_then(|init| init.debugger), None)
+            }
+            State::Running { debugger, session } => (Some(debugger), Some(session)),
+        };
         let adapter_done = async {
-            if let Some(mut adapter) = self.adapter.take() {
-                if let Err(error) = adapter.writer.close().await {
+            if let Some(mut debugger) = debugger {
+                if let Err(error) = debugger.writer.close().await {
                     tracing::debug!(%error, "adapter input already closed");
                 }
-                let status = adapter.process.finish(ADAPTER_EXIT_GRACE).await;
+                let status = debugger.process.finish(ADAPTER_EXIT_GRACE).await;
                 tracing::info!(?status, "adapter exited");
             }
         };
         let session_done = async {
-            match self.active.take() {
-                Some(active) => teardown(active).await,
+            match session {
+                Some(session) => teardown(session).await,
                 None => Outcome::Clean,
             }
         };

@@ -6,48 +6,38 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::unix::pipe;
 
 /// Reader of the editor's messages.
 pub fn input() -> Box<dyn AsyncRead + Send + Unpin> {
-    if let Some(fd) = pollable(std::io::stdin().as_fd().try_clone_to_owned()) {
-        match fd {
-            Pollable::Fifo(fd) => {
-                if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
-                    return Box::new(pipe);
-                }
-            }
-            Pollable::Socket(fd) => {
-                if let Some(stream) = unix_stream(fd) {
-                    return Box::new(stream);
-                }
-            }
-        }
-    }
-    Box::new(tokio::io::stdin())
+    let polled: Option<Box<dyn AsyncRead + Send + Unpin>> =
+        match pollable(std::io::stdin().as_fd().try_clone_to_owned()) {
+            Some(Pollable::Fifo(fd)) => pipe::Receiver::from_owned_fd(fd)
+                .ok()
+                .map(|pipe| Box::new(pipe) as _),
+            Some(Pollable::Socket(stream)) => Some(Box::new(stream)),
+            None => None,
+        };
+    polled.unwrap_or_else(|| Box::new(tokio::io::stdin()))
 }
 
 /// Writer of messages to the editor.
 pub fn output() -> Box<dyn AsyncWrite + Send + Unpin> {
-    if let Some(fd) = pollable(std::io::stdout().as_fd().try_clone_to_owned()) {
-        match fd {
-            Pollable::Fifo(fd) => {
-                if let Ok(pipe) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
-                    return Box::new(pipe);
-                }
-            }
-            Pollable::Socket(fd) => {
-                if let Some(stream) = unix_stream(fd) {
-                    return Box::new(stream);
-                }
-            }
-        }
-    }
-    Box::new(tokio::io::stdout())
+    let polled: Option<Box<dyn AsyncWrite + Send + Unpin>> =
+        match pollable(std::io::stdout().as_fd().try_clone_to_owned()) {
+            Some(Pollable::Fifo(fd)) => pipe::Sender::from_owned_fd(fd)
+                .ok()
+                .map(|pipe| Box::new(pipe) as _),
+            Some(Pollable::Socket(stream)) => Some(Box::new(stream)),
+            None => None,
+        };
+    polled.unwrap_or_else(|| Box::new(tokio::io::stdout()))
 }
 
+/// A standard stream that tokio can poll without a blocking thread.
 enum Pollable {
     Fifo(OwnedFd),
-    Socket(OwnedFd),
+    Socket(tokio::net::UnixStream),
 }
 
 fn pollable(fd: std::io::Result<OwnedFd>) -> Option<Pollable> {
@@ -58,7 +48,7 @@ fn pollable(fd: std::io::Result<OwnedFd>) -> Option<Pollable> {
     if kind.is_fifo() {
         Some(Pollable::Fifo(fd))
     } else if kind.is_socket() {
-        Some(Pollable::Socket(fd))
+        unix_stream(fd).map(Pollable::Socket)
     } else {
         None
     }

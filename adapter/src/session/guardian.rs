@@ -9,11 +9,12 @@
 
 use super::undo::{run_plan, UndoStep};
 use super::{SessionError, SessionId};
+use crate::cli::{GuardArgs, SelfCommand};
+use crate::ipc::{write_line, LineReader};
 use serde::{Deserialize, Serialize};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::Mutex;
 
 /// Test hook: the guardian waits this long before undoing, so a test can kill the proxy
@@ -22,14 +23,20 @@ pub const TEST_DELAY_VAR: &str = "KBRIDGE_TEST_TEARDOWN_DELAY_MS";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
-enum Command_ {
+enum Request {
     Record { step: UndoStep },
     Teardown,
 }
 
+/// The guardian's replies.
+const READY: &str = "ready";
+const OK: &str = "ok";
+const ERROR: &str = "error";
+const DONE: &str = "done ";
+
 struct Channel {
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    stdout: LineReader<ChildStdout>,
 }
 
 /// The proxy's handle on its session's guardian process.
@@ -43,22 +50,17 @@ impl Guardian {
     /// SIGINT sent to the editor's group does not reach it.
     pub async fn spawn(session: &SessionId) -> Result<Guardian, SessionError> {
         let fail = |what: String| SessionError::Guardian(what);
-        let exe = std::env::current_exe()
-            .map_err(|e| fail(format!("cannot find kbridge's own executable: {e}")))?;
-        let mut child = Command::new(exe)
-            .args(["guard", "--session", &session.0])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| fail(format!("cannot start it: {e}")))?;
+        let mut child = SelfCommand::Guard(GuardArgs {
+            session: session.0.clone(),
+        })
+        .spawn_helper(Stdio::piped())
+        .map_err(|e| fail(format!("cannot start it: {e}")))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(fail("its stdio could not be captured".into()));
         };
-        let mut stdout = BufReader::new(stdout).lines();
-        match tokio::time::timeout(Duration::from_secs(10), stdout.next_line()).await {
-            Ok(Ok(Some(line))) if line == "ready" => {}
+        let mut stdout = LineReader::new(stdout);
+        match stdout.next_within(Duration::from_secs(10)).await {
+            Ok(Some(line)) if line == READY => {}
             other => return Err(fail(format!("it did not start properly ({other:?})"))),
         }
         tracing::info!(pid = ?child.id(), "guardian started");
@@ -68,17 +70,14 @@ impl Guardian {
         })
     }
 
-    async fn exchange(&self, command: &Command_) -> Result<String, SessionError> {
-        let mut line =
+    async fn exchange(&self, command: &Request) -> Result<String, SessionError> {
+        let line =
             serde_json::to_string(command).map_err(|e| SessionError::Guardian(e.to_string()))?;
-        line.push('\n');
         let mut channel = self.channel.lock().await;
-        channel
-            .stdin
-            .write_all(line.as_bytes())
+        write_line(&mut channel.stdin, &line)
             .await
             .map_err(|e| SessionError::Guardian(format!("it stopped listening: {e}")))?;
-        match channel.stdout.next_line().await {
+        match channel.stdout.next().await {
             Ok(Some(reply)) => Ok(reply),
             Ok(None) => Err(SessionError::Guardian("it exited".into())),
             Err(e) => Err(SessionError::Guardian(format!(
@@ -89,8 +88,8 @@ impl Guardian {
 
     /// Records a step before the change it reverses is made.
     pub async fn record(&self, step: UndoStep) -> Result<(), SessionError> {
-        match self.exchange(&Command_::Record { step }).await?.as_str() {
-            "ok" => Ok(()),
+        match self.exchange(&Request::Record { step }).await?.as_str() {
+            OK => Ok(()),
             other => Err(SessionError::Guardian(format!(
                 "unexpected reply {other:?}"
             ))),
@@ -99,9 +98,9 @@ impl Guardian {
 
     /// Runs the undo plan and waits for it; returns the steps that failed.
     pub async fn teardown(self) -> Result<Vec<String>, SessionError> {
-        let reply = self.exchange(&Command_::Teardown).await?;
+        let reply = self.exchange(&Request::Teardown).await?;
         let failures = reply
-            .strip_prefix("done ")
+            .strip_prefix(DONE)
             .and_then(|json| serde_json::from_str(json).ok())
             .ok_or_else(|| SessionError::Guardian(format!("unexpected reply {reply:?}")))?;
         let _ = self.child.lock().await.wait().await;
@@ -119,25 +118,22 @@ pub async fn run(session: SessionId) -> std::io::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
 
     let mut stdout = tokio::io::stdout();
-    stdout.write_all(b"ready\n").await?;
-    stdout.flush().await?;
-    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    write_line(&mut stdout, READY).await?;
+    let mut stdin = LineReader::new(tokio::io::stdin());
     let mut plan: Vec<UndoStep> = Vec::new();
     let reply = loop {
         tokio::select! {
-            line = stdin.next_line() => match line {
-                Ok(Some(line)) => match serde_json::from_str::<Command_>(&line) {
-                    Ok(Command_::Record { step }) => {
+            line = stdin.next() => match line {
+                Ok(Some(line)) => match serde_json::from_str::<Request>(&line) {
+                    Ok(Request::Record { step }) => {
                         tracing::info!(%session, ?step, "recorded");
                         plan.push(step);
-                        stdout.write_all(b"ok\n").await?;
-                        stdout.flush().await?;
+                        write_line(&mut stdout, OK).await?;
                     }
-                    Ok(Command_::Teardown) => break true,
+                    Ok(Request::Teardown) => break true,
                     Err(e) => {
                         tracing::error!(%session, error = %e, "unreadable guardian command");
-                        stdout.write_all(b"error\n").await?;
-                        stdout.flush().await?;
+                        write_line(&mut stdout, ERROR).await?;
                     }
                 },
                 Ok(None) | Err(_) => {
@@ -165,12 +161,11 @@ pub async fn run(session: SessionId) -> std::io::Result<()> {
     }
     if reply {
         let text = format!(
-            "done {}\n",
+            "{DONE}{}",
             serde_json::to_string(&failures).unwrap_or_else(|_| "[]".into())
         );
         // The proxy may already be gone; nothing to do about a failed reply.
-        let _ = stdout.write_all(text.as_bytes()).await;
-        let _ = stdout.flush().await;
+        let _ = write_line(&mut stdout, &text).await;
     }
     Ok(())
 }

@@ -2,14 +2,15 @@
 //! a launch for the same target takes the held session's environment and hosts file instead
 //! of changing the cluster again, so a re-launch costs a socket round trip, not a rollout.
 
-use super::registry::{self, Attachment, SessionInfo, TargetKey};
+use super::registry::{self, Attachment, TargetKey};
 use super::{BoxFuture, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionId};
+use crate::cli::{ConnectArgs, SelfCommand, TargetArgs};
 use crate::env::EnvLayers;
+use crate::ipc::LineReader;
 use kbridge_config::{BridgeSettings, EnvVars, Target};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long a background `kbridge connect` may take to set its session up.
 const BACKGROUND_START_TIMEOUT: Duration = Duration::from_secs(360);
@@ -87,9 +88,57 @@ pub async fn reuse(
     // exists so every launch ends the same way.
     let guardian = Guardian::spawn(id).await?;
     Ok(Some((
-        Box::new(ReusedSession::new(id.clone(), info, attachment)),
+        Box::new(ReusedSession::new(id.clone(), attachment)),
         guardian,
     )))
+}
+
+/// What a background `kbridge connect` reports to the launch that started it, a line
+/// each on its stdout: `step …`, `notice …`, then `ready ID` or `error …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// A setup step started.
+    Step(String),
+    /// Something the user should read.
+    Notice(String),
+    /// The session (this id) is up.
+    Ready(String),
+    /// The session could not be opened.
+    Error(String),
+}
+
+impl Report {
+    /// The line for this report.
+    pub fn line(&self) -> String {
+        match self {
+            Report::Step(step) => format!("step {step}"),
+            Report::Notice(notice) => format!("notice {notice}"),
+            Report::Ready(id) => format!("ready {id}"),
+            Report::Error(error) => format!("error {error}"),
+        }
+    }
+
+    /// A report line read back; None for anything else.
+    pub fn parse(line: &str) -> Option<Report> {
+        let (word, rest) = line.split_once(' ')?;
+        let rest = rest.to_string();
+        Some(match word {
+            "step" => Report::Step(rest),
+            "notice" => Report::Notice(rest),
+            "ready" => Report::Ready(rest),
+            "error" => Report::Error(rest),
+            _ => return None,
+        })
+    }
+}
+
+impl From<SessionEvent> for Report {
+    fn from(event: SessionEvent) -> Report {
+        match event {
+            SessionEvent::Step(step) => Report::Step(step),
+            SessionEvent::Notice(notice) => Report::Notice(notice),
+        }
+    }
 }
 
 /// Starts `kbridge connect` detached (its own process group, no terminal) with these
@@ -99,35 +148,35 @@ async fn start_in_background(
     events: &EventSink,
 ) -> Result<(), SessionError> {
     let fail = |what: String| SessionError::Background(what);
-    let exe = std::env::current_exe()
-        .map_err(|e| fail(format!("cannot find kbridge's own executable: {e}")))?;
-    let json = serde_json::to_string(settings).map_err(|e| fail(e.to_string()))?;
+    let connect = SelfCommand::Connect(ConnectArgs {
+        target: TargetArgs::default(),
+        env_file: None,
+        background: true,
+        settings_json: Some(serde_json::to_string(settings).map_err(|e| fail(e.to_string()))?),
+    });
     let _ = events.send(SessionEvent::Step(
         "starting a held session (disconnectAfterDebugging: false)".into(),
     ));
-    let mut child = tokio::process::Command::new(exe)
-        .args(["connect", "--background", "--settings-json", &json])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
+    let mut child = connect
+        .spawn_helper(Stdio::null())
         .map_err(|e| fail(format!("cannot start `kbridge connect`: {e}")))?;
     let stdout = child
         .stdout
         .take()
         .ok_or_else(|| fail("cannot read `kbridge connect`'s progress".into()))?;
-    let mut lines = BufReader::new(stdout).lines();
+    let mut lines = LineReader::new(stdout);
     let relay = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(step) = line.strip_prefix("step ") {
-                let _ = events.send(SessionEvent::Step(step.to_string()));
-            } else if let Some(notice) = line.strip_prefix("notice ") {
-                let _ = events.send(SessionEvent::Notice(notice.to_string()));
-            } else if line.starts_with("ready ") {
-                return Ok(());
-            } else if let Some(error) = line.strip_prefix("error ") {
-                return Err(fail(error.to_string()));
+        while let Ok(Some(line)) = lines.next().await {
+            match Report::parse(&line) {
+                Some(Report::Step(step)) => {
+                    let _ = events.send(SessionEvent::Step(step));
+                }
+                Some(Report::Notice(notice)) => {
+                    let _ = events.send(SessionEvent::Notice(notice));
+                }
+                Some(Report::Ready(_)) => return Ok(()),
+                Some(Report::Error(error)) => return Err(fail(error)),
+                None => {}
             }
         }
         Err(fail(
@@ -155,7 +204,7 @@ struct ReusedSession {
 }
 
 impl ReusedSession {
-    fn new(id: SessionId, _info: SessionInfo, attachment: Attachment) -> ReusedSession {
+    fn new(id: SessionId, attachment: Attachment) -> ReusedSession {
         let layer = |vars: Vec<(String, Option<String>)>| {
             let mut layer = EnvVars::new();
             for (name, value) in vars {
@@ -190,5 +239,23 @@ impl BridgeSession for ReusedSession {
 
     fn close(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_read_back_as_written() {
+        for report in [
+            Report::Step("waiting for the agent".into()),
+            Report::Notice("nothing listens on localhost:8080".into()),
+            Report::Ready("1764000000-042-1234".into()),
+            Report::Error("no such service: todo".into()),
+        ] {
+            assert_eq!(Report::parse(&report.line()), Some(report));
+        }
+        assert_eq!(Report::parse("kbridge: log noise"), None);
     }
 }

@@ -3,12 +3,12 @@
 //! request per connection — `describe` for `kbridge diagnostics` and `kbridge status`, and
 //! `attach` for a launch that reuses a session held by `kbridge connect`.
 
+use crate::cli::{GuardArgs, SelfCommand};
+use crate::ipc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -88,64 +88,30 @@ pub fn serve(
     let dir = live_dir();
     super::local::create_private_dir(&dir)?;
     let path = socket_path(&view.info().id);
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)?;
-    let socket_path = path.clone();
-    let conn_tasks = tasks.clone();
-    tasks.spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                _ = cancel.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            let Ok((stream, _)) = accepted else { continue };
-            let view = view.clone();
-            conn_tasks.spawn(async move {
-                if let Err(error) = answer(stream, view.as_ref()).await {
-                    tracing::debug!(%error, "registry request failed");
-                }
-            });
-        }
-        let _ = std::fs::remove_file(&socket_path);
-    });
+    ipc::serve(path.clone(), tasks, cancel, move |line| {
+        answer(view.as_ref(), line).to_string()
+    })?;
     Ok(path)
 }
 
-async fn answer(stream: UnixStream, view: &dyn SessionView) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
-    let request: Value = serde_json::from_str(line.trim()).unwrap_or(Value::Null);
-    let reply = match request.get("op").and_then(Value::as_str) {
+fn answer(view: &dyn SessionView, line: &str) -> Value {
+    let request: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+    match request.get("op").and_then(Value::as_str) {
         Some("info") => serde_json::to_value(view.info()),
         Some("describe") => Ok(view.describe()),
         Some("attach") if view.info().held => serde_json::to_value(view.attach()),
         Some("attach") => Ok(serde_json::json!({"error": "this session is not held for reuse"})),
         _ => Ok(serde_json::json!({"error": "unknown request; expected info, describe or attach"})),
     }
-    .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
-    write.write_all(format!("{reply}\n").as_bytes()).await?;
-    write.shutdown().await
+    .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}))
 }
 
 /// Sends one request to the session listening on `socket`.
 pub async fn ask(socket: &Path, op: &str) -> std::io::Result<Value> {
-    let exchange = async {
-        let stream = UnixStream::connect(socket).await?;
-        let (read, mut write) = stream.into_split();
-        write
-            .write_all(format!("{}\n", serde_json::json!({ "op": op })).as_bytes())
-            .await?;
-        let mut line = String::new();
-        BufReader::new(read).read_line(&mut line).await?;
-        serde_json::from_str::<Value>(line.trim())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-    };
-    tokio::time::timeout(ANSWER_TIMEOUT, exchange)
-        .await
-        .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "the session did not answer")
-        })?
+    let request = serde_json::json!({ "op": op }).to_string();
+    let reply = ipc::ask(socket, &request, ANSWER_TIMEOUT).await?;
+    serde_json::from_str::<Value>(reply.trim())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Every live session's card with its socket. Sockets nobody answers on (their session
@@ -204,10 +170,13 @@ fn guarded(id: &str) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
     };
+    let guard = SelfCommand::Guard(GuardArgs {
+        session: id.to_string(),
+    });
     entries.flatten().any(|entry| {
         std::fs::read(entry.path().join("cmdline")).is_ok_and(|raw| {
             let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
-            args.contains(&&b"guard"[..]) && args.contains(&id.as_bytes())
+            guard.runs_in(&args)
         })
     })
 }

@@ -4,6 +4,7 @@
 //! (`system`), or nothing (`off`: the environment variables still point at the services).
 
 use super::progress::{notice, step};
+use crate::cli::{NsExecArgs, SelfCommand};
 use crate::session::cluster::hosts::{self, HostsEntry};
 use crate::session::cluster::outbound::ForwardedService;
 use crate::session::{EventSink, Guardian, SessionError, UndoStep};
@@ -164,18 +165,14 @@ pub fn resolve_hosts_mode(asked: HostsMode, env_vars_only: bool) -> HostsMode {
 
 /// Tries `kbridge ns-exec` once: user namespaces can be disabled by the kernel or a sandbox.
 fn namespace_supported() -> bool {
-    let Ok(exe) = std::env::current_exe() else {
+    let probe = SelfCommand::NsExec(NsExecArgs {
+        hosts: "/etc/hosts".into(),
+        command: vec!["echo".into(), "kbridge-ns-ok".into()],
+    });
+    let Ok(mut command) = probe.command() else {
         return false;
     };
-    std::process::Command::new(exe)
-        .args([
-            "ns-exec",
-            "--hosts",
-            "/etc/hosts",
-            "--",
-            "echo",
-            "kbridge-ns-ok",
-        ])
+    command
         .stderr(std::process::Stdio::null())
         .output()
         .is_ok_and(|o| o.status.success() && o.stdout == b"kbridge-ns-ok\n")
