@@ -168,13 +168,8 @@ impl UndoStep {
                 session,
             } => {
                 use super::cluster::{connection::Cluster, target::WorkloadKind, workload};
-                let kind = match kind.as_str() {
-                    "deployment" => WorkloadKind::Deployment,
-                    "statefulset" => WorkloadKind::StatefulSet,
-                    "replicaset" => WorkloadKind::ReplicaSet,
-                    "pod" => WorkloadKind::Pod,
-                    other => return Err(format!("cannot restore a {other}").into()),
-                };
+                let kind =
+                    WorkloadKind::parse(kind).ok_or_else(|| format!("cannot restore a {kind}"))?;
                 let cluster = Cluster::connect_with(
                     kubeconfig.as_deref(),
                     context.as_deref(),

@@ -207,7 +207,7 @@ async fn open(
     let target =
         isolation::resolve_target(&cluster, target_spec, settings.container.as_deref()).await?;
     let session = request.id.0.clone();
-    let token = kbridge_agent::handshake::generate_token()
+    let token = kbridge_protocol::handshake::generate_token()
         .map_err(|e| format!("no randomness for the session token: {e}"))?;
 
     let secret_name = workload::session_secret_name(&session);
