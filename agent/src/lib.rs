@@ -3,7 +3,7 @@
 //! isolation router and the in-cluster restorer.
 //!
 //! Layout: [`server`] runs the agent: it accepts sessions (the protocol's handshake and mux),
-//! serves the control channel ([`control`], answering from [`env`], [`mounts`] and [`idle`]),
+//! serves the control channel ([`control`], answering from [`env`](mod@env), [`mounts`] and [`idle`]),
 //! dials [`outbound`] streams, tunnels [`inbound`] connections and sends [`files`], moving
 //! bytes with [`splice`]; [`health`]/[`idle`] serve probes and the dead-man switch.
 //! [`restore_watch`] is the restorer (`kbridge-agent restore-watch`), which applies the

@@ -10,7 +10,7 @@
 //!    saying what it carries, answered by a [`wire::Reply`] when the client opened it;
 //! 4. the capabilities, one per header kind:
 //!    - `control`: JSON-RPC 2.0 ([`control`]), whose methods answer with
-//!      [`control::AgentInfo`], [`env`], [`mounts`] and [`status`];
+//!      [`control::AgentInfo`], [`env`](mod@env), [`mounts`] and [`status`];
 //!    - `outbound`: the agent dials a host and port in the cluster, then raw bytes;
 //!    - `inbound`: the agent opens one stream per connection accepted on a container port,
 //!      the client accepts it with one byte ([`wire::INBOUND_ACCEPT`]), then raw bytes;
