@@ -3,9 +3,10 @@
 //! isolation router and the in-cluster restorer.
 //!
 //! Layout: [`server`] runs the agent: it accepts sessions (the protocol's handshake and mux),
-//! serves the control channel ([`control`], answering from [`env`](mod@env), [`mounts`] and [`idle`]),
-//! dials [`outbound`] streams, tunnels [`inbound`] connections and sends [`files`], moving
-//! bytes with [`splice`]; [`health`]/[`idle`] serve probes and the dead-man switch.
+//! serves the control channel ([`control`], answering from [`env`](mod@env), [`mounts`] and
+//! [`idle`]), dials [`outbound`] streams, tunnels [`inbound`] connections and sends
+//! [`files`], moving bytes with [`splice`]; [`health`]/[`idle`] serve probes and the
+//! dead-man switch.
 //! [`restore_watch`] is the restorer (`kbridge-agent restore-watch`), which applies the
 //! cluster contract ([`kbridge_protocol::contract`]) when kbridge is gone, and [`router`] is
 //! the isolation router (`kbridge-agent router`, DESIGN §9).

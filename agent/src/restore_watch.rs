@@ -5,10 +5,10 @@
 //!
 //! For an isolated session (`--isolation SERVICE/ROUTE_AS`, DESIGN §9) the agents are the
 //! clone's, and "restoring" ends the session's isolation the way kbridge's own leave does,
-//! with the same [`kbridge_protocol::contract::isolation_record`] patches: the route is removed from the
-//! Service (the last session out puts the original selector back and deletes the router
-//! and the origin Service), then the session's Secret, and with it the clone, the Ingress
-//! copies and the restorer's own objects.
+//! with the same patches ([`kbridge_protocol::contract::isolation_record`]): the route is
+//! removed from the Service (the last session out puts the original selector back and
+//! deletes the router and the origin Service), then the session's Secret, and with it the
+//! clone, the Ingress copies and the restorer's own objects.
 
 use std::time::{Duration, Instant};
 
