@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::error::ServerError;
-use crate::mounts::Mount;
+use kbridge_protocol::mounts::Mount;
 
 /// Default control port (the port kbridge port-forwards to).
 pub const DEFAULT_CONTROL_PORT: u16 = 7311;

@@ -1,26 +1,19 @@
-//! File download: the agent sends files or whole mounts as a tar stream (modes, symlinks and
-//! mtimes kept) and the client unpacks it into a private 0700 directory.
+//! The agent's end of a file download ([`kbridge_protocol::files`]): it checks the requested
+//! paths, answers the header, and sends the files or whole mounts as a tar stream (modes,
+//! symlinks and mtimes kept) that the client unpacks.
 //!
 //! Entry names are the absolute paths without their leading `/`, so `/etc/config/app.yaml`
 //! arrives as `DEST/etc/config/app.yaml` and several paths never collide.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use kbridge_protocol::wire::{write_frame, Reply};
+use kbridge_protocol::TunnelStream;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::SyncIoBridge;
-
-use crate::mux::TunnelStream;
-use crate::wire::{write_frame, Reply};
-
-/// What a finished download moved.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DownloadSummary {
-    /// Bytes of tar stream received.
-    pub bytes: u64,
-}
 
 /// Checks the requested paths before any byte of tar is sent.
 fn validate(paths: &[String]) -> Result<Vec<PathBuf>, Reply> {
@@ -128,53 +121,4 @@ pub(crate) async fn serve(mut stream: TunnelStream, paths: Vec<String>) {
         Ok(Err(e)) => tracing::warn!(error = %e, "download aborted"),
         Err(e) => tracing::warn!(error = %e, "download task failed"),
     }
-}
-
-/// Counts bytes read, for the summary.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: io::Read> io::Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-/// Creates `dir` (and parents) and makes it private (0700).
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-/// Client side: unpacks the tar stream into `dest` (created 0700), keeping modes.
-pub(crate) async fn unpack(stream: TunnelStream, dest: &Path) -> io::Result<DownloadSummary> {
-    create_private_dir(dest)?;
-    let count = Arc::new(AtomicU64::new(0));
-    let reader = Counting {
-        inner: SyncIoBridge::new(stream),
-        count: count.clone(),
-    };
-    let dest = dest.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut archive = tar::Archive::new(reader);
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_mtime(true);
-        archive.set_overwrite(true);
-        archive.set_unpack_xattrs(false);
-        // `unpack` refuses entries that would land outside `dest` (`..`, absolute, via links).
-        archive.unpack(&dest)
-    })
-    .await
-    .map_err(io::Error::other)??;
-    Ok(DownloadSummary {
-        bytes: count.load(Ordering::Relaxed),
-    })
 }

@@ -110,7 +110,7 @@ fn route(head: &[u8], clock: &IdleClock) -> (u16, String) {
 }
 
 /// Fetches `/status` from an agent's health endpoint (used by `restore-watch` and tests).
-pub async fn fetch_status(addr: &str) -> std::io::Result<crate::idle::Status> {
+pub async fn fetch_status(addr: &str) -> std::io::Result<kbridge_protocol::status::Status> {
     let mut sock = tokio::time::timeout(READ_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;

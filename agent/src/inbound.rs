@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::server::Sessions;
-use crate::wire::{write_frame, StreamHeader};
+use kbridge_protocol::wire::{write_frame, StreamHeader};
 
 /// Accepts on one container port until `cancel` fires.
 pub(crate) async fn serve(

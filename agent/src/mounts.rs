@@ -1,26 +1,9 @@
-//! Volume mounts the container sees, and recursive listings of them, for the `mounts` and
-//! `list` control methods.
+//! Reading the volume mounts the container sees, and recursive listings of them, for the
+//! `mounts` and `list` control methods (the messages are [`kbridge_protocol::mounts`]).
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-/// One mounted volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Mount {
-    /// Volume name from the pod spec, when kbridge told the agent (`KBRIDGE_AGENT_MOUNTS`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Mount path inside the container.
-    pub path: String,
-    /// Whether it is mounted read-only.
-    #[serde(default)]
-    pub read_only: bool,
-    /// Filesystem type, when read from `/proc/self/mountinfo`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fs_type: Option<String>,
-}
+use kbridge_protocol::mounts::{ListEntry, Listing, Mount};
 
 /// Kernel and runtime filesystems that are never a pod volume.
 const PSEUDO_FS: &[&str] = &[
@@ -95,35 +78,6 @@ pub fn current_mounts(configured: Option<&[Mount]>) -> std::io::Result<Vec<Mount
             "/proc/self/mountinfo",
         )?)),
     }
-}
-
-/// One entry of a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListEntry {
-    /// Path relative to the listed directory.
-    pub path: String,
-    /// `file`, `dir`, `symlink` or `other`.
-    pub kind: String,
-    /// Size in bytes (0 for directories).
-    pub size: u64,
-    /// Permission bits, e.g. `0o644` = 420.
-    pub mode: u32,
-    /// Symlink target, for symlinks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-}
-
-/// A listing, possibly cut at a maximum number of entries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Listing {
-    /// The absolute path that was listed.
-    pub root: String,
-    /// Entries, depth-first, sorted by name within a directory.
-    pub entries: Vec<ListEntry>,
-    /// Whether the listing stopped at the entry limit.
-    pub truncated: bool,
 }
 
 /// Lists `root` recursively (symlinks are reported, not followed), up to `max` entries.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::mux::TunnelStream;
-use crate::wire::{write_frame, Reply};
+use kbridge_protocol::wire::{write_frame, Reply};
+use kbridge_protocol::TunnelStream;
 
 /// Longest time for name resolution or for one connection attempt.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);

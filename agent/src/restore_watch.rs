@@ -5,10 +5,10 @@
 //!
 //! For an isolated session (`--isolation SERVICE/ROUTE_AS`, DESIGN §9) the agents are the
 //! clone's, and "restoring" ends the session's isolation the way kbridge's own leave does,
-//! with the same [`crate::isolation_record`] patches: the route is removed from the
-//! Service (the last session out puts the original selector back and deletes the router
-//! and the origin Service), then the session's Secret, and with it the clone, the Ingress
-//! copies and the restorer's own objects.
+//! with the same patches ([`kbridge_protocol::contract::isolation_record`]): the route is
+//! removed from the Service (the last session out puts the original selector back and
+//! deletes the router and the origin Service), then the session's Secret, and with it the
+//! clone, the Ingress copies and the restorer's own objects.
 
 use std::time::{Duration, Instant};
 
@@ -19,19 +19,19 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-    Preconditions,
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::idle::SessionState;
-use crate::isolation_record::{
+use kbridge_protocol::contract::isolation_record::{
     decide_leave, leave_patch, origin_name, router_name, router_removable, IsolationRecordError,
     LeaveDecision,
 };
-use crate::restore::{
+use kbridge_protocol::contract::restore::{
     decide, original_pod, restore_patch, AgentObservation, Decision, RestoreError,
 };
+use kbridge_protocol::contract::WorkloadKind;
+use kbridge_protocol::status::SessionState;
 
 /// Errors that stop the restorer.
 #[derive(Debug, thiserror::Error)]
@@ -200,24 +200,6 @@ fn is_transient(error: &RestoreWatchError) -> bool {
 /// How often a Service update that met a 409 Conflict is read and tried again.
 const CONFLICT_RETRIES: usize = 10;
 
-/// The API resource for a workload kind name as users type it.
-pub fn workload_resource(kind: &str) -> Option<ApiResource> {
-    let (k, plural) = match kind.to_ascii_lowercase().as_str() {
-        "deployment" | "deployments" | "deploy" => ("Deployment", "deployments"),
-        "statefulset" | "statefulsets" | "sts" => ("StatefulSet", "statefulsets"),
-        "replicaset" | "replicasets" | "rs" => ("ReplicaSet", "replicasets"),
-        "daemonset" | "daemonsets" | "ds" => ("DaemonSet", "daemonsets"),
-        _ => return None,
-    };
-    Some(ApiResource {
-        group: "apps".into(),
-        version: "v1".into(),
-        api_version: "apps/v1".into(),
-        kind: k.into(),
-        plural: plural.into(),
-    })
-}
-
 /// Watches with in-cluster credentials until the session ends or the workload is restored;
 /// returns what happened.
 pub async fn run(
@@ -250,16 +232,12 @@ pub async fn run_with_client(
             opts.workload
         ))
     })?;
-    let target = match workload_resource(kind) {
+    let kind: WorkloadKind = kind.parse().map_err(|e| {
+        RestoreWatchError::Options(format!("cannot restore {}: {e}", opts.workload))
+    })?;
+    let target = match kind.template_resource() {
         Some(ar) => Target::Template(Api::namespaced_with(client.clone(), &opts.namespace, &ar)),
-        None if matches!(kind, "pod" | "pods" | "po") => {
-            Target::Pod(Api::namespaced(client.clone(), &opts.namespace))
-        }
-        None => {
-            return Err(RestoreWatchError::Options(format!(
-            "kind '{kind}' is not restorable (deployment, statefulset, replicaset, daemonset, pod)"
-        )))
-        }
+        None => Target::Pod(Api::namespaced(client.clone(), &opts.namespace)),
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
     let mut unreachable_since: Option<Instant> = None;
@@ -375,7 +353,8 @@ pub async fn run_isolation_with_client(
     loop {
         // One check; an API server that does not answer is waited out, not fatal.
         let checked = async {
-            let observation = match observe(&opts.agents, &pods, "deployment", "").await {
+            let observation = match observe(&opts.agents, &pods, WorkloadKind::Deployment, "").await
+            {
                 Some(state) => {
                     unreachable_since = None;
                     AgentObservation::State(state)
@@ -522,13 +501,13 @@ where
 async fn observe(
     source: &AgentSource,
     pods: &Api<Pod>,
-    kind: &str,
+    kind: WorkloadKind,
     name: &str,
 ) -> Option<SessionState> {
     let addresses: Vec<String> = match source {
         AgentSource::Address(a) => vec![a.clone()],
         AgentSource::Pods { selector, port } => {
-            let found: Vec<Pod> = if selector.is_empty() && matches!(kind, "pod" | "pods" | "po") {
+            let found: Vec<Pod> = if selector.is_empty() && kind == WorkloadKind::Pod {
                 pods.get_opt(name)
                     .await
                     .ok()
@@ -677,15 +656,5 @@ mod tests {
         assert!(outage
             .settle(Err(RestoreWatchError::Options("bad".into())))
             .is_err());
-    }
-
-    #[test]
-    fn kinds() {
-        assert_eq!(
-            workload_resource("Deployment").unwrap().plural,
-            "deployments"
-        );
-        assert_eq!(workload_resource("sts").unwrap().kind, "StatefulSet");
-        assert!(workload_resource("pod").is_none());
     }
 }

@@ -8,16 +8,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jsonrpc_core::IoHandler;
+use kbridge_protocol::handshake::{self, Status as HsStatus, PROTOCOL_VERSION};
+use kbridge_protocol::mux::{self, Opener};
+use kbridge_protocol::status::Status;
+use kbridge_protocol::wire::{read_frame, write_frame, Reply, StreamHeader};
+use kbridge_protocol::{HandshakeError, TunnelStream};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::control::ControlState;
-use crate::error::{HandshakeError, ServerError};
-use crate::handshake::{self, Status as HsStatus, PROTOCOL_VERSION};
-use crate::idle::{IdleClock, Status};
-use crate::mux::{Opener, TunnelStream};
-use crate::wire::{read_frame, write_frame, Reply, StreamHeader};
+use crate::error::ServerError;
+use crate::idle::IdleClock;
 use crate::AgentConfig;
 
 /// Time an unauthenticated connection gets to complete its hello.
@@ -275,7 +277,7 @@ async fn session(
     }
     let _guard = ctx.clock.session();
     let session_cancel = ctx.cancel.child_token();
-    let mut mux = crate::mux::start(sock, yamux::Mode::Server, session_cancel.clone());
+    let mut mux = mux::start(sock, yamux::Mode::Server, session_cancel.clone());
     let id = ctx
         .sessions
         .install(mux.opener.clone(), session_cancel.clone());

@@ -13,8 +13,8 @@ use std::task::{ready, Context, Poll};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use crate::mux::TunnelStream;
-use crate::wire::INBOUND_ACCEPT;
+use kbridge_protocol::wire::INBOUND_ACCEPT;
+use kbridge_protocol::TunnelStream;
 
 /// Bytes read from TCP per read call; large enough for loopback-speed bulk transfers.
 const CHUNK: usize = 64 * 1024;

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use kbridge_agent::restore::{RestoreRecord, ANNOTATION_SESSION};
 use kbridge_agent::restore_watch::{run_with_client, AgentSource, WatchOptions};
+use kbridge_protocol::contract::labels::ANNOTATION_SESSION;
+use kbridge_protocol::contract::restore::RestoreRecord;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

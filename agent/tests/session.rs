@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kbridge_agent::wire::{read_frame, write_frame, Reply, StreamHeader};
-use kbridge_agent::{AgentClient, ClientError, ClientOptions, HandshakeError};
+use kbridge_protocol::wire::{read_frame, write_frame, Reply, StreamHeader};
+use kbridge_protocol::{AgentClient, ClientError, ClientOptions, HandshakeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -197,7 +197,7 @@ async fn malformed_frames_do_not_crash_the_agent() {
         random_bytes(4096),
     ] {
         let mut s = TcpStream::connect(agent.control).await.unwrap();
-        kbridge_agent::handshake::client_handshake(&mut s, TOKEN)
+        kbridge_protocol::handshake::client_handshake(&mut s, TOKEN)
             .await
             .unwrap();
         s.write_all(&garbage).await.unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use kbridge_agent::splice::splice;
-use kbridge_agent::ClientError;
+use kbridge_protocol::ClientError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Barrier;

@@ -4,6 +4,7 @@
 use crate::debugger::DebuggerChoice;
 use crate::env::EnvVars;
 use crate::error::ConfigError;
+use kbridge_protocol::contract::{UnknownWorkloadKind, WorkloadKind};
 use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
@@ -173,8 +174,8 @@ pub enum Target {
     Service(String),
     /// A workload `KIND/NAME`.
     Workload {
-        /// Lowercase kind: deployment, statefulset, replicaset or pod.
-        kind: String,
+        /// The kind, as the cluster contract names it.
+        kind: WorkloadKind,
         /// Object name.
         name: String,
     },
@@ -191,9 +192,6 @@ impl std::fmt::Display for Target {
         }
     }
 }
-
-/// Workload kinds a session can take over.
-pub const WORKLOAD_KINDS: [&str; 4] = ["deployment", "statefulset", "replicaset", "pod"];
 
 impl BridgeSettings {
     /// The target, if any; an error when several are given or the workload is malformed.
@@ -228,14 +226,8 @@ impl BridgeSettings {
                 format!("`{workload}` is not of the form KIND/NAME, e.g. deployment/todo-api"),
             )
         })?;
-        let kind = normalize_kind(kind).ok_or_else(|| {
-            ConfigError::invalid(
-                "bridge.workload",
-                format!(
-                    "unknown workload kind `{kind}`; expected one of {}",
-                    WORKLOAD_KINDS.join(", ")
-                ),
-            )
+        let kind: WorkloadKind = kind.parse().map_err(|e: UnknownWorkloadKind| {
+            ConfigError::invalid("bridge.workload", e.to_string())
         })?;
         if name.is_empty() {
             return Err(ConfigError::invalid(
@@ -244,20 +236,9 @@ impl BridgeSettings {
             ));
         }
         Ok(Some(Target::Workload {
-            kind: kind.to_string(),
+            kind,
             name: name.to_string(),
         }))
-    }
-}
-
-/// Accepts the spellings kubectl accepts: `deploy`, `Deployment`, `deployments`, …
-fn normalize_kind(kind: &str) -> Option<&'static str> {
-    match kind.to_ascii_lowercase().as_str() {
-        "deployment" | "deployments" | "deploy" => Some("deployment"),
-        "statefulset" | "statefulsets" | "sts" => Some("statefulset"),
-        "replicaset" | "replicasets" | "rs" => Some("replicaset"),
-        "pod" | "pods" | "po" => Some("pod"),
-        _ => None,
     }
 }
 
@@ -387,7 +368,7 @@ mod tests {
         assert_eq!(
             config.target(),
             Some(Target::Workload {
-                kind: "deployment".into(),
+                kind: WorkloadKind::Deployment,
                 name: "todo-api".into()
             })
         );

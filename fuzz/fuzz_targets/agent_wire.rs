@@ -1,5 +1,5 @@
 //! Fuzz target `agent_wire`: what the agent and the adapter decode from each other before
-//! and around yamux (`agent/src/handshake.rs`, `agent/src/wire.rs`). The first input byte
+//! and around yamux (`protocol/src/handshake.rs`, `protocol/src/wire.rs`). The first input byte
 //! picks the decoder, the rest is what the peer sent, read in random chunks.
 //!
 //! Properties checked for every input:
@@ -15,12 +15,12 @@
 
 #![no_main]
 
-use kbridge_fuzz::agent::error::HandshakeError;
-use kbridge_fuzz::agent::handshake::{
+use kbridge_fuzz::{block_on, chunk_lengths, ChunkedReader, Rng};
+use kbridge_protocol::handshake::{
     client_handshake, read_hello, MAGIC, MAX_TOKEN_LEN, PROTOCOL_VERSION,
 };
-use kbridge_fuzz::agent::wire::{read_frame, write_frame, Reply, StreamHeader, MAX_FRAME};
-use kbridge_fuzz::{block_on, chunk_lengths, ChunkedReader, Rng};
+use kbridge_protocol::wire::{read_frame, write_frame, Reply, StreamHeader, MAX_FRAME};
+use kbridge_protocol::HandshakeError;
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -1,12 +1,16 @@
 //! Shared harness for kbridge's fuzz targets.
 //!
-//! The wire-level code under test lives in crates that also pull in kube and
+//! The adapter's wire-level code under test lives in a crate that also pulls in kube and
 //! k8s-openapi; building those under sanitizer coverage takes far longer than the
 //! targets are worth (a cold build of `kbridge-agent` alone took 14 minutes on two
-//! cores). So the few self-contained product files the targets need are compiled here
+//! cores). So the few self-contained adapter files the targets need are compiled here
 //! directly with `#[path]`, in modules laid out like the product's so their `crate::`
 //! and `super::` paths resolve unchanged. Nothing is copied: a change to those files is
 //! fuzzed as it is, and a file that moves breaks this build loudly.
+//!
+//! The agent protocol needs no such trick: `kbridge-protocol` is a plain dependency with
+//! only its `wire` feature (the handshake and the stream headers: serde, tokio's I/O
+//! traits, `subtle`, `getrandom`), which leaves out yamux and kube.
 
 #![allow(dead_code, unused_imports)]
 
@@ -14,13 +18,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-pub mod agent;
 pub mod cluster;
 pub mod dap;
 pub mod proxy;
-
-/// `kbridge_agent::error`, where `kbridge_agent::handshake` looks for it.
-pub use agent::error;
 
 /// Runs a future that never waits: every reader and writer the targets use is in memory.
 /// A future that does wait is a bug in the harness, so it panics rather than spins.

@@ -36,7 +36,7 @@ async fn service_workload_and_pod_resolve_to_the_deployment() {
     let by_workload = resolve(
         &cluster,
         &Target::Workload {
-            kind: "deployment".into(),
+            kind: WorkloadKind::Deployment,
             name: "stats-api".into(),
         },
         None,

@@ -15,7 +15,7 @@ use kbridge::session::cluster::connection::Cluster;
 use kbridge::session::cluster::isolation::{
     self, Isolation, IsolationPlan, LABEL_ROUTER_FOR, LABEL_ROUTE_FOR,
 };
-use kbridge::session::cluster::target::{resolve, ResolvedTarget};
+use kbridge::session::cluster::target::{resolve, ResolvedTarget, WorkloadKind};
 use kbridge::session::cluster::tunnels;
 use kbridge_config::Target;
 use kbridge_tests::agent_image;
@@ -297,7 +297,7 @@ async fn resolve_workload(cluster: &Cluster) -> ResolvedTarget {
     resolve(
         cluster,
         &Target::Workload {
-            kind: "deployment".into(),
+            kind: WorkloadKind::Deployment,
             name: "todo-api".into(),
         },
         None,
@@ -649,7 +649,7 @@ async fn a_workload_without_a_service_is_refused_and_nothing_changes() {
     let target = resolve(
         &cluster,
         &Target::Workload {
-            kind: "deployment".into(),
+            kind: WorkloadKind::Deployment,
             name: "lonely".into(),
         },
         None,

@@ -104,14 +104,11 @@ fn parse_workload(text: &str) -> anyhow::Result<(WorkloadKind, String)> {
     let (kind, name) = text
         .split_once('/')
         .with_context(|| format!("'{text}' is not KIND/NAME, e.g. deployment/todo-api"))?;
-    let kind = match kind.to_ascii_lowercase().as_str() {
-        "deployment" | "deployments" | "deploy" => WorkloadKind::Deployment,
-        "statefulset" | "statefulsets" | "sts" => WorkloadKind::StatefulSet,
-        "replicaset" | "replicasets" | "rs" => WorkloadKind::ReplicaSet,
-        "pod" | "pods" | "po" => WorkloadKind::Pod,
-        other => bail!(
-            "cannot restore a '{other}': kbridge swaps deployments, statefulsets, replicasets and bare pods"
-        ),
+    let Some(kind) = WorkloadKind::parse(kind) else {
+        bail!(
+            "cannot restore a '{}': kbridge swaps deployments, statefulsets, replicasets and bare pods",
+            kind.to_ascii_lowercase()
+        )
     };
     Ok((kind, name.to_string()))
 }

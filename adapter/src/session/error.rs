@@ -112,7 +112,7 @@ pub enum SessionError {
         /// What kbridge asked of it.
         what: String,
         /// The agent client's error.
-        source: Option<kbridge_agent::ClientError>,
+        source: Option<kbridge_protocol::ClientError>,
     },
     /// A session held by `kbridge connect` could not be started in the background.
     #[error("{0}")]
@@ -129,7 +129,7 @@ impl SessionError {
     }
 
     /// An agent failing to answer `what`.
-    pub fn agent(what: impl Into<String>, source: kbridge_agent::ClientError) -> SessionError {
+    pub fn agent(what: impl Into<String>, source: kbridge_protocol::ClientError) -> SessionError {
         SessionError::Agent {
             what: what.into(),
             source: Some(source),

@@ -60,7 +60,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{RouteSource, RouterArgs, RouterConfig};
 pub use proxy::{choose, Choice, ROUTE_HEADER};
-pub use routes::{pod_route, Dest, RouteTable, LABEL_ROUTE_AS, LABEL_ROUTE_FOR};
+pub use routes::{pod_route, Dest, RouteTable};
 
 /// How often dead and stale pooled upstream connections are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);

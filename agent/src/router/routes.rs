@@ -6,15 +6,11 @@ use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use kbridge_protocol::contract::labels::{LABEL_ROUTE_AS, LABEL_ROUTE_FOR};
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use tokio_util::sync::CancellationToken;
-
-/// Label on a session's clone pod naming the Service it takes routed requests for.
-pub const LABEL_ROUTE_FOR: &str = "kbridge.dev/route-for";
-/// Label on a session's clone pod naming the route (the `kubernetes-route-as` value).
-pub const LABEL_ROUTE_AS: &str = "kbridge.dev/route-as";
 
 /// Where a route sends requests: a host, and a port or (`None`) the listen port the request
 /// arrived on.

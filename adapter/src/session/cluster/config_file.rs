@@ -8,9 +8,9 @@ use super::hosts::HostsEntry;
 use super::outbound::{ForwardedService, Forwarder};
 use crate::session::SessionError;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use kbridge_agent::AgentClient;
 use kbridge_config::local_process::{parse_value, LocalProcessConfig, ValuePart, VolumeMount};
 use kbridge_config::EnvVars;
+use kbridge_protocol::AgentClient;
 use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ pub struct Context<'a> {
     /// An agent of the session, for downloads.
     pub agent: &'a AgentClient,
     /// The volumes the target container mounts, as the agent reports them.
-    pub mounts: &'a [kbridge_agent::mounts::Mount],
+    pub mounts: &'a [kbridge_protocol::mounts::Mount],
     /// The target container's name, for error messages.
     pub container: &'a str,
     /// The session's private 0700 directory.

@@ -4,8 +4,8 @@
 //! can change the container kbridge replaced while a session runs. The user must hear of
 //! it at once — who did it (from `managedFields`), what changed, and whether requests
 //! still reach their machine — and teardown then undoes only kbridge's own changes
-//! (`kbridge_agent::restore_merge`). Workloads a GitOps controller manages get a warning
-//! when the session starts: the controller may revert the swap at its next sync.
+//! (`kbridge_protocol::contract::restore_merge`). Workloads a GitOps controller manages get
+//! a warning when the session starts: the controller may revert the swap at its next sync.
 
 use super::connection::Cluster;
 use super::target::ResolvedTarget;
@@ -13,7 +13,7 @@ use super::workload::FIELD_MANAGER;
 use crate::session::{EventSink, SessionEvent};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-use kbridge_agent::restore_merge;
+use kbridge_protocol::contract::restore_merge;
 use kube::api::DynamicObject;
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::Value;
@@ -108,7 +108,7 @@ pub fn watch(
     tasks: &TaskTracker,
     cancel: CancellationToken,
 ) {
-    let Some(resource) = kbridge_agent::restore_watch::workload_resource(target.kind.name()) else {
+    let Some(resource) = target.kind.template_resource() else {
         return; // a bare Pod: recreated, not patched, and its spec cannot change that way
     };
     let api = cluster.dynamic_api(&resource);

@@ -70,7 +70,7 @@ fn labels(session: &str) -> BTreeMap<String, String> {
         ("app.kubernetes.io/managed-by".into(), "kbridge".into()),
         ("app.kubernetes.io/component".into(), "restorer".into()),
         (
-            "kbridge.dev/session".into(),
+            kbridge_protocol::contract::labels::LABEL_SESSION.into(),
             session.replace(['_', '.'], "-"),
         ),
     ])
@@ -107,7 +107,7 @@ pub fn role_rules(plan: &RestorerPlan, secret: &str) -> Vec<PolicyRule> {
 /// Role and RoleBinding (the last session out), and this session's Secret (which takes the
 /// clone and the Ingress copies with it).
 pub fn isolation_role_rules(plan: &IsolationRestorerPlan, secret: &str) -> Vec<PolicyRule> {
-    use kbridge_agent::isolation_record::{origin_name, router_name};
+    use kbridge_protocol::contract::isolation_record::{origin_name, router_name};
     let router = router_name(&plan.service);
     let rbac = "rbac.authorization.k8s.io";
     vec![

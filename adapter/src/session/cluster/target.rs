@@ -12,40 +12,10 @@ use kbridge_config::Target;
 use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
 
-/// Kinds of workload a session can take over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkloadKind {
-    /// apps/v1 Deployment.
-    Deployment,
-    /// apps/v1 StatefulSet.
-    StatefulSet,
-    /// apps/v1 ReplicaSet not owned by a Deployment.
-    ReplicaSet,
-    /// A Pod no controller owns.
-    Pod,
-}
-
-impl WorkloadKind {
-    /// Lowercase kind, as in `deployment/todo-api`.
-    pub fn name(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "deployment",
-            WorkloadKind::StatefulSet => "statefulset",
-            WorkloadKind::ReplicaSet => "replicaset",
-            WorkloadKind::Pod => "pod",
-        }
-    }
-
-    /// Plural resource name, as RBAC and the API name it.
-    pub fn resource(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "deployments",
-            WorkloadKind::StatefulSet => "statefulsets",
-            WorkloadKind::ReplicaSet => "replicasets",
-            WorkloadKind::Pod => "pods",
-        }
-    }
-}
+/// Kinds of workload a session can take over: the cluster contract's, which
+/// `bridge.workload`, `kbridge restore` and the in-cluster restorer parse too. Resolution
+/// yields one, so the cluster layer names it from here.
+pub use kbridge_protocol::contract::WorkloadKind;
 
 /// A container port of the target container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,15 +87,7 @@ pub async fn resolve(
             let (kind, workload) = resolver.owner_of_service(&service).await?;
             (kind, workload, Some(service))
         }
-        Target::Workload { kind, name } => {
-            let kind = match kind.as_str() {
-                "deployment" => WorkloadKind::Deployment,
-                "statefulset" => WorkloadKind::StatefulSet,
-                "replicaset" => WorkloadKind::ReplicaSet,
-                _ => WorkloadKind::Pod,
-            };
-            (kind, name.clone(), None)
-        }
+        Target::Workload { kind, name } => (*kind, name.clone(), None),
         Target::Pod(name) => {
             let pod: Pod = resolver.get("pod", "pods", name).await?;
             let (kind, workload) = resolver.owner_of_pod(&pod).await?;

@@ -8,7 +8,7 @@ use super::errors::ClusterError;
 use super::reachability::{Outcome, Reachability};
 use super::workload::AGENT_CONTROL_PORT;
 use k8s_openapi::api::core::v1::Pod;
-use kbridge_agent::{AgentClient, InboundConnection};
+use kbridge_protocol::{AgentClient, InboundConnection};
 use kube::api::Api;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -321,7 +321,7 @@ impl TunnelSet {
     /// Serves the connections `pod`'s agent accepts, until the tunnel or session ends.
     fn serve_inbound_connections(
         &self,
-        mut inbound: kbridge_agent::Inbound,
+        mut inbound: kbridge_protocol::Inbound,
         pod: String,
         warned: Arc<std::sync::atomic::AtomicBool>,
     ) {

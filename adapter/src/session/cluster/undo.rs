@@ -128,7 +128,9 @@ impl ClusterStep {
                 name,
                 session,
             } => {
-                let kind = workload_kind(kind)?;
+                let kind = WorkloadKind::parse(kind).ok_or_else(|| {
+                    ClusterError::BadRecord(format!("kbridge cannot restore a {kind}"))
+                })?;
                 let cluster = at.connect().await?;
                 let outcome = workload::restore(&cluster, kind, name, Some(session)).await?;
                 tracing::info!(?outcome, "{}/{name}", kind.name());
@@ -167,19 +169,6 @@ impl ClusterStep {
     pub fn is_restorer(&self) -> bool {
         matches!(self, ClusterStep::DeleteObject { kind, name, .. }
             if kind == "job" && name.starts_with(super::restorer::RESTORER_PREFIX))
-    }
-}
-
-/// The workload kinds a [`ClusterStep::RestoreWorkload`] may name.
-fn workload_kind(kind: &str) -> Result<WorkloadKind, ClusterError> {
-    match kind {
-        "deployment" => Ok(WorkloadKind::Deployment),
-        "statefulset" => Ok(WorkloadKind::StatefulSet),
-        "replicaset" => Ok(WorkloadKind::ReplicaSet),
-        "pod" => Ok(WorkloadKind::Pod),
-        other => Err(ClusterError::BadRecord(format!(
-            "kbridge cannot restore a {other}"
-        ))),
     }
 }
 

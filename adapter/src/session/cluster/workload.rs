@@ -12,10 +12,10 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kbridge_agent::restore::{
-    agent_pod, original_pod, recreatable_pod, restore_patch, RestoreRecord, ANNOTATION_ORIGINAL_POD,
+use kbridge_protocol::contract::labels::ANNOTATION_ORIGINAL_POD;
+use kbridge_protocol::contract::restore::{
+    agent_pod, original_pod, recreatable_pod, restore_patch, RestoreRecord,
 };
-use kbridge_agent::restore_watch::workload_resource;
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
 };
@@ -179,7 +179,7 @@ pub fn swap_patch(
 }
 
 fn api(cluster: &Cluster, kind: WorkloadKind) -> Result<Api<DynamicObject>, ClusterError> {
-    let resource = workload_resource(kind.name()).ok_or_else(|| {
+    let resource = kind.template_resource().ok_or_else(|| {
         ClusterError::InvalidTarget(format!(
             "a bare {} cannot be swapped in place yet",
             kind.name()

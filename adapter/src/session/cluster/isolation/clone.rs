@@ -8,7 +8,7 @@
 
 use super::names::{clone_name, label_value};
 use super::routes::Labels;
-use super::{LABEL_MANAGED_BY, LABEL_ROUTE_AS, LABEL_ROUTE_FOR, LABEL_SESSION};
+use super::{ANNOTATION_PREFIX, LABEL_MANAGED_BY, LABEL_ROUTE_AS, LABEL_ROUTE_FOR, LABEL_SESSION};
 use crate::session::cluster::target::{ResolvedTarget, WorkloadKind};
 use crate::session::cluster::workload::{agent_container, SwapPlan};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
@@ -17,10 +17,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReferen
 use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 
-/// Annotation on the clone naming what it copies (`deployment/todo-api`).
-pub const ANNOTATION_CLONE_OF: &str = "kbridge.dev/clone-of";
-/// Annotation on the clone naming who runs it (`user@host`).
-pub const ANNOTATION_CLONE_OWNER: &str = "kbridge.dev/isolated-by";
+/// Annotations on the clone naming what it copies (`deployment/todo-api`) and who runs it
+/// (`user@host`).
+pub use kbridge_protocol::contract::labels::{ANNOTATION_CLONE_OF, ANNOTATION_CLONE_OWNER};
 
 /// The selector of a session's clone (and of its pods).
 pub fn clone_selector(service: &str, route_as: &str) -> Labels {
@@ -51,7 +50,7 @@ pub fn clone_labels(
             }
         }
     }
-    labels.retain(|k, _| !k.starts_with("kbridge.dev/"));
+    labels.retain(|k, _| !k.starts_with(ANNOTATION_PREFIX));
     labels.extend(clone_selector(service, route_as));
     labels.insert(LABEL_SESSION.into(), label_value(session));
     labels
@@ -118,7 +117,7 @@ pub fn clone_deployment(
         }
     }
     let mut template_annotations = source.template_annotations.clone();
-    template_annotations.retain(|k, _| !k.starts_with("kbridge.dev/"));
+    template_annotations.retain(|k, _| !k.starts_with(ANNOTATION_PREFIX));
     let object_labels = BTreeMap::from([
         (LABEL_MANAGED_BY.to_string(), "kbridge".to_string()),
         (LABEL_ROUTE_FOR.to_string(), service.to_string()),

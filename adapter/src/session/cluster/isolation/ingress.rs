@@ -12,7 +12,7 @@ use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 
 /// Annotation on a copy naming the Ingress it copies.
-pub const ANNOTATION_COPY_OF: &str = "kbridge.dev/copy-of";
+pub use kbridge_protocol::contract::labels::ANNOTATION_COPY_OF;
 
 /// A session's Ingress copy, as shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]

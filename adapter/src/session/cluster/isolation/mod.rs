@@ -38,9 +38,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kbridge_agent::restore::RestoreRecord;
-use kbridge_agent::restore_watch::workload_resource;
 use kbridge_config::Target;
+use kbridge_protocol::contract::restore::RestoreRecord;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use names::{check_route_name, label_value, origin_name, router_name};
 use routes::{state_of, Labels};
@@ -48,18 +47,12 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Prefix of kbridge's labels and annotations.
-pub const ANNOTATION_PREFIX: &str = "kbridge.dev/";
-/// `app.kubernetes.io/managed-by` (value `kbridge`) on everything isolation creates.
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-/// On a clone's pods: the Service whose router routes to them.
-pub const LABEL_ROUTE_FOR: &str = "kbridge.dev/route-for";
-/// On a clone's pods: the route name (`kubernetes-route-as` value, Host prefix).
-pub const LABEL_ROUTE_AS: &str = "kbridge.dev/route-as";
-/// On a clone and Ingress copies: the session (as a label value).
-pub const LABEL_SESSION: &str = "kbridge.dev/session";
-/// On the router's objects and pods: the Service it fronts.
-pub const LABEL_ROUTER_FOR: &str = "kbridge.dev/router-for";
+/// The keys isolation puts on what it creates: the cluster contract's, which the router
+/// and the in-cluster restorer read too.
+pub use kbridge_protocol::contract::labels::{
+    ANNOTATION_PREFIX, LABEL_MANAGED_BY, LABEL_ROUTER_FOR, LABEL_ROUTE_AS, LABEL_ROUTE_FOR,
+    LABEL_SESSION,
+};
 /// The header that routes a request to a session.
 pub const ROUTE_HEADER: &str = "kubernetes-route-as";
 
@@ -231,7 +224,7 @@ async fn template_metadata(
     cluster: &Cluster,
     target: &ResolvedTarget,
 ) -> Result<TemplateMeta, ClusterError> {
-    let (object_labels, annotations, template) = match workload_resource(target.kind.name()) {
+    let (object_labels, annotations, template) = match target.kind.template_resource() {
         Some(resource) => {
             let object = cluster
                 .dynamic_api(&resource)

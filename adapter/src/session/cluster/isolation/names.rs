@@ -4,8 +4,8 @@
 
 use crate::session::cluster::errors::ClusterError;
 
-/// Object names are shared with the in-cluster restorer, so they live in the agent crate.
-pub use kbridge_agent::isolation_record::{
+/// Object names are shared with the in-cluster restorer, so they are the cluster contract's.
+pub use kbridge_protocol::contract::isolation_record::{
     clone_name, fit, ingress_copy_name, label_value, origin_name, router_name, MAX_LABEL, MAX_NAME,
 };
 /// Longest route name: it must leave room in `<workload>-kbridge-<name>` and in hosts.
@@ -14,7 +14,7 @@ pub const MAX_ROUTE_NAME: usize = 30;
 /// A route name for `isolateAs: true`: the user name made DNS-label safe, a dash and four
 /// random hex digits, e.g. `alice-3f9a`.
 pub fn generated_name(user: &str) -> String {
-    let suffix = kbridge_agent::handshake::generate_token()
+    let suffix = kbridge_protocol::handshake::generate_token()
         .map(|t| t.chars().take(4).collect::<String>())
         .unwrap_or_else(|_| {
             let nanos = std::time::SystemTime::now()

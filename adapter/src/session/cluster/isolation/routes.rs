@@ -2,19 +2,18 @@
 //! session, another developer's, `kbridge restore` after a crash — and the in-cluster
 //! restorer can read it: the original selector (`kbridge.dev/original-selector`, JSON) and
 //! the sessions that joined (`kbridge.dev/isolated-sessions`, JSON map route name →
-//! session id). The pure logic lives in [`kbridge_agent::isolation_record`], shared with the
-//! restorer (`kbridge-agent restore-watch --isolation`), so every party patches the Service
-//! the same way; this module gives it the adapter's error type.
+//! session id). The pure logic lives in the cluster contract
+//! ([`kbridge_protocol::contract::isolation_record`]), shared with the restorer
+//! (`kbridge-agent restore-watch --isolation`), so every party patches the Service the same
+//! way; this module gives it the adapter's error type.
 
 use crate::session::cluster::errors::ClusterError;
 use k8s_openapi::api::core::v1::Service;
-use kbridge_agent::isolation_record::{self as record, IsolationRecordError};
+use kbridge_protocol::contract::isolation_record::{self as record, IsolationRecordError};
 use serde_json::Value;
 
-pub use record::{
-    effective_selector, made_by_kbridge, Labels, LeavePlan, ServiceState,
-    ANNOTATION_ORIGINAL_SELECTOR, ANNOTATION_SESSIONS,
-};
+pub use kbridge_protocol::contract::labels::{ANNOTATION_ORIGINAL_SELECTOR, ANNOTATION_SESSIONS};
+pub use record::{effective_selector, made_by_kbridge, Labels, LeavePlan, ServiceState};
 
 /// The record's refusal as a [`ClusterError`] of its class, worded as the record words it.
 fn classified(error: IsolationRecordError) -> ClusterError {

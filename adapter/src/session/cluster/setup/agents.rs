@@ -8,8 +8,8 @@ use crate::session::cluster::connection::Cluster;
 use crate::session::cluster::rollout::wait_for_agents;
 use crate::session::cluster::tunnels;
 use crate::session::{EventSink, SessionError};
-use kbridge_agent::mounts::Mount;
-use kbridge_agent::AgentClient;
+use kbridge_protocol::mounts::Mount;
+use kbridge_protocol::AgentClient;
 use std::collections::BTreeMap;
 
 /// The agents, reached.

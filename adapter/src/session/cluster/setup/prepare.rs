@@ -81,7 +81,7 @@ pub(super) async fn prepare(
     let target =
         isolation::resolve_target(&cluster, &target_spec, settings.container.as_deref()).await?;
 
-    let token = kbridge_agent::handshake::generate_token().map_err(|e| {
+    let token = kbridge_protocol::handshake::generate_token().map_err(|e| {
         SessionError::io(
             "no randomness for the session token",
             std::io::Error::other(e.to_string()),

@@ -83,7 +83,7 @@ fn supervise_tunnels(
     taken: &TakenOver,
     opened: Vec<(
         String,
-        (kbridge_agent::AgentClient, kube::api::Portforwarder),
+        (kbridge_protocol::AgentClient, kube::api::Portforwarder),
     )>,
     running: &Running,
 ) {

@@ -1,6 +1,6 @@
 //! The restore contract shared by the adapter, `kbridge restore` and the in-cluster restorer:
-//! the `kbridge.dev/*` annotation keys, the restore record they hold, the patch that puts a
-//! workload back, and the restorer's decision logic (pure, so it is unit-tested).
+//! the restore record the `kbridge.dev/*` annotations hold ([`super::labels`]), the patch that
+//! puts a workload back, and the restorer's decision logic (pure, so it is unit-tested).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,28 +8,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::idle::SessionState;
-use crate::restore_merge::merge_container;
-
-/// Prefix of every kbridge annotation.
-pub const ANNOTATION_PREFIX: &str = "kbridge.dev/";
-/// Session id that holds the workload.
-pub const ANNOTATION_SESSION: &str = "kbridge.dev/session";
-/// Who started the session (`user@host`), for `kbridge status` and polite refusals.
-pub const ANNOTATION_OWNER: &str = "kbridge.dev/owner";
-/// RFC 3339 start time of the session.
-pub const ANNOTATION_STARTED: &str = "kbridge.dev/started";
-/// The original container, as JSON, exactly as it was in the pod template.
-pub const ANNOTATION_ORIGINAL_CONTAINER: &str = "kbridge.dev/original-container";
-
-/// The agent container as kbridge put it in the pod template, as JSON: restore compares
-/// it with the current container to undo only kbridge's own changes
-/// ([`crate::restore_merge`]). Sessions of kbridge before 0.1.1 did not write it.
-pub const ANNOTATION_AGENT_CONTAINER: &str = "kbridge.dev/agent-container";
-
-/// On a bare Pod kbridge recreated with the agent: the original Pod, as JSON, ready to create
-/// again (see [`recreatable_pod`]).
-pub const ANNOTATION_ORIGINAL_POD: &str = "kbridge.dev/original-pod";
+use super::labels::{
+    ANNOTATION_AGENT_CONTAINER, ANNOTATION_ORIGINAL_CONTAINER, ANNOTATION_ORIGINAL_POD,
+    ANNOTATION_OWNER, ANNOTATION_PREFIX, ANNOTATION_SESSION, ANNOTATION_STARTED,
+};
+use super::restore_merge::merge_container;
+use crate::status::SessionState;
 
 /// Every annotation a session writes (and a restore removes).
 pub const ALL_ANNOTATIONS: &[&str] = &[
@@ -138,7 +122,7 @@ impl RestoreRecord {
 ///
 /// When the record has the agent container, only kbridge's own changes are undone: what
 /// someone else changed in the container during the session stays
-/// ([`crate::restore_merge`]), and a container they removed stays removed. Older records
+/// ([`super::restore_merge`]), and a container they removed stays removed. Older records
 /// put the original back in any case.
 pub fn restore_patch(workload: &Value, record: &RestoreRecord) -> Result<Value, RestoreError> {
     let name = record.container_name()?;

@@ -15,12 +15,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
-use crate::control::{method, AgentInfo, ControlClient, EnvResponse, ListParams};
+use crate::control::{method, AgentInfo, ControlClient};
+use crate::env::EnvResponse;
 use crate::error::{ClientError, HandshakeError};
 use crate::files::DownloadSummary;
-use crate::idle::Status;
-use crate::mounts::{Listing, Mount};
+use crate::mounts::{ListParams, Listing, Mount};
 use crate::mux::{Opener, TunnelStream};
+use crate::status::Status;
 use crate::wire::{read_frame, write_frame, Reply, StreamHeader, INBOUND_ACCEPT};
 
 /// How the client behaves; `Default` suits the adapter.
@@ -188,7 +189,7 @@ impl AgentClient {
         self.call(method::INFO, json!({})).await
     }
 
-    /// The environment Kubernetes gave the container (see [`crate::env`]).
+    /// The environment Kubernetes gave the container (see [`crate::env::EnvResponse`]).
     pub async fn env(&self) -> Result<EnvResponse, ClientError> {
         self.call(method::ENV, json!({})).await
     }

@@ -1,5 +1,7 @@
-//! yamux over the session's byte stream: one driver task owns the connection, other tasks ask it
-//! for new streams through a channel, and every stream is handed out as a [`TunnelStream`].
+//! The multiplexer: yamux over the session's byte stream once the [`crate::handshake`] has
+//! succeeded, on both sides. One driver task owns the connection, other tasks ask it for new
+//! streams through a channel, and every stream is handed out as a [`TunnelStream`] whose first
+//! bytes are a [`crate::wire`] header.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -25,7 +27,7 @@ const SOCKET_BUFFER: usize = 128 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_millis(300);
 
 /// yamux settings shared by both sides.
-pub(crate) fn yamux_config() -> yamux::Config {
+fn yamux_config() -> yamux::Config {
     let mut cfg = yamux::Config::default();
     // Raise the window budget first: set_max_num_streams asserts it covers 256 KiB per stream.
     cfg.set_max_connection_receive_window(Some(MAX_STREAMS * yamux::DEFAULT_CREDIT as usize));
@@ -38,16 +40,18 @@ pub(crate) fn yamux_config() -> yamux::Config {
 
 /// Why a session ended; shared with every stream so their errors can say it.
 #[derive(Debug, Default)]
-pub(crate) struct SessionEnd {
+pub struct SessionEnd {
     reason: OnceLock<String>,
 }
 
 impl SessionEnd {
-    pub(crate) fn set(&self, reason: impl Into<String>) {
+    /// Records why the session ended; the first reason wins.
+    pub fn set(&self, reason: impl Into<String>) {
         let _ = self.reason.set(reason.into());
     }
 
-    pub(crate) fn get(&self) -> Option<&str> {
+    /// Why the session ended, once it has.
+    pub fn get(&self) -> Option<&str> {
         self.reason.get().map(String::as_str)
     }
 }
@@ -56,14 +60,14 @@ type OpenRequest = oneshot::Sender<Result<yamux::Stream, String>>;
 
 /// Cheap handle that asks the driver for new outbound streams.
 #[derive(Clone)]
-pub(crate) struct Opener {
+pub struct Opener {
     tx: mpsc::Sender<OpenRequest>,
     end: Arc<SessionEnd>,
 }
 
 impl Opener {
     /// Opens a new stream; fails once the session is gone.
-    pub(crate) async fn open(&self) -> Result<TunnelStream, String> {
+    pub async fn open(&self) -> Result<TunnelStream, String> {
         let (tx, rx) = oneshot::channel();
         let lost = || {
             self.end
@@ -79,23 +83,24 @@ impl Opener {
         }
     }
 
-    pub(crate) fn end(&self) -> &Arc<SessionEnd> {
+    /// Why the session ended, shared with its streams.
+    pub fn end(&self) -> &Arc<SessionEnd> {
         &self.end
     }
 }
 
 /// A running multiplexed session.
-pub(crate) struct Session {
+pub struct Session {
     /// Opens streams towards the peer.
-    pub(crate) opener: Opener,
+    pub opener: Opener,
     /// Streams the peer opened.
-    pub(crate) incoming: mpsc::UnboundedReceiver<TunnelStream>,
+    pub incoming: mpsc::UnboundedReceiver<TunnelStream>,
     /// Resolves when the driver stops (socket closed, error, or cancellation).
-    pub(crate) driver: tokio::task::JoinHandle<()>,
+    pub driver: tokio::task::JoinHandle<()>,
 }
 
 /// Starts yamux on `io` and spawns its driver; cancelling `cancel` closes the session.
-pub(crate) fn start<T>(io: T, mode: yamux::Mode, cancel: CancellationToken) -> Session
+pub fn start<T>(io: T, mode: yamux::Mode, cancel: CancellationToken) -> Session
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -240,10 +245,7 @@ impl TunnelStream {
 
     /// Reads the next chunk yamux received, without copying it into a caller buffer.
     /// `Ok(None)` is a clean EOF.
-    pub(crate) fn poll_packet(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<Option<yamux::Packet>>> {
+    pub fn poll_packet(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<yamux::Packet>>> {
         match ready!(self.inner.get_mut().poll_next_unpin(cx)) {
             Some(Ok(p)) => Poll::Ready(Ok(Some(p))),
             Some(Err(e)) => Poll::Ready(Err(e)),

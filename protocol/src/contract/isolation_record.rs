@@ -17,13 +17,12 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{json, Map, Value};
 
-use crate::idle::SessionState;
-use crate::restore::{AgentObservation, ANNOTATION_PREFIX};
-
-/// The Service's selector before kbridge pointed it at the router (JSON object).
-pub const ANNOTATION_ORIGINAL_SELECTOR: &str = "kbridge.dev/original-selector";
-/// The sessions isolating the Service (JSON object: route name → session id).
-pub const ANNOTATION_SESSIONS: &str = "kbridge.dev/isolated-sessions";
+use super::labels::{
+    ANNOTATION_ORIGINAL_SELECTOR, ANNOTATION_PREFIX, ANNOTATION_SESSIONS, LABEL_MANAGED_BY,
+    MANAGED_BY_KBRIDGE,
+};
+use super::restore::AgentObservation;
+use crate::status::SessionState;
 
 /// Longest name of a Service (a DNS-1035 label) and of a label value.
 pub const MAX_LABEL: usize = 63;
@@ -351,7 +350,7 @@ pub fn router_removable(service: Option<&Service>) -> Result<bool, IsolationReco
 /// `kbridge.dev/` label).
 pub fn made_by_kbridge(labels: Option<&BTreeMap<String, String>>) -> bool {
     labels.is_some_and(|l| {
-        l.get("app.kubernetes.io/managed-by").map(String::as_str) == Some("kbridge")
+        l.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_KBRIDGE)
             || l.keys().any(|k| k.starts_with(ANNOTATION_PREFIX))
     })
 }
@@ -411,7 +410,7 @@ pub fn decide_leave(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ServiceSpec;
-    use kube::api::ObjectMeta;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
