@@ -10,6 +10,7 @@ pub mod cli;
 pub mod dap;
 pub mod debugger;
 pub mod env;
+pub mod error_kind;
 pub mod ipc;
 pub mod logging;
 pub mod proxy;

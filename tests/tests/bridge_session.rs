@@ -177,3 +177,38 @@ async fn bridged_round_trip(hosts: &str) -> Value {
     assert!(left.is_empty(), "session secret deleted: {left:?}");
     seen
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_service_fails_the_launch_with_its_class_and_a_suggestion() {
+    let fixture = TestCluster::start_demo("bridge-unknown");
+    let ns = fixture.namespace.clone();
+    let tmp = temp_dir("bridge-unknown");
+    let mut dap = DapClient::spawn(
+        &[],
+        &[("TMPDIR", &tmp), ("KUBECONFIG", &fixture.kubeconfig)],
+    );
+    dap.request("initialize", initialize_arguments()).await;
+    let response = dap
+        .request(
+            "launch",
+            json!({
+                "type": "bridge", "request": "launch", "debugger": "debugpy",
+                "program": programs::source_dir().join("bridged_app.py"),
+                "bridge": {"namespace": ns, "service": "todo-ap", "agentImage": agent_image()}
+            }),
+        )
+        .await;
+    assert_eq!(response["success"], false, "{response}");
+    let message = response["body"]["error"]["format"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("service 'todo-ap' not found")
+            && message.contains("did you mean 'todo-api'?"),
+        "{message}"
+    );
+    assert_eq!(response["body"]["error"]["id"], 7303, "{response}");
+    assert_eq!(response["body"]["error"]["variables"]["kind"], "notFound");
+    dap.request("disconnect", json!({})).await;
+    assert_eq!(dap.exit_code().await, Some(0));
+}

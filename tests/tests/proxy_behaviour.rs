@@ -125,6 +125,9 @@ async fn missing_debugger_fails_launch_with_how_to_fix() {
         "{message}"
     );
     assert_eq!(response["body"]["error"]["showUser"], true);
+    // The class of the failure, for editors that act on it: a stable id and its name.
+    assert_eq!(response["body"]["error"]["id"], 7313, "{response}");
+    assert_eq!(response["body"]["error"]["variables"]["kind"], "debugger");
     assert!(session_dirs(&tmp).is_empty(), "nothing left behind");
     client.request("disconnect", json!({})).await;
     assert_eq!(client.exit_code().await, Some(0));
@@ -144,6 +147,8 @@ async fn bad_configuration_names_the_key() {
         message.contains("bridge.namespce") && message.contains("did you mean `namespace`?"),
         "{message}"
     );
+    assert_eq!(response["body"]["error"]["id"], 7306, "{response}");
+    assert_eq!(response["body"]["error"]["variables"]["kind"], "invalid");
     let mut launch = probe_launch();
     launch["debugger"] = json!("lldb-dap");
     let response = client.request("launch", launch).await;

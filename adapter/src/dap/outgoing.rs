@@ -1,6 +1,7 @@
 //! Messages the proxy writes itself. They are built without `seq`; the client side of
 //! the proxy numbers them with everything else it sends, so numbers never collide.
 
+use crate::error_kind::ErrorKind;
 use serde_json::{json, Value};
 
 /// A successful response to a client request.
@@ -8,12 +9,16 @@ pub fn response(request_seq: i64, command: &str, body: Value) -> Value {
     json!({"type": "response", "request_seq": request_seq, "success": true, "command": command, "body": body})
 }
 
-/// A failed response whose message the editor shows to the user.
-pub fn error_response(request_seq: i64, command: &str, message: &str) -> Value {
+/// A failed response whose message the editor shows to the user; `kind` gives the
+/// error's stable id (`body.error.id`) and its name (`body.error.variables.kind`).
+pub fn error_response(request_seq: i64, command: &str, message: &str, kind: ErrorKind) -> Value {
     json!({
         "type": "response", "request_seq": request_seq, "success": false, "command": command,
         "message": message,
-        "body": {"error": {"id": 7311, "format": escape_format(message), "showUser": true}}
+        "body": {"error": {
+            "id": kind.id(), "format": escape_format(message), "showUser": true,
+            "variables": {"kind": kind.name()}
+        }}
     })
 }
 
@@ -86,7 +91,9 @@ mod tests {
 
     #[test]
     fn error_response_escapes_braces_and_shows_user() {
-        let msg = error_response(4, "launch", "bad {key}");
+        let msg = error_response(4, "launch", "bad {key}", ErrorKind::Denied);
+        assert_eq!(msg["body"]["error"]["id"], 7302);
+        assert_eq!(msg["body"]["error"]["variables"]["kind"], "denied");
         assert_eq!(msg["body"]["error"]["format"], "bad {{key}}");
         assert_eq!(msg["body"]["error"]["showUser"], true);
         let bytes = with_seq(&msg, 9);

@@ -6,11 +6,12 @@
 use super::client::ClientSink;
 use super::reader::{self, Inbound};
 use super::rewrite;
-use super::setup::{self, LaunchInput, Prepared, StartedAdapter};
+use super::setup::{self, LaunchError, LaunchInput, Prepared, StartedAdapter};
 use crate::dap::{outgoing, splice, Envelope, FrameReader, FrameWriter, MessageKind};
 use crate::debugger::capabilities;
 use crate::debugger::process::ProgramOutput;
 use crate::debugger::{self, AdapterProcess, AdapterSpec};
+use crate::error_kind::ErrorKind;
 use crate::session::{BridgeSession, Guardian, SessionEvent, SessionId};
 use bytes::Bytes;
 use kbridge_config::{DebuggerChoice, EnvVars, Preset};
@@ -120,7 +121,7 @@ struct Initialization {
 
 /// A launch whose setup task runs; the client's messages are held meanwhile.
 struct PendingLaunch {
-    task: JoinHandle<Result<Prepared, String>>,
+    task: JoinHandle<Result<Prepared, LaunchError>>,
     request_seq: i64,
     command: String,
     held: Held,
@@ -160,7 +161,7 @@ enum State {
 struct Sources<'a> {
     messages: Option<&'a mut mpsc::Receiver<Inbound>>,
     program_output: Option<&'a mut mpsc::UnboundedReceiver<ProgramOutput>>,
-    setup: Option<&'a mut JoinHandle<Result<Prepared, String>>>,
+    setup: Option<&'a mut JoinHandle<Result<Prepared, LaunchError>>>,
 }
 
 impl State {
@@ -455,9 +456,15 @@ impl Engine {
         request_seq: i64,
         command: &str,
         message: &str,
+        kind: ErrorKind,
     ) -> std::io::Result<Flow> {
-        self.send(&outgoing::error_response(request_seq, command, message))
-            .await
+        self.send(&outgoing::error_response(
+            request_seq,
+            command,
+            message,
+            kind,
+        ))
+        .await
     }
 
     async fn console(&mut self, category: &str, text: &str) -> std::io::Result<Flow> {
@@ -482,6 +489,7 @@ impl Engine {
                         seq,
                         &command,
                         &format!("kbridge could not read this request: {error}"),
+                        ErrorKind::Invalid,
                     )
                     .await?;
                 }
@@ -537,6 +545,7 @@ impl Engine {
                         envelope.seq,
                         &command,
                         "the debug adapter is no longer running",
+                        ErrorKind::Debugger,
                     )
                     .await?;
                 }
@@ -590,7 +599,8 @@ impl Engine {
     async fn fail_initialize(&mut self, envelope: &Envelope, error: &str) -> std::io::Result<Flow> {
         tracing::error!(%error, "cannot start the debugger");
         self.console("important", error).await?;
-        self.respond_error(envelope.seq, "initialize", error).await
+        self.respond_error(envelope.seq, "initialize", error, ErrorKind::Debugger)
+            .await
     }
 
     async fn on_launch(&mut self, body: Bytes, envelope: Envelope) -> std::io::Result<Flow> {
@@ -600,7 +610,12 @@ impl Engine {
             State::Initialized { init, .. } => Some(init.request.clone()),
             State::Launching { .. } | State::Running { .. } | State::Ended { .. } => {
                 return self
-                    .respond_error(envelope.seq, &command, ALREADY_LAUNCHED)
+                    .respond_error(
+                        envelope.seq,
+                        &command,
+                        ALREADY_LAUNCHED,
+                        ErrorKind::Conflict,
+                    )
                     .await
             }
         };
@@ -608,7 +623,12 @@ impl Engine {
             Ok(message) => message,
             Err(error) => {
                 return self
-                    .respond_error(envelope.seq, &command, &error.to_string())
+                    .respond_error(
+                        envelope.seq,
+                        &command,
+                        &error.to_string(),
+                        ErrorKind::Invalid,
+                    )
                     .await
             }
         };
@@ -622,7 +642,12 @@ impl Engine {
         };
         let Some((init, held)) = self.state.take_configuring() else {
             return self
-                .respond_error(envelope.seq, &command, ALREADY_LAUNCHED)
+                .respond_error(
+                    envelope.seq,
+                    &command,
+                    ALREADY_LAUNCHED,
+                    ErrorKind::Conflict,
+                )
                 .await;
         };
         let input = LaunchInput {
@@ -672,7 +697,7 @@ impl Engine {
 
     async fn on_setup_done(
         &mut self,
-        result: Result<Result<Prepared, String>, tokio::task::JoinError>,
+        result: Result<Result<Prepared, LaunchError>, tokio::task::JoinError>,
     ) -> std::io::Result<Flow> {
         let (mut launch, init) = match std::mem::replace(
             &mut self.state,
@@ -688,15 +713,16 @@ impl Engine {
         };
         let prepared = match result {
             Ok(Ok(prepared)) => prepared,
-            Ok(Err(message)) => {
+            Ok(Err(error)) => {
                 self.state = State::configuring(init, Held::new());
-                return self.fail_launch(&launch, &message).await;
+                return self
+                    .fail_launch(&launch, &error.to_string(), error.kind())
+                    .await;
             }
             Err(error) => {
                 self.state = State::configuring(init, Held::new());
-                return self
-                    .fail_launch(&launch, &format!("internal error during launch: {error}"))
-                    .await;
+                let message = format!("internal error during launch: {error}");
+                return self.fail_launch(&launch, &message, ErrorKind::Api).await;
             }
         };
         let Prepared {
@@ -735,8 +761,12 @@ impl Engine {
                 self.state = State::Ended {
                     program_output: None,
                 };
-                self.fail_launch(&launch, "the debug adapter is no longer running")
-                    .await?;
+                self.fail_launch(
+                    &launch,
+                    "the debug adapter is no longer running",
+                    ErrorKind::Debugger,
+                )
+                .await?;
                 return self.end_session(session).await;
             }
         };
@@ -766,19 +796,20 @@ impl Engine {
         &mut self,
         launch: &PendingLaunch,
         message: &str,
+        kind: ErrorKind,
     ) -> std::io::Result<Flow> {
         tracing::error!(error = %message, "launch failed");
         self.end_progress(launch.progress_id.as_deref(), "failed")
             .await?;
         self.console("important", &format!("launch failed: {message}"))
             .await?;
-        self.respond_error(launch.request_seq, &launch.command, message)
+        self.respond_error(launch.request_seq, &launch.command, message, kind)
             .await?;
         // Held requests can no longer be served.
         for (_, envelope) in &launch.held {
             if envelope.kind == MessageKind::Request {
                 let command = envelope.command.clone().unwrap_or_default();
-                self.respond_error(envelope.seq, &command, "the launch failed")
+                self.respond_error(envelope.seq, &command, "the launch failed", kind)
                     .await?;
             }
         }
@@ -805,6 +836,7 @@ impl Engine {
                 launch.request_seq,
                 &launch.command,
                 "cancelled: the editor disconnected",
+                ErrorKind::Cancelled,
             )
             .await?;
         }

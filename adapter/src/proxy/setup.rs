@@ -10,7 +10,10 @@ use crate::dap::codec::{Frame, FrameReader};
 use crate::dap::FrameWriter;
 use crate::debugger::{self, process, AdapterProcess, AdapterSpec};
 use crate::env::{dotenv, EnvLayers};
-use crate::session::{open_session, BridgeSession, EventSink, Guardian, SessionEvent, SessionId};
+use crate::error_kind::ErrorKind;
+use crate::session::{
+    open_session, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionId,
+};
 use bytes::Bytes;
 use kbridge_config::{DebuggerChoice, EnvVars, LaunchConfig, Preset};
 use serde_json::{Map, Value};
@@ -67,8 +70,50 @@ pub struct LaunchInput {
     pub events: EventSink,
 }
 
-/// Runs setup; the error is the message for the user.
-pub async fn prepare(input: LaunchInput) -> Result<Prepared, String> {
+/// Why a launch could not be set up; the message says what to do, the kind becomes the
+/// DAP error's id.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The launch configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] kbridge_config::ConfigError),
+    /// `envFile` cannot be read.
+    #[error(transparent)]
+    EnvFile(#[from] dotenv::DotenvError),
+    /// The configuration does not say which debugger to run, or contradicts `--debugger`.
+    #[error("{0}")]
+    DebuggerChoice(String),
+    /// The debugger cannot be found or started.
+    #[error(transparent)]
+    Debugger(#[from] debugger::DebuggerError),
+    /// The bridge session could not be opened.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The client broke the protocol (`launch` before `initialize`).
+    #[error("{0}")]
+    Protocol(&'static str),
+    /// The rewritten request could not be encoded.
+    #[error("cannot encode the rewritten request: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl LaunchError {
+    /// The class of the failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LaunchError::Config(_)
+            | LaunchError::DebuggerChoice(_)
+            | LaunchError::Protocol(_)
+            | LaunchError::Encode(_) => ErrorKind::Invalid,
+            LaunchError::EnvFile(_) => ErrorKind::LocalIo,
+            LaunchError::Debugger(_) => ErrorKind::Debugger,
+            LaunchError::Session(error) => error.kind(),
+        }
+    }
+}
+
+/// Runs setup.
+pub async fn prepare(input: LaunchInput) -> Result<Prepared, LaunchError> {
     let LaunchInput {
         mut message,
         running,
@@ -81,22 +126,20 @@ pub async fn prepare(input: LaunchInput) -> Result<Prepared, String> {
         .get("arguments")
         .cloned()
         .unwrap_or(Value::Object(Map::new()));
-    let config = LaunchConfig::from_arguments(&arguments).map_err(|e| e.to_string())?;
+    let config = LaunchConfig::from_arguments(&arguments)?;
     let already_running = running.is_some();
     let spec = choose_adapter(&config, running, flag)?;
 
     let mut layers = EnvLayers::default();
     if let Some(path) = &config.env_file {
         let cwd = arguments.get("cwd").and_then(Value::as_str).map(Path::new);
-        layers.env_file = dotenv::read(path, cwd).map_err(|e| e.to_string())?;
+        layers.env_file = dotenv::read(path, cwd)?;
     }
     layers.user = config.env.clone().unwrap_or_default();
 
     let settings = config.bridge.clone().unwrap_or_default();
-    let target = settings.target().map_err(|e| e.to_string())?;
-    let (session, guardian) = open_session(session_id, settings, target, events.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let target = settings.target()?;
+    let (session, guardian) = open_session(session_id, settings, target, events.clone()).await?;
 
     // A session with private hosts entries needs the adapter inside its namespace: an
     // adapter started at `initialize` is replaced by one started there.
@@ -108,8 +151,10 @@ pub async fn prepare(input: LaunchInput) -> Result<Prepared, String> {
         let started = match initialize {
             Some(initialize) => start_and_initialize(&spec, &initialize, hosts.as_deref())
                 .await
-                .map_err(|e| e.to_string()),
-            None => Err("the client sent `launch` before `initialize`".to_string()),
+                .map_err(LaunchError::from),
+            None => Err(LaunchError::Protocol(
+                "the client sent `launch` before `initialize`",
+            )),
         };
         match started {
             Ok(started) => Some(started),
@@ -125,7 +170,7 @@ pub async fn prepare(input: LaunchInput) -> Result<Prepared, String> {
     layers.config_file = session_layers.config_file;
     let env = layers.merged();
     rewrite::request(&mut message, &spec, &env);
-    let request = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
+    let request = serde_json::to_vec(&message)?;
     tracing::info!(variables = ?env.names().collect::<Vec<_>>(), "debuggee environment prepared");
     Ok(Prepared {
         spec,
@@ -142,12 +187,12 @@ fn choose_adapter(
     config: &LaunchConfig,
     running: Option<AdapterSpec>,
     flag: Option<Preset>,
-) -> Result<AdapterSpec, String> {
+) -> Result<AdapterSpec, LaunchError> {
     if let (Some(flag), Some(DebuggerChoice::Preset(asked))) = (flag, &config.debugger) {
         if *asked != flag {
-            return Err(format!(
+            return Err(LaunchError::DebuggerChoice(format!(
                 "this kbridge was started with `--debugger {flag}` but the configuration asks for `\"debugger\": \"{asked}\"`; make them agree or remove one"
-            ));
+            )));
         }
     }
     if let Some(spec) = running {
@@ -157,13 +202,13 @@ fn choose_adapter(
         (Some(choice), _) => choice.clone(),
         (None, Some(flag)) => DebuggerChoice::Preset(flag),
         (None, None) => {
-            return Err(format!(
+            return Err(LaunchError::DebuggerChoice(format!(
                 "the configuration does not say which debugger to run: add \"debugger\": \"debugpy\" (or one of {}) to it",
                 Preset::ALL.map(|p| p.name()).join(", ")
-            ))
+            )))
         }
     };
-    debugger::resolve(&choice).map_err(|e| e.to_string())
+    Ok(debugger::resolve(&choice)?)
 }
 
 /// Starts an adapter and replays the client's `initialize` to it.
