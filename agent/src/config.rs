@@ -9,9 +9,9 @@ use crate::error::ServerError;
 use kbridge_protocol::mounts::Mount;
 
 /// Default control port (the port kbridge port-forwards to).
-pub const DEFAULT_CONTROL_PORT: u16 = 7311;
+pub const DEFAULT_CONTROL_PORT: u16 = kbridge_protocol::contract::agent_pod::CONTROL_PORT;
 /// Default port of the HTTP health endpoint used by kubelet probes and the restorer.
-pub const DEFAULT_HEALTH_PORT: u16 = 7312;
+pub const DEFAULT_HEALTH_PORT: u16 = kbridge_protocol::contract::agent_pod::HEALTH_PORT;
 /// Default seconds without a kbridge heartbeat before the agent reports "orphaned".
 pub const DEFAULT_IDLE_RESTORE_SECS: u64 = 60;
 

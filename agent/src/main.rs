@@ -33,7 +33,7 @@ enum Command {
         #[arg(long, env = "KBRIDGE_RESTORE_AGENT_SELECTOR", default_value = "")]
         agent_selector: String,
         /// The agents' health port.
-        #[arg(long, env = "KBRIDGE_RESTORE_AGENT_PORT", default_value_t = 7312)]
+        #[arg(long, env = "KBRIDGE_RESTORE_AGENT_PORT", default_value_t = kbridge_protocol::contract::agent_pod::HEALTH_PORT)]
         agent_port: u16,
         /// The session's Lease, deleted after restoring.
         #[arg(long, env = "KBRIDGE_RESTORE_LEASE")]

@@ -10,7 +10,7 @@ use super::RouterError;
 /// Where the in-cluster namespace is read from when none is given.
 pub const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 /// Default health/routes port.
-pub const DEFAULT_HEALTH_PORT: u16 = 7312;
+pub const DEFAULT_HEALTH_PORT: u16 = kbridge_protocol::contract::agent_pod::HEALTH_PORT;
 
 /// How routes are discovered.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use super::routes::{Dest, RouteTable};
 use super::sniff::{sniff, Protocol};
 
 /// The routing header (Bridge to Kubernetes' name, so existing propagation keeps working).
-pub const ROUTE_HEADER: &str = "kubernetes-route-as";
+pub use kbridge_protocol::contract::agent_pod::ROUTE_HEADER;
 
 /// Body type of every response the router produces.
 pub(crate) type Body = BoxBody<Bytes, BoxError>;

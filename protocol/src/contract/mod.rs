@@ -3,6 +3,8 @@
 //! (`kbridge-agent restore-watch`). Everything here is pure data and pure functions from the
 //! objects as read to the patches to send, so every party computes the same patch.
 //!
+//! - [`agent_pod`]: the agent's ports, the token's key in the session's Secret, the
+//!   route header;
 //! - [`labels`]: every `kbridge.dev/*` label and annotation key;
 //! - [`workload`]: the kinds of workload a session takes over, and the one parser of their
 //!   names;
@@ -13,6 +15,7 @@
 //! - [`isolation_record`] (feature `kube`): the isolated Service's record and the patches
 //!   that join and leave it.
 
+pub mod agent_pod;
 #[cfg(feature = "kube")]
 pub mod isolation_record;
 pub mod labels;

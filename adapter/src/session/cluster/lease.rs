@@ -8,6 +8,7 @@ use super::errors::{is_conflict, ClusterError};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
+use kbridge_protocol::contract::labels::{LABEL_MANAGED_BY, MANAGED_BY_KBRIDGE};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use std::time::Duration;
 
@@ -101,13 +102,7 @@ pub async fn acquire(
     let object = Lease {
         metadata: ObjectMeta {
             name: Some(lease.to_string()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/managed-by".to_string(),
-                    "kbridge".to_string(),
-                )]
-                .into(),
-            ),
+            labels: Some([(LABEL_MANAGED_BY.to_string(), MANAGED_BY_KBRIDGE.to_string())].into()),
             ..Default::default()
         },
         spec: Some(spec(session, true)),

@@ -18,6 +18,7 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec, Secret};
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kbridge_protocol::contract::labels::{LABEL_MANAGED_BY, MANAGED_BY_KBRIDGE};
 use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 
@@ -67,7 +68,7 @@ pub fn restorer_name(session: &str) -> String {
 
 fn labels(session: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/managed-by".into(), "kbridge".into()),
+        (LABEL_MANAGED_BY.into(), MANAGED_BY_KBRIDGE.into()),
         ("app.kubernetes.io/component".into(), "restorer".into()),
         (
             kbridge_protocol::contract::labels::LABEL_SESSION.into(),

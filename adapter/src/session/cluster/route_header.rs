@@ -1,4 +1,5 @@
-//! The route header on outbound requests (DESIGN §9): in an isolated session, plain
+//! The route header on outbound requests (isolation, see `docs/architecture.md`): in an
+//! isolated session, plain
 //! HTTP/1.x requests the local process sends into the cluster get
 //! `kubernetes-route-as: <route name>` when they don't carry that header already, so two
 //! services one developer isolates call each other without changing code.
@@ -9,7 +10,7 @@
 //! protocol) passes through untouched, and so does everything after a header block too
 //! big to hold, a `CONNECT` or `Upgrade` request, or framing it cannot follow.
 
-use super::isolation::ROUTE_HEADER;
+use kbridge_protocol::contract::agent_pod::ROUTE_HEADER;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest header block (request line included) held back to be rewritten; a bigger one

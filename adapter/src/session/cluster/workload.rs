@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kbridge_protocol::contract::agent_pod;
 use kbridge_protocol::contract::labels::ANNOTATION_ORIGINAL_POD;
 use kbridge_protocol::contract::restore::{
     agent_pod, original_pod, recreatable_pod, restore_patch, RestoreRecord,
@@ -23,16 +24,15 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The agent's health port (its default), where kubelet probes go.
-pub const AGENT_HEALTH_PORT: i32 = 7312;
+/// The agent's health port, where kubelet probes go.
+pub const AGENT_HEALTH_PORT: i32 = agent_pod::HEALTH_PORT as i32;
 /// The agent's control port, which kbridge port-forwards to.
-pub const AGENT_CONTROL_PORT: u16 = 7311;
+pub const AGENT_CONTROL_PORT: u16 = agent_pod::CONTROL_PORT;
 /// How often a write that met a 409 Conflict is read and tried again.
 const CONFLICT_RETRIES: usize = 5;
 /// How long a deleted Pod may take to terminate before a swap or restore gives up.
 const POD_GONE_TIMEOUT: Duration = Duration::from_secs(90);
-/// The key of the session token in the session's Secret.
-pub const TOKEN_KEY: &str = "token";
+pub use agent_pod::TOKEN_KEY;
 
 /// What the swap needs beyond the target.
 #[derive(Debug, Clone)]

@@ -47,14 +47,14 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// The header that routes a request to a session.
+pub use kbridge_protocol::contract::agent_pod::ROUTE_HEADER;
 /// The keys isolation puts on what it creates: the cluster contract's, which the router
 /// and the in-cluster restorer read too.
 pub use kbridge_protocol::contract::labels::{
     ANNOTATION_PREFIX, LABEL_MANAGED_BY, LABEL_ROUTER_FOR, LABEL_ROUTE_AS, LABEL_ROUTE_FOR,
     LABEL_SESSION,
 };
-/// The header that routes a request to a session.
-pub const ROUTE_HEADER: &str = "kubernetes-route-as";
 
 /// How often a Service update that met a 409 Conflict is read and tried again.
 const CONFLICT_RETRIES: usize = 10;

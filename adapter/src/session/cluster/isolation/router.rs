@@ -22,7 +22,7 @@ use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 
 /// The router's default health port (`GET /healthz`, `GET /routes`).
-pub const ROUTER_HEALTH_PORT: u16 = 7312;
+pub const ROUTER_HEALTH_PORT: u16 = kbridge_protocol::contract::agent_pod::HEALTH_PORT;
 
 /// One port the router serves.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use crate::session::{EventSink, Guardian, SessionError, SessionRequest};
 use k8s_openapi::api::core::v1::Secret;
 use kbridge_config::local_process::LocalProcessConfig;
 use kbridge_config::Target;
+use kbridge_protocol::contract::labels::{LABEL_MANAGED_BY, MANAGED_BY_KBRIDGE};
 use kube::api::{ObjectMeta, PostParams};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -122,8 +123,8 @@ async fn create_secret(cluster: &Cluster, name: &str, token: &str) -> Result<Sec
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/managed-by".into(),
-                "kbridge".into(),
+                LABEL_MANAGED_BY.into(),
+                MANAGED_BY_KBRIDGE.into(),
             )])),
             ..Default::default()
         },
