@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real one-node Kubernetes on this machine, built from upstream sources (DESIGN §10).
+# A real one-node Kubernetes on this machine, built from upstream sources (docs/real-cluster.md).
 #
 #   bash scripts/real-cluster.sh up [--demo]   build or reuse the binaries, start the cluster;
 #                                              prints `agent-image <ref>`, then `ready <kubeconfig>`

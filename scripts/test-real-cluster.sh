@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the cluster-backed tests against a real Kubernetes (DESIGN §10): brings the one-node
+# Runs the cluster-backed tests against a real Kubernetes (docs/real-cluster.md): brings the one-node
 # cluster of scripts/real-cluster.sh up, runs the suite with KBRIDGE_TEST_KUBECONFIG pointing
 # at it (each test in a namespace of its own), and takes the cluster down again, also when
 # a test fails or the run is interrupted.

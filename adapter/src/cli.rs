@@ -1,4 +1,4 @@
-//! The command line, as DESIGN §2 lists it, and [`SelfCommand`]: the commands kbridge
+//! The command line, as the README lists it, and [`SelfCommand`]: the commands kbridge
 //! runs itself with (the guardian, `ns-exec`, a background `connect`), rendered from the
 //! same types clap parses.
 
@@ -158,7 +158,7 @@ pub struct GuardArgs {
     pub session: String,
 }
 
-/// Which workload to bridge and how (DESIGN §2 target flags).
+/// Which workload to bridge and how (the target flags the README lists).
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct TargetArgs {
     /// Kubeconfig context (default: the current one).

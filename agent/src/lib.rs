@@ -9,7 +9,7 @@
 //! dead-man switch.
 //! [`restore_watch`] is the restorer (`kbridge-agent restore-watch`), which applies the
 //! cluster contract ([`kbridge_protocol::contract`]) when kbridge is gone, and [`router`] is
-//! the isolation router (`kbridge-agent router`, DESIGN §9).
+//! the isolation router (`kbridge-agent router`; see `docs/architecture.md`, "Isolation").
 
 #![warn(missing_docs)]
 

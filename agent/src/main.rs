@@ -66,7 +66,7 @@ enum Command {
         #[arg(long, env = "KBRIDGE_IDLE_RESTORE_SECS", default_value_t = 60)]
         grace: u64,
     },
-    /// Run the isolation router in front of a Service (DESIGN §9); configured by
+    /// Run the isolation router in front of a Service (`docs/architecture.md`, "Isolation"); configured by
     /// KBRIDGE_ROUTER_* environment variables or these flags.
     Router(kbridge_agent::router::RouterArgs),
 }

@@ -3,7 +3,7 @@
 //! template patched, a bare Pod recreated — when the agents report "orphaned" (or stay
 //! unreachable past the grace period), then removes the session's Lease and Secret.
 //!
-//! For an isolated session (`--isolation SERVICE/ROUTE_AS`, DESIGN §9) the agents are the
+//! For an isolated session (`--isolation SERVICE/ROUTE_AS`; see `docs/architecture.md`, "Isolation") the agents are the
 //! clone's, and "restoring" ends the session's isolation the way kbridge's own leave does,
 //! with the same patches ([`kbridge_protocol::contract::isolation_record`]): the route is
 //! removed from the Service (the last session out puts the original selector back and

@@ -306,7 +306,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn reads_the_design_example() {
+    fn reads_a_configuration_with_every_bridge_key() {
         let config = LaunchConfig::from_arguments(&json!({
             "type": "bridge", "request": "launch", "name": "todo-api (bridged)",
             "debugger": "debugpy", "program": "/w/app.py", "env": {"LOG_LEVEL": "debug"},
@@ -319,7 +319,7 @@ mod tests {
                 "disconnectAfterDebugging": true, "agentImage": "ghcr.io/kbridge/agent:1"
             }
         }))
-        .expect("the DESIGN example is valid");
+        .expect("a configuration using every bridge key is valid");
         let bridge = config.bridge.as_ref().expect("bridge");
         assert_eq!(config.target(), Some(Target::Service("todo-api".into())));
         assert_eq!(

@@ -16,7 +16,7 @@
 //! - **hosts entries**: `/etc/hosts` blocks of the scope's sessions (ids taken from their
 //!   log files);
 //! - **state files**: everything under `$TMPDIR/kbridge` except the log files, which are
-//!   kept on purpose (DESIGN §4), and the `sessions/` and `live/` directories themselves;
+//!   kept on purpose (`docs/architecture.md`, "Local state"), and the `sessions/` and `live/` directories themselves;
 //! - **cluster objects**: Leases, Secrets, Roles, RoleBindings, ServiceAccounts, Jobs and
 //!   ConfigMaps labelled `app.kubernetes.io/managed-by=kbridge` or named `kbridge-*`;
 //!   every Deployment's and StatefulSet's images, `kbridge.dev/*` annotations and rollout

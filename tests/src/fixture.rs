@@ -1,4 +1,4 @@
-//! The cluster of an end-to-end test (DESIGN §10, "one suite, two clusters").
+//! The cluster of an end-to-end test (`docs/architecture.md`, "Test clusters").
 //!
 //! [`TestCluster::start_demo`] gives a test the sample apps (`todo-api` ×2, `stats-api`)
 //! rolled out in [`TestCluster::namespace`], on one of two clusters:

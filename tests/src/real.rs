@@ -1,4 +1,4 @@
-//! The real-cluster side of the test suite (DESIGN §10, "one suite, two clusters").
+//! The real-cluster side of the test suite (`docs/architecture.md`, "Test clusters").
 //!
 //! When `KBRIDGE_TEST_KUBECONFIG` names a kubeconfig, [`crate::fixture::TestCluster`] does
 //! not start kube-fixture: every test gets a fresh namespace `kbt-<tag>-<6 hex>` on that

@@ -1,6 +1,6 @@
 //! Chaos (issue 12): a debuggee paused on a breakpoint for five minutes, five times its
 //! session's `idleRestoreSeconds` (60). Heartbeats come from kbridge, never from the
-//! debuggee (DESIGN §7), so nothing may be restored meanwhile: the agents stay, the Lease
+//! debuggee (`docs/architecture.md`, "Crash safety"), so nothing may be restored meanwhile: the agents stay, the Lease
 //! stays fresh, the restorer waits. The request that hit the breakpoint is answered by the
 //! local process after `continue`, new requests flow to it too, and disconnect leaves the
 //! census as it was.

@@ -1,4 +1,4 @@
-//! Isolation on the test cluster (DESIGN §9): two sessions isolate `todo-api` at once
+//! Isolation on the test cluster (`docs/architecture.md`, "Isolation"): two sessions isolate `todo-api` at once
 //! through one shared router; the original Deployment is never touched; requests without a
 //! route go to the original pods; a request routed to a session (by header, or through a
 //! copied Ingress with the `alice.` host) reaches that session's agent and, over a real

@@ -1,4 +1,4 @@
-//! Crash safety of isolated sessions (DESIGN §7 and §9) on the test cluster: two
+//! Crash safety of isolated sessions (`docs/architecture.md`, "Crash safety" and "Isolation") on the test cluster: two
 //! `kbridge connect --isolate-as` sessions share `todo-api`'s router; when one of them is
 //! SIGKILLed together with its guardian, its in-cluster restorer takes its route off the
 //! Service while the other keeps working, and when the last one dies too, the namespace

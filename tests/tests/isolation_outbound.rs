@@ -1,4 +1,4 @@
-//! The route header on outbound requests (DESIGN §9): in a session isolated as `alice`,
+//! The route header on outbound requests (`docs/architecture.md`, "Isolation"): in a session isolated as `alice`,
 //! plain HTTP requests the local process sends to a cluster Service carry
 //! `kubernetes-route-as: alice`, unless they set the header themselves; a session that is
 //! not isolated adds nothing.

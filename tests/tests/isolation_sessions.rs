@@ -1,4 +1,4 @@
-//! Isolation through real kbridge sessions (DESIGN §9): alice and bob each run
+//! Isolation through real kbridge sessions (`docs/architecture.md`, "Isolation"): alice and bob each run
 //! `kbridge connect --isolate-as NAME` against the same 2-replica Service while a third
 //! client sends unmarked requests. Over keep-alive connections every request must reach
 //! exactly the right place, the Ingress copy routes by Host prefix, alice leaving does not

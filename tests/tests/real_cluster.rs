@@ -1,4 +1,4 @@
-//! What a real cluster adds to a session's start (DESIGN §10, issue "real Kubernetes"):
+//! What a real cluster adds to a session's start (`docs/real-cluster.md`):
 //! an agent image the cluster cannot pull, a namespace that enforces PodSecurity
 //! `restricted`. Each failure must come at once, say what to do, and leave the workload
 //! as it was; a workload that meets the policy must bridge as anywhere else.

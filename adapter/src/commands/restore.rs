@@ -29,7 +29,7 @@ pub async fn run(
             .map(|(kind, name, _)| (kind, name))
             .collect(),
     };
-    // Isolation (DESIGN §9) changed Services, not workloads: `--all` ends every isolation of
+    // Isolation (`docs/architecture.md`, "Isolation") changed Services, not workloads: `--all` ends every isolation of
     // the namespace too, restoring each Service's selector and removing routers and clones.
     let isolated = if all {
         isolation::isolated(&cluster).await?

@@ -1,4 +1,4 @@
-//! Reusing a session that `kbridge connect` holds open (DESIGN §2, `disconnectAfterDebugging`):
+//! Reusing a session that `kbridge connect` holds open (`disconnectAfterDebugging`; see `docs/architecture.md`, "Commands and sessions"):
 //! a launch for the same target takes the held session's environment and hosts file instead
 //! of changing the cluster again, so a re-launch costs a socket round trip, not a rollout.
 

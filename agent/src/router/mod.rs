@@ -1,4 +1,4 @@
-//! `kbridge-agent router`: the isolation router (DESIGN §9) that fronts a Service and sends each
+//! `kbridge-agent router`: the isolation router (`docs/architecture.md`, "Isolation") that fronts a Service and sends each
 //! request to the session it is routed as, or to the original pods.
 //!
 //! # Contract (kbridge creates the objects; this module serves them)

@@ -113,7 +113,7 @@ type Config = { [key: string]: unknown };
 export function launchEntry(base: Config, target: Target, port: ServicePort | undefined, local: number): Config {
   let ports: unknown[];
   if (target.ports.length <= 1 || port === undefined) {
-    // One port: `[local]` maps the container's only port (DESIGN §2).
+    // One port: `[local]` maps the container's only port (as the README says).
     ports = [local];
   } else if (typeof port.targetPort === 'string') {
     throw new Error(

@@ -181,7 +181,7 @@ for (const [preset, spec] of Object.entries(CASES)) {
     const [userVar, grpcVar] = vars;
     // Not set anywhere: kbridge adds nothing the user did not ask for (the probe's default)...
     assert.match(await withTimeout(variableValue(dc, frame.id, userVar), userVar), spec.unset);
-    // ...except its own default layer, GRPC_DNS_RESOLVER=native (DESIGN §3).
+    // ...except its own default layer, GRPC_DNS_RESOLVER=native (docs/architecture.md, "The debuggee's environment").
     assert.match(await withTimeout(variableValue(dc, frame.id, grpcVar), grpcVar), /native/);
 
     const threads = await withTimeout(dc.threadsRequest(), 'threads');

@@ -1,4 +1,4 @@
-//! The isolation record (DESIGN §9) shared by kbridge (`join`/`leave`, `kbridge restore`)
+//! The isolation record (`docs/architecture.md`, "Isolation") shared by kbridge (`join`/`leave`, `kbridge restore`)
 //! and the in-cluster restorer (`kbridge-agent restore-watch --isolation SVC/NAME`): the
 //! names of what isolation creates, and the isolated Service's own bookkeeping, kept on the
 //! Service so that any kbridge — this session, another developer's, `kbridge restore` after

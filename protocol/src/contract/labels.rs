@@ -32,7 +32,7 @@ pub const ANNOTATION_AGENT_CONTAINER: &str = "kbridge.dev/agent-container";
 /// again (see [`super::restore::recreatable_pod`]).
 pub const ANNOTATION_ORIGINAL_POD: &str = "kbridge.dev/original-pod";
 
-// Isolation (DESIGN §9): the isolated Service's record (`super::isolation_record`), the
+// Isolation (`docs/architecture.md`, "Isolation"): the isolated Service's record (`super::isolation_record`), the
 // clone, its pods, the router and the Ingress copies.
 
 /// On an isolated Service: its selector before kbridge pointed it at the router (JSON object).

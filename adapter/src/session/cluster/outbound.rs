@@ -201,7 +201,7 @@ impl Forwarder {
 
 /// Binds the Service's listeners and starts forwarding; returns what was bound. With
 /// `route_as` (an isolated session), plain HTTP/1.x requests sent through get the route
-/// header when they lack it (DESIGN §9).
+/// header when they lack it (`docs/architecture.md`, "Isolation").
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     service: &Service,

@@ -1,10 +1,10 @@
-//! The in-cluster restorer (DESIGN §7, second layer): a Job per session running
+//! The in-cluster restorer (`docs/architecture.md`, "Crash safety", third layer): a Job per session running
 //! `kbridge-agent restore-watch` under its own ServiceAccount, whose Role allows only what
 //! putting this one workload back takes. Job, ServiceAccount, Role and RoleBinding are all
 //! dependents of the session's Secret, so deleting the Secret — kbridge at teardown, or the
 //! restorer itself once it has restored — removes every one of them.
 //!
-//! An isolated session (DESIGN §9) gets one too ([`IsolationRestorerPlan`]): it watches the
+//! An isolated session (`docs/architecture.md`, "Isolation") gets one too ([`IsolationRestorerPlan`]): it watches the
 //! clone's agent and, once it is orphaned, takes the session's route off the Service (the
 //! last one out restores the selector and removes the router and the origin Service), then
 //! deletes the Secret, which removes the clone and the Ingress copies as well.

@@ -1,4 +1,4 @@
-//! Isolation (`isolateAs`, DESIGN §9): only requests marked for this session come to it;
+//! Isolation (`isolateAs`; see `docs/architecture.md`, "Isolation"): only requests marked for this session come to it;
 //! everyone else keeps using the original pods, which are never modified.
 //!
 //! [`join`] finds the Service in front of the target, registers the session on it, puts the
