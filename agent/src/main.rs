@@ -170,25 +170,26 @@ async fn serve() -> anyhow::Result<()> {
     let config = AgentConfig::from_vars(std::env::vars())?;
     tracing::info!(?config, "starting kbridge-agent {}", kbridge_agent::VERSION);
     let agent = Agent::start(config).await?;
-    let ports: serde_json::Map<String, serde_json::Value> = agent
-        .port_addrs
-        .iter()
-        .map(|(p, a)| (p.to_string(), a.to_string().into()))
-        .collect();
-    // One machine-readable line on stdout, for tests and for humans reading pod logs.
-    println!(
-        "{}",
-        serde_json::json!({
-            "event": "ready",
-            "control": agent.control_addr.to_string(),
-            "health": agent.health_addr.to_string(),
-            "ports": ports,
-        })
-    );
+    let mut ready = ready_line(&agent.port_addrs, agent.health_addr);
+    ready["control"] = agent.control_addr.to_string().into();
+    println!("{ready}");
     signals.recv().await;
     tracing::info!("stopping: closing listeners and sessions");
     agent.shutdown(Duration::from_millis(800)).await;
     Ok(())
+}
+
+/// The one machine-readable line on stdout once listening, for tests and for humans
+/// reading pod logs: `{"event": "ready", "ports": {port: address}, "health": address}`.
+fn ready_line(
+    ports: &[(u16, std::net::SocketAddr)],
+    health: std::net::SocketAddr,
+) -> serde_json::Value {
+    let ports: serde_json::Map<String, serde_json::Value> = ports
+        .iter()
+        .map(|(p, a)| (p.to_string(), a.to_string().into()))
+        .collect();
+    serde_json::json!({"event": "ready", "ports": ports, "health": health.to_string()})
 }
 
 async fn router(args: kbridge_agent::router::RouterArgs) -> anyhow::Result<()> {
@@ -204,16 +205,7 @@ async fn router(args: kbridge_agent::router::RouterArgs) -> anyhow::Result<()> {
         tracing::info!("stopping: closing listeners, finishing requests in flight");
     };
     kbridge_agent::router::run(config, stop, Duration::from_secs(5), |r| {
-        let ports: serde_json::Map<String, serde_json::Value> = r
-            .port_addrs
-            .iter()
-            .map(|(p, a)| (p.to_string(), a.to_string().into()))
-            .collect();
-        // Same machine-readable ready line as `serve`, for tests and pod logs.
-        println!(
-            "{}",
-            serde_json::json!({"event": "ready", "ports": ports, "health": r.health_addr.to_string()})
-        );
+        println!("{}", ready_line(&r.port_addrs, r.health_addr));
     })
     .await?;
     Ok(())

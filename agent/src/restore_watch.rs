@@ -206,10 +206,14 @@ pub async fn run(
     opts: WatchOptions,
     cancel: CancellationToken,
 ) -> Result<String, RestoreWatchError> {
+    run_with_client(in_cluster_client()?, opts, cancel).await
+}
+
+/// A client with the pod's own ServiceAccount credentials.
+fn in_cluster_client() -> Result<kube::Client, RestoreWatchError> {
     let config =
         kube::Config::incluster().map_err(|e| RestoreWatchError::InCluster(e.to_string()))?;
-    let client = kube::Client::try_from(config)?;
-    run_with_client(client, opts, cancel).await
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// The workload as the restorer handles it.
@@ -327,10 +331,7 @@ pub async fn run_isolation(
     opts: IsolationWatchOptions,
     cancel: CancellationToken,
 ) -> Result<String, RestoreWatchError> {
-    let config =
-        kube::Config::incluster().map_err(|e| RestoreWatchError::InCluster(e.to_string()))?;
-    let client = kube::Client::try_from(config)?;
-    run_isolation_with_client(client, opts, cancel).await
+    run_isolation_with_client(in_cluster_client()?, opts, cancel).await
 }
 
 /// Like [`run_isolation`], with a client built elsewhere (tests).

@@ -603,20 +603,23 @@ impl Engine {
             .await
     }
 
+    /// One session per connection: a second `launch`/`attach` is refused.
+    async fn refuse_second_launch(
+        &mut self,
+        envelope: &Envelope,
+        command: &str,
+    ) -> std::io::Result<Flow> {
+        self.respond_error(envelope.seq, command, ALREADY_LAUNCHED, ErrorKind::Conflict)
+            .await
+    }
+
     async fn on_launch(&mut self, body: Bytes, envelope: Envelope) -> std::io::Result<Flow> {
         let command = envelope.command.clone().unwrap_or_default();
         let initialize = match &self.state {
             State::AwaitingInitialize { .. } => None,
             State::Initialized { init, .. } => Some(init.request.clone()),
             State::Launching { .. } | State::Running { .. } | State::Ended { .. } => {
-                return self
-                    .respond_error(
-                        envelope.seq,
-                        &command,
-                        ALREADY_LAUNCHED,
-                        ErrorKind::Conflict,
-                    )
-                    .await
+                return self.refuse_second_launch(&envelope, &command).await
             }
         };
         let message: Value = match serde_json::from_slice(&body) {
@@ -641,14 +644,7 @@ impl Engine {
             None
         };
         let Some((init, held)) = self.state.take_configuring() else {
-            return self
-                .respond_error(
-                    envelope.seq,
-                    &command,
-                    ALREADY_LAUNCHED,
-                    ErrorKind::Conflict,
-                )
-                .await;
+            return self.refuse_second_launch(&envelope, &command).await;
         };
         let input = LaunchInput {
             message,
