@@ -49,37 +49,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Dap { debugger, port } => {
-            let log = kbridge::logging::init(&format!("dap-{}", SessionId::generate()));
-            tracing::info!(
-                version = env!("CARGO_PKG_VERSION"),
-                ?debugger,
-                ?port,
-                ?log,
-                "kbridge dap"
-            );
-            let options = ProxyOptions { debugger };
-            let shutdown = shutdown_on_signals()?;
-            let outcome = match port {
-                None => proxy::serve_stdio(options, shutdown).await,
-                Some(port) => {
-                    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                        .await
-                        .with_context(|| format!("cannot listen on 127.0.0.1:{port} (is the port taken? pick another with --port, or 0 for a free one)"))?;
-                    let address = listener.local_addr()?;
-                    // Test clients and editors read this line to learn the port.
-                    println!("kbridge: listening on {address}");
-                    proxy::serve_tcp(options, listener, shutdown).await
-                }
-            };
-            Ok(match outcome {
-                Outcome::Clean => ExitCode::SUCCESS,
-                Outcome::TeardownFailed(failures) => {
-                    eprintln!("kbridge: teardown incomplete: {}", failures.join("; "));
-                    ExitCode::FAILURE
-                }
-            })
-        }
+        Command::Dap { debugger, port } => dap(debugger, port).await,
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Launch => kbridge_config::schema::launch_schema(),
@@ -150,6 +120,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `kbridge dap`: the proxy, over stdio or a loopback TCP port.
+async fn dap(
+    debugger: Option<kbridge_config::Preset>,
+    port: Option<u16>,
+) -> anyhow::Result<ExitCode> {
+    let log = kbridge::logging::init(&format!("dap-{}", SessionId::generate()));
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        ?debugger,
+        ?port,
+        ?log,
+        "kbridge dap"
+    );
+    let options = ProxyOptions { debugger };
+    let shutdown = shutdown_on_signals()?;
+    let outcome = match port {
+        None => proxy::serve_stdio(options, shutdown).await,
+        Some(port) => {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .with_context(|| format!("cannot listen on 127.0.0.1:{port} (is the port taken? pick another with --port, or 0 for a free one)"))?;
+            let address = listener.local_addr()?;
+            // Test clients and editors read this line to learn the port.
+            println!("kbridge: listening on {address}");
+            proxy::serve_tcp(options, listener, shutdown).await
+        }
+    };
+    Ok(match outcome {
+        Outcome::Clean => ExitCode::SUCCESS,
+        Outcome::TeardownFailed(failures) => {
+            eprintln!("kbridge: teardown incomplete: {}", failures.join("; "));
+            ExitCode::FAILURE
+        }
+    })
 }
 
 /// A flag that turns true on SIGTERM or SIGINT, so sessions end with teardown.

@@ -14,28 +14,7 @@ pub async fn run(
     namespace: Option<&str>,
     all_namespaces: bool,
 ) -> anyhow::Result<ExitCode> {
-    let live = registry::list().await;
-    if live.is_empty() {
-        println!("Sessions on this machine: none");
-    } else {
-        println!("Sessions on this machine:");
-        for (_, info) in &live {
-            println!(
-                "  {:<24} pid {:<8} {:<32} namespace {:<16} since {}{}",
-                info.id,
-                info.pid,
-                info.workload,
-                info.key.namespace,
-                info.started,
-                if info.held {
-                    "  (held: launches of this target reuse it)"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
-
+    print_local_sessions().await;
     let cluster = Cluster::connect(context, namespace).await?;
     let namespaces = if all_namespaces {
         let api: Api<Namespace> = Api::all(cluster.client.clone());
@@ -48,13 +27,49 @@ pub async fn run(
     } else {
         vec![cluster.namespace.clone()]
     };
-    let mut rows = Vec::new();
-    for ns in namespaces.clone() {
-        let scoped = Cluster {
+    let scoped: Vec<Cluster> = namespaces
+        .iter()
+        .map(|ns| Cluster {
             namespace: ns.clone(),
             ..cluster.clone()
-        };
-        for (kind, name, record) in workload::bridged(&scoped).await? {
+        })
+        .collect();
+    print_bridged_workloads(&scoped).await?;
+    print_isolated_services(&scoped).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sessions running on this machine, from their live sockets.
+async fn print_local_sessions() {
+    let live = registry::list().await;
+    if live.is_empty() {
+        println!("Sessions on this machine: none");
+        return;
+    }
+    println!("Sessions on this machine:");
+    for (_, info) in &live {
+        println!(
+            "  {:<24} pid {:<8} {:<32} namespace {:<16} since {}{}",
+            info.id,
+            info.pid,
+            info.workload,
+            info.key.namespace,
+            info.started,
+            if info.held {
+                "  (held: launches of this target reuse it)"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// Workloads whose container a session swapped, from their restore records.
+async fn print_bridged_workloads(namespaces: &[Cluster]) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for scoped in namespaces {
+        let ns = &scoped.namespace;
+        for (kind, name, record) in workload::bridged(scoped).await? {
             rows.push(format!(
                 "{ns:<16} {:<32} {:<28} {:<20} {}",
                 format!("{}/{name}", kind.name()),
@@ -66,30 +81,32 @@ pub async fn run(
     }
     if rows.is_empty() {
         println!("Bridged workloads: none");
-    } else {
-        println!(
-            "{:<16} {:<32} {:<28} {:<20} STARTED",
-            "NAMESPACE", "WORKLOAD", "SESSION", "OWNER"
-        );
-        for row in rows {
-            println!("{row}");
-        }
+        return Ok(());
     }
-    let mut isolated_rows = Vec::new();
-    for ns in &namespaces {
-        let scoped = Cluster {
-            namespace: ns.clone(),
-            ..cluster.clone()
-        };
-        for service in isolation::isolated(&scoped).await? {
+    println!(
+        "{:<16} {:<32} {:<28} {:<20} STARTED",
+        "NAMESPACE", "WORKLOAD", "SESSION", "OWNER"
+    );
+    for row in rows {
+        println!("{row}");
+    }
+    Ok(())
+}
+
+/// Services isolated by sessions, with how to route to each session.
+async fn print_isolated_services(namespaces: &[Cluster]) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for scoped in namespaces {
+        let ns = &scoped.namespace;
+        for service in isolation::isolated(scoped).await? {
             if service.sessions.is_empty() {
-                isolated_rows.push(format!(
+                rows.push(format!(
                     "{ns:<16} {:<24} (router left without sessions: run `kbridge restore --all -n {ns}`)",
                     service.service
                 ));
             }
             for (route_as, session) in &service.sessions {
-                isolated_rows.push(format!(
+                rows.push(format!(
                     "{ns:<16} {:<24} {:<16} {:<28} header '{}: {route_as}' or Host prefix '{route_as}.'",
                     service.service,
                     route_as,
@@ -99,14 +116,15 @@ pub async fn run(
             }
         }
     }
-    if !isolated_rows.is_empty() {
-        println!(
-            "\n{:<16} {:<24} {:<16} {:<28} ROUTE",
-            "NAMESPACE", "ISOLATED SERVICE", "ISOLATED AS", "SESSION"
-        );
-        for row in isolated_rows {
-            println!("{row}");
-        }
+    if rows.is_empty() {
+        return Ok(());
     }
-    Ok(ExitCode::SUCCESS)
+    println!(
+        "\n{:<16} {:<24} {:<16} {:<28} ROUTE",
+        "NAMESPACE", "ISOLATED SERVICE", "ISOLATED AS", "SESSION"
+    );
+    for row in rows {
+        println!("{row}");
+    }
+    Ok(())
 }

@@ -101,119 +101,134 @@ pub async fn start(
     spec: &AdapterSpec,
     hosts: Option<&std::path::Path>,
 ) -> Result<(AdapterProcess, AdapterStreams), DebuggerError> {
-    let fail = |reason: String| DebuggerError::StartFailed {
-        name: spec.name.clone(),
-        reason,
-        hint: install_hint(spec.preset),
-    };
     let port = match spec.transport {
         Transport::Tcp if spec.args.iter().any(|a| a.contains("${port}")) => {
-            Some(free_port().map_err(|e| fail(format!("no free local port: {e}")))?)
+            Some(free_port().map_err(|e| start_failed(spec, format!("no free local port: {e}")))?)
         }
         _ => None,
     };
-    let args: Vec<String> = spec
-        .args
-        .iter()
-        .map(|a| match port {
-            Some(port) => a.replace("${port}", &port.to_string()),
-            None => a.clone(),
-        })
-        .collect();
+    let mut command = adapter_command(spec, hosts, port)?;
+    let child = command
+        .spawn()
+        .map_err(|e| start_failed(spec, format!("cannot run {}: {e}", spec.program.display())))?;
+    tracing::info!(adapter = %spec.name, command = ?command.as_std(), pid = ?child.id(), "adapter started");
+    match spec.transport {
+        Transport::Stdio => attach_stdio(spec, child),
+        Transport::Tcp => attach_tcp(spec, child, port).await,
+    }
+}
+
+/// The adapter's command line (`${port}` filled in), run through `kbridge ns-exec` when
+/// it needs the session's hosts file; its stdio piped.
+fn adapter_command(
+    spec: &AdapterSpec,
+    hosts: Option<&std::path::Path>,
+    port: Option<u16>,
+) -> Result<Command, DebuggerError> {
+    let args = spec.args.iter().map(|a| match port {
+        Some(port) => a.replace("${port}", &port.to_string()),
+        None => a.clone(),
+    });
     let mut command = match hosts {
         Some(hosts) => SelfCommand::NsExec(NsExecArgs {
             hosts: hosts.to_path_buf(),
             command: vec![spec.program.clone().into_os_string()],
         })
         .tokio_command()
-        .map_err(|e| fail(e.to_string()))?,
+        .map_err(|e| start_failed(spec, e.to_string()))?,
         None => Command::new(&spec.program),
     };
     command
-        .args(&args)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|e| fail(format!("cannot run {}: {e}", spec.program.display())))?;
-    tracing::info!(adapter = %spec.name, program = %spec.program.display(), ?args, pid = ?child.id(), "adapter started");
+    Ok(command)
+}
 
+/// A stdio adapter: its stdout and stdin are the DAP stream, its stderr is kept for errors.
+fn attach_stdio(
+    spec: &AdapterSpec,
+    mut child: Child,
+) -> Result<(AdapterProcess, AdapterStreams), DebuggerError> {
     let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-    match spec.transport {
-        Transport::Stdio => {
-            if let Some(stderr) = child.stderr.take() {
-                tokio::spawn(keep_stderr_tail(stderr, stderr_tail.clone()));
-            }
-            let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
-                return Err(fail("its stdio could not be captured".into()));
-            };
-            let process = AdapterProcess {
-                spec: spec.clone(),
-                child,
-                stderr_tail,
-                program_output: None,
-            };
-            Ok((
-                process,
-                AdapterStreams {
-                    reader: Box::new(stdout),
-                    writer: Box::new(stdin),
-                },
-            ))
-        }
-        Transport::Tcp => {
-            let (output_tx, output_rx) = mpsc::unbounded_channel();
-            let (address_tx, mut address_rx) = mpsc::unbounded_channel();
-            if let Some(stdout) = child.stdout.take() {
-                tokio::spawn(relay_lines(
-                    stdout,
-                    "stdout",
-                    output_tx.clone(),
-                    address_tx.clone(),
-                    None,
-                ));
-            }
-            if let Some(stderr) = child.stderr.take() {
-                tokio::spawn(relay_lines(
-                    stderr,
-                    "stderr",
-                    output_tx,
-                    address_tx,
-                    Some(stderr_tail.clone()),
-                ));
-            }
-            let mut process = AdapterProcess {
-                spec: spec.clone(),
-                child,
-                stderr_tail,
-                program_output: Some(output_rx),
-            };
-            let address = match port {
-                Some(port) => format!("127.0.0.1:{port}"),
-                None => match tokio::time::timeout(TCP_START_TIMEOUT, address_rx.recv()).await {
-                    Ok(Some(address)) => address,
-                    Ok(None) => {
-                        return Err(process.start_error("it exited before printing its address"))
-                    }
-                    Err(_) => return Err(process.start_error("it printed no listening address")),
-                },
-            };
-            let stream = connect_with_retry(&address)
-                .await
-                .map_err(|e| fail(format!("cannot connect to it at {address}: {e}")))?;
-            let _ = stream.set_nodelay(true);
-            tracing::info!(adapter = %spec.name, %address, "connected to adapter");
-            let (reader, writer) = stream.into_split();
-            Ok((
-                process,
-                AdapterStreams {
-                    reader: Box::new(reader),
-                    writer: Box::new(writer),
-                },
-            ))
-        }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(keep_stderr_tail(stderr, stderr_tail.clone()));
+    }
+    let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+        return Err(start_failed(spec, "its stdio could not be captured".into()));
+    };
+    let process = AdapterProcess {
+        spec: spec.clone(),
+        child,
+        stderr_tail,
+        program_output: None,
+    };
+    let streams = AdapterStreams {
+        reader: Box::new(stdout),
+        writer: Box::new(stdin),
+    };
+    Ok((process, streams))
+}
+
+/// A TCP adapter: it listens on `port`, or on an address it prints; what its process
+/// prints otherwise is the debuggee's output, relayed as `output` events.
+async fn attach_tcp(
+    spec: &AdapterSpec,
+    mut child: Child,
+    port: Option<u16>,
+) -> Result<(AdapterProcess, AdapterStreams), DebuggerError> {
+    let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+    let (output_tx, output_rx) = mpsc::unbounded_channel();
+    let (address_tx, mut address_rx) = mpsc::unbounded_channel();
+    if let Some(stdout) = child.stdout.take() {
+        let relay = relay_lines(
+            stdout,
+            "stdout",
+            output_tx.clone(),
+            address_tx.clone(),
+            None,
+        );
+        tokio::spawn(relay);
+    }
+    if let Some(stderr) = child.stderr.take() {
+        let tail = Some(stderr_tail.clone());
+        tokio::spawn(relay_lines(stderr, "stderr", output_tx, address_tx, tail));
+    }
+    let mut process = AdapterProcess {
+        spec: spec.clone(),
+        child,
+        stderr_tail,
+        program_output: Some(output_rx),
+    };
+    let address = match port {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => match tokio::time::timeout(TCP_START_TIMEOUT, address_rx.recv()).await {
+            Ok(Some(address)) => address,
+            Ok(None) => return Err(process.start_error("it exited before printing its address")),
+            Err(_) => return Err(process.start_error("it printed no listening address")),
+        },
+    };
+    let stream = connect_with_retry(&address)
+        .await
+        .map_err(|e| start_failed(spec, format!("cannot connect to it at {address}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    tracing::info!(adapter = %spec.name, %address, "connected to adapter");
+    let (reader, writer) = stream.into_split();
+    let streams = AdapterStreams {
+        reader: Box::new(reader),
+        writer: Box::new(writer),
+    };
+    Ok((process, streams))
+}
+
+/// The adapter of `spec` could not be started, for `reason`.
+fn start_failed(spec: &AdapterSpec, reason: String) -> DebuggerError {
+    DebuggerError::StartFailed {
+        name: spec.name.clone(),
+        reason,
+        hint: install_hint(spec.preset),
     }
 }
 
