@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kbridge_protocol::contract::labels::MANAGED_BY_KBRIDGE;
 use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 
@@ -98,7 +99,7 @@ pub fn health_port(ports: &[RoutedPort]) -> u16 {
 /// Labels of the router's pods, which the isolated Service selects meanwhile.
 pub fn router_labels(service: &str) -> Labels {
     BTreeMap::from([
-        (LABEL_MANAGED_BY.to_string(), "kbridge".to_string()),
+        (LABEL_MANAGED_BY.to_string(), MANAGED_BY_KBRIDGE.to_string()),
         (
             "app.kubernetes.io/component".to_string(),
             "router".to_string(),
@@ -136,11 +137,51 @@ pub fn router_objects(
     image: &str,
 ) -> RouterObjects {
     let name = router_name(service);
-    let origin = origin_name(service);
     let identity = Identity::new(
         &meta(&name, namespace, service),
         vec![rule("", "pods", &[], &["get", "list", "watch"])],
     );
+    let deployment = Deployment {
+        metadata: meta(&name, namespace, service),
+        spec: DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(router_labels(service)),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(router_labels(service)),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(name.clone()),
+                    // Not part of the application: no service links in its environment.
+                    enable_service_links: Some(false),
+                    security_context: Some(pod_security::restricted_pod()),
+                    containers: vec![router_container(service, namespace, ports, image)],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    RouterObjects {
+        identity,
+        deployment,
+        origin: origin_service(service, namespace, original, ports),
+    }
+}
+
+/// The router's container: `kbridge-agent router`, configured by environment, with the
+/// routed ports and a health port that its probes use.
+fn router_container(
+    service: &str,
+    namespace: &str,
+    ports: &[RoutedPort],
+    image: &str,
+) -> Container {
     let health = health_port(ports);
     let env = |k: &str, v: String| EnvVar {
         name: k.into(),
@@ -175,50 +216,35 @@ pub fn router_objects(
         protocol: Some("TCP".into()),
         ..Default::default()
     });
-    let deployment = Deployment {
-        metadata: meta(&name, namespace, service),
-        spec: DeploymentSpec {
-            replicas: Some(1),
-            selector: LabelSelector {
-                match_labels: Some(router_labels(service)),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(router_labels(service)),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(name.clone()),
-                    // Not part of the application: no service links in its environment.
-                    enable_service_links: Some(false),
-                    security_context: Some(pod_security::restricted_pod()),
-                    containers: vec![Container {
-                        name: "router".into(),
-                        image: Some(image.to_string()),
-                        args: Some(vec!["router".into()]),
-                        env: Some(vec![
-                            env("KBRIDGE_ROUTER_SERVICE", service.to_string()),
-                            env("KBRIDGE_ROUTER_NAMESPACE", namespace.to_string()),
-                            env("KBRIDGE_ROUTER_PORTS", numbers.join(",")),
-                            env("KBRIDGE_ROUTER_ORIGIN", origin.clone()),
-                            env("KBRIDGE_ROUTER_HEALTH_PORT", health.to_string()),
-                        ]),
-                        ports: Some(container_ports),
-                        readiness_probe: Some(probe.clone()),
-                        liveness_probe: Some(probe),
-                        security_context: Some(pod_security::restricted_container()),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        },
+    Container {
+        name: "router".into(),
+        image: Some(image.to_string()),
+        args: Some(vec!["router".into()]),
+        env: Some(vec![
+            env("KBRIDGE_ROUTER_SERVICE", service.to_string()),
+            env("KBRIDGE_ROUTER_NAMESPACE", namespace.to_string()),
+            env("KBRIDGE_ROUTER_PORTS", numbers.join(",")),
+            env("KBRIDGE_ROUTER_ORIGIN", origin_name(service)),
+            env("KBRIDGE_ROUTER_HEALTH_PORT", health.to_string()),
+        ]),
+        ports: Some(container_ports),
+        readiness_probe: Some(probe.clone()),
+        liveness_probe: Some(probe),
+        security_context: Some(pod_security::restricted_container()),
         ..Default::default()
-    };
-    let origin = Service {
-        metadata: meta(&origin, namespace, service),
+    }
+}
+
+/// `<svc>-kbridge-origin`: the Service's original selector and ports, which the router
+/// sends requests without a session's route to.
+fn origin_service(
+    service: &str,
+    namespace: &str,
+    original: &Labels,
+    ports: &[RoutedPort],
+) -> Service {
+    Service {
+        metadata: meta(&origin_name(service), namespace, service),
         spec: Some(ServiceSpec {
             selector: Some(original.clone()),
             ports: Some(
@@ -236,11 +262,6 @@ pub fn router_objects(
             ..Default::default()
         }),
         ..Default::default()
-    };
-    RouterObjects {
-        identity,
-        deployment,
-        origin,
     }
 }
 
