@@ -28,10 +28,11 @@ use kbridge_protocol::contract::isolation_record::{
     LeaveDecision,
 };
 use kbridge_protocol::contract::restore::{
-    decide, original_pod, restore_patch, AgentObservation, Decision, RestoreError,
+    decide, original_pod, restore_patch, AgentObservation, Decision, RestoreError, RestoreRecord,
 };
 use kbridge_protocol::contract::WorkloadKind;
 use kbridge_protocol::status::SessionState;
+use serde_json::Value;
 
 /// Errors that stop the restorer.
 #[derive(Debug, thiserror::Error)]
@@ -259,24 +260,8 @@ pub async fn run_with_client(
                     AgentObservation::Unreachable(since.elapsed())
                 }
             };
-            let object = match &target {
-                Target::Template(api) => api
-                    .get_opt(name)
-                    .await?
-                    .map(|o| serde_json::to_value(&o).unwrap_or_default()),
-                Target::Pod(api) => api
-                    .get_opt(name)
-                    .await?
-                    .map(|o| serde_json::to_value(&o).unwrap_or_default()),
-            };
-            let annotations: Option<BTreeMap<String, String>> = object.as_ref().map(|o| {
-                serde_json::from_value(
-                    o.pointer("/metadata/annotations")
-                        .cloned()
-                        .unwrap_or_default(),
-                )
-                .unwrap_or_default()
-            });
+            let object = target.read(name).await?;
+            let annotations = object.as_ref().map(annotations_of);
             match decide(
                 &opts.session,
                 annotations.as_ref(),
@@ -287,26 +272,8 @@ pub async fn run_with_client(
                 Decision::Wait => {}
                 Decision::Restore(record) => {
                     let object = object.unwrap_or_default();
-                    let restored = match &target {
-                        Target::Template(api) => {
-                            let patch = restore_patch(&object, &record)?;
-                            match api
-                                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                                .await
-                            {
-                                Ok(_) => true,
-                                // Someone changed it meanwhile: look again rather than overwrite.
-                                Err(kube::Error::Api(s)) if s.code == 409 => false,
-                                Err(e) => return Err(e.into()),
-                            }
-                        }
-                        Target::Pod(api) => {
-                            let original =
-                                original_pod(annotations.as_ref().unwrap_or(&BTreeMap::new()))?;
-                            recreate_pod(api, name, &object, &original).await?
-                        }
-                    };
-                    if restored {
+                    let annotations = annotations.unwrap_or_default();
+                    if target.restore(name, &object, &record, &annotations).await? {
                         clean_up(&client, &opts).await;
                         return Ok(Some(format!(
                             "restored {} after session {} was orphaned",
@@ -323,6 +290,61 @@ pub async fn run_with_client(
             return Ok(done);
         }
     }
+}
+
+impl Target {
+    /// The object as JSON; `None` when it is gone.
+    async fn read(&self, name: &str) -> Result<Option<Value>, kube::Error> {
+        Ok(match self {
+            Target::Template(api) => api
+                .get_opt(name)
+                .await?
+                .map(|o| serde_json::to_value(&o).unwrap_or_default()),
+            Target::Pod(api) => api
+                .get_opt(name)
+                .await?
+                .map(|o| serde_json::to_value(&o).unwrap_or_default()),
+        })
+    }
+
+    /// Puts the original container (or the original bare Pod) back; `false` when someone
+    /// changed the object meanwhile, so it is looked at again rather than overwritten.
+    async fn restore(
+        &self,
+        name: &str,
+        object: &Value,
+        record: &RestoreRecord,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<bool, RestoreWatchError> {
+        match self {
+            Target::Template(api) => {
+                let patch = restore_patch(object, record)?;
+                match api
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Target::Pod(api) => {
+                let original = original_pod(annotations)?;
+                recreate_pod(api, name, object, &original).await
+            }
+        }
+    }
+}
+
+/// An object's annotations (none when it has none).
+fn annotations_of(object: &Value) -> BTreeMap<String, String> {
+    serde_json::from_value(
+        object
+            .pointer("/metadata/annotations")
+            .cloned()
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default()
 }
 
 /// Like [`run`], for an isolated session: watches the clone's agents with in-cluster
