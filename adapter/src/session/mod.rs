@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod error;
 pub mod guardian;
 pub mod held;
+pub mod hosts_file;
 pub mod hosts_namespace;
 pub mod local;
 pub mod open;

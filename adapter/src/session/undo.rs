@@ -4,8 +4,8 @@
 //! machine are here; those in the cluster ([`ClusterStep`]) live with the cluster code.
 
 use super::cluster::errors::ClusterError;
-use super::cluster::hosts;
 pub use super::cluster::undo::{ClusterAt, ClusterStep};
+use super::hosts_file as hosts;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

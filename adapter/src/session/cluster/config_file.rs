@@ -4,8 +4,8 @@
 //! and external endpoints reached through the cluster.
 
 use super::connection::Cluster;
-use super::hosts::HostsEntry;
 use super::outbound::{ForwardedService, Forwarder};
+use crate::session::hosts_file::HostsEntry;
 use crate::session::SessionError;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use kbridge_config::local_process::{parse_value, LocalProcessConfig, ValuePart, VolumeMount};

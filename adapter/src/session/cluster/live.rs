@@ -3,12 +3,12 @@
 //! serves with its own pods again.
 
 use super::connection::Cluster;
-use super::hosts::HostsEntry;
 use super::outbound::ForwardedService;
 use super::settle;
 use super::setup::{Names, Outbound, Running};
 use super::target::WorkloadKind;
 use crate::env::EnvLayers;
+use crate::session::hosts_file::HostsEntry;
 use crate::session::{BoxFuture, BridgeSession, SessionId, Settled};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -11,7 +11,6 @@ pub mod config_file;
 pub mod connection;
 pub mod drift;
 pub mod errors;
-pub mod hosts;
 pub mod isolation;
 pub mod lease;
 pub mod live;

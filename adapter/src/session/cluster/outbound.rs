@@ -3,10 +3,10 @@
 //! inside the cluster (its ClusterIP; the name for ExternalName and headless Services).
 
 use super::addresses::AddressBook;
-use super::hosts::{service_names, HostsEntry};
 use super::route_header::{splice_rewriting, RouteHeaderRewriter};
 use super::service_links::{self, ServicePort};
 use super::tunnels::{Agents, TunnelNotice};
+use crate::session::hosts_file::{service_names, HostsEntry};
 use k8s_openapi::api::core::v1::Service;
 use kbridge_config::EnvVars;
 use std::net::{IpAddr, SocketAddr};

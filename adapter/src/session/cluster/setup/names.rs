@@ -5,8 +5,8 @@
 
 use super::progress::{notice, step};
 use crate::cli::{NsExecArgs, SelfCommand};
-use crate::session::cluster::hosts::{self, HostsEntry};
 use crate::session::cluster::outbound::ForwardedService;
+use crate::session::hosts_file::{self as hosts, HostsEntry};
 use crate::session::{EventSink, Guardian, SessionError, UndoStep};
 use kbridge_config::HostsMode;
 use std::path::{Path, PathBuf};
