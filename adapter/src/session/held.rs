@@ -3,7 +3,9 @@
 //! of changing the cluster again, so a re-launch costs a socket round trip, not a rollout.
 
 use super::registry::{self, Attachment, TargetKey};
-use super::{BoxFuture, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionId};
+use super::{
+    BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionFace, SessionId,
+};
 use crate::cli::{ConnectArgs, SelfCommand, TargetArgs};
 use crate::env::EnvLayers;
 use crate::ipc::LineReader;
@@ -198,9 +200,7 @@ async fn start_in_background(
 /// A launch's view of a held session: its environment and hosts file; closing it leaves
 /// the held session running.
 struct ReusedSession {
-    id: SessionId,
-    env: EnvLayers,
-    hosts_file: Option<PathBuf>,
+    face: SessionFace,
 }
 
 impl ReusedSession {
@@ -212,7 +212,7 @@ impl ReusedSession {
             }
             layer
         };
-        ReusedSession {
+        let face = SessionFace {
             id,
             env: EnvLayers {
                 pod: layer(attachment.pod_env),
@@ -220,25 +220,14 @@ impl ReusedSession {
                 ..EnvLayers::default()
             },
             hosts_file: attachment.hosts_file,
-        }
+        };
+        ReusedSession { face }
     }
 }
 
 impl BridgeSession for ReusedSession {
-    fn id(&self) -> &SessionId {
-        &self.id
-    }
-
-    fn environment(&self) -> EnvLayers {
-        self.env.clone()
-    }
-
-    fn hosts_file(&self) -> Option<PathBuf> {
-        self.hosts_file.clone()
-    }
-
-    fn close(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
+    fn face(&self) -> &SessionFace {
+        &self.face
     }
 }
 

@@ -4,7 +4,7 @@
 //! cluster session's.
 
 use super::{
-    BoxFuture, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionId,
+    BoxFuture, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionFace,
     SessionRequest,
 };
 use crate::env::EnvLayers;
@@ -14,7 +14,7 @@ pub struct LocalBackend;
 
 /// A session with no cluster side.
 pub struct LocalSession {
-    id: SessionId,
+    face: SessionFace,
 }
 
 impl super::SessionBackend for LocalBackend {
@@ -32,22 +32,19 @@ impl super::SessionBackend for LocalBackend {
                 "no cluster target in `bridge`: debugging locally with kbridge's environment"
                     .into(),
             ));
-            Ok(Box::new(LocalSession { id: request.id }) as Box<dyn BridgeSession>)
+            let face = SessionFace {
+                id: request.id,
+                env: EnvLayers::default(),
+                hosts_file: None,
+            };
+            Ok(Box::new(LocalSession { face }) as Box<dyn BridgeSession>)
         })
     }
 }
 
 impl BridgeSession for LocalSession {
-    fn id(&self) -> &SessionId {
-        &self.id
-    }
-
-    fn environment(&self) -> EnvLayers {
-        EnvLayers::default()
-    }
-
-    fn close(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
+    fn face(&self) -> &SessionFace {
+        &self.face
     }
 }
 

@@ -105,18 +105,37 @@ pub trait SessionBackend: Send + Sync {
     ) -> BoxFuture<'a, Result<Box<dyn BridgeSession>, SessionError>>;
 }
 
+/// What a session gives the debuggee, the same for every kind of session.
+#[derive(Debug, Clone)]
+pub struct SessionFace {
+    /// The session's id.
+    pub id: SessionId,
+    /// The environment layers the session contributes (pod env, config file env).
+    pub env: EnvLayers,
+    /// The hosts file the debugger must see as `/etc/hosts` (hosts mode `namespace`).
+    pub hosts_file: Option<PathBuf>,
+}
+
 /// A live session. It owns its in-process tasks (tunnels, listeners) and stops them all
 /// on [`BridgeSession::close`]; outside changes are undone by the guardian.
 pub trait BridgeSession: Send + Sync {
+    /// What the session gives the debuggee.
+    fn face(&self) -> &SessionFace;
     /// The session's id.
-    fn id(&self) -> &SessionId;
+    fn id(&self) -> &SessionId {
+        &self.face().id
+    }
     /// The environment layers the session contributes (pod env, config file env).
-    fn environment(&self) -> EnvLayers;
-    /// Stops the session's own tasks. Idempotent.
-    fn close(&mut self) -> BoxFuture<'_, ()>;
+    fn environment(&self) -> EnvLayers {
+        self.face().env.clone()
+    }
     /// The hosts file the debugger must see as `/etc/hosts` (hosts mode `namespace`).
     fn hosts_file(&self) -> Option<PathBuf> {
-        None
+        self.face().hosts_file.clone()
+    }
+    /// Stops the session's own tasks. Idempotent; nothing to stop by default.
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
     }
     /// After teardown: waits (at most `bound`) until the workload the session swapped
     /// serves with its own pods again, telling `progress` how far it is; says what it

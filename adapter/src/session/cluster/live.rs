@@ -7,23 +7,19 @@ use super::outbound::ForwardedService;
 use super::settle;
 use super::setup::{Names, Outbound, Running};
 use super::target::WorkloadKind;
-use crate::env::EnvLayers;
 use crate::session::hosts_file::HostsEntry;
-use crate::session::{BoxFuture, BridgeSession, SessionId, Settled};
-use std::path::PathBuf;
+use crate::session::{BoxFuture, BridgeSession, SessionFace, SessionId, Settled};
 use std::time::Duration;
 
 /// A live cluster session.
 pub struct ClusterSession {
-    id: SessionId,
-    env: EnvLayers,
+    face: SessionFace,
     /// Its tasks: dropping the session (a launch that failed after setup) stops them too.
     running: Running,
     /// Services reachable locally.
     pub forwarded: Vec<ForwardedService>,
     /// Hosts entries for them.
     pub hosts: Vec<HostsEntry>,
-    hosts_file: Option<PathBuf>,
     /// The workload whose template the session swapped (not for an isolated session,
     /// which leaves the original pods alone): after teardown, [`BridgeSession::settle`]
     /// waits for its rollout.
@@ -40,28 +36,22 @@ impl ClusterSession {
         swapped: Option<(Cluster, WorkloadKind, String)>,
     ) -> ClusterSession {
         ClusterSession {
-            id,
-            env: outbound.env,
+            face: SessionFace {
+                id,
+                env: outbound.env,
+                hosts_file: names.hosts_file,
+            },
             running,
             forwarded: outbound.forwarded,
             hosts: names.entries,
-            hosts_file: names.hosts_file,
             swapped,
         }
     }
 }
 
 impl BridgeSession for ClusterSession {
-    fn id(&self) -> &SessionId {
-        &self.id
-    }
-
-    fn environment(&self) -> EnvLayers {
-        self.env.clone()
-    }
-
-    fn hosts_file(&self) -> Option<PathBuf> {
-        self.hosts_file.clone()
+    fn face(&self) -> &SessionFace {
+        &self.face
     }
 
     fn close(&mut self) -> BoxFuture<'_, ()> {
