@@ -597,12 +597,12 @@ async fn recreate_pod(
         Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
         Err(e) => return Err(e.into()),
     }
-    // A Pod's name is free only once it is gone (after its grace period).
-    loop {
-        if api.get_opt(name).await?.is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // A Pod's name is free only once it is gone (after its grace period, or a finalizer
+    // someone else runs): looked at again after a pause that doubles up to 5 s.
+    let mut pause = Duration::from_millis(200);
+    while api.get_opt(name).await?.is_some() {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
     let pod: Pod = serde_json::from_value(original.clone()).map_err(|e| {
         RestoreWatchError::Options(format!("the stored original pod is not a Pod: {e}"))
