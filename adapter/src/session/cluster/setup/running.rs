@@ -38,10 +38,10 @@ pub(super) fn start(
     taken: &TakenOver,
     events: &EventSink,
 ) -> Running {
-    let tasks = TaskTracker::new();
+    let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
     let running = Running {
-        cancel: CancellationToken::new(),
-        notices: relay_notices(events, &tasks),
+        notices: relay_notices(events, &tasks, cancel.clone()),
+        cancel,
         tasks,
         reachability: Reachability::new(
             events.clone(),
@@ -112,14 +112,54 @@ impl Drop for Running {
     }
 }
 
-/// A channel whose notices reach the user as [`SessionEvent::Notice`]s.
-fn relay_notices(events: &EventSink, tasks: &TaskTracker) -> UnboundedSender<TunnelNotice> {
+/// A channel whose notices reach the user as [`SessionEvent::Notice`]s, until the session
+/// ends (the session itself holds a sender, so the channel alone would never close).
+fn relay_notices(
+    events: &EventSink,
+    tasks: &TaskTracker,
+    cancel: CancellationToken,
+) -> UnboundedSender<TunnelNotice> {
     let (notice_tx, mut notice_rx) = tokio::sync::mpsc::unbounded_channel::<TunnelNotice>();
     let events = events.clone();
     tasks.spawn(async move {
-        while let Some(TunnelNotice::Notice(text)) = notice_rx.recv().await {
+        loop {
+            // Notices already sent are delivered before the end is noticed.
+            let notice = tokio::select! {
+                biased;
+                notice = notice_rx.recv() => notice,
+                _ = cancel.cancelled() => return,
+            };
+            let Some(TunnelNotice::Notice(text)) = notice else {
+                return;
+            };
             let _ = events.send(SessionEvent::Notice(text));
         }
     });
     notice_tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_notice_relay_delivers_then_ends_with_the_session_though_senders_remain() {
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let notices = relay_notices(&events, &tasks, cancel.clone());
+        notices
+            .send(TunnelNotice::Notice("agent lost".into()))
+            .expect("relay listening");
+        cancel.cancel();
+        tasks.close();
+        // The sender is still alive (the session holds one): only the cancellation can end
+        // the relay. Bounded so a relay that never ends fails here instead of hanging.
+        tokio::time::timeout(std::time::Duration::from_secs(10), tasks.wait())
+            .await
+            .expect("the relay ends when the session does");
+        assert!(
+            matches!(received.try_recv(), Ok(SessionEvent::Notice(text)) if text == "agent lost")
+        );
+        drop(notices);
+    }
 }
