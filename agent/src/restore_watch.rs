@@ -245,21 +245,13 @@ pub async fn run_with_client(
         None => Target::Pod(Api::namespaced(client.clone(), &opts.namespace)),
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
-    let mut unreachable_since: Option<Instant> = None;
+    let mut agents = AgentsSeen::default();
     let mut api_outage = ApiOutage::new(opts.interval);
     loop {
         // One check; an API server that does not answer is waited out, not fatal.
         let checked = async {
-            let observation = match observe(&opts.agents, &pods, kind, name).await {
-                Some(state) => {
-                    unreachable_since = None;
-                    AgentObservation::State(state)
-                }
-                None => {
-                    let since = *unreachable_since.get_or_insert_with(Instant::now);
-                    AgentObservation::Unreachable(since.elapsed())
-                }
-            };
+            let seen = observe(&opts.agents, &pods, kind, name).await;
+            let observation = agents.observed(seen);
             let object = target.read(name).await?;
             let annotations = object.as_ref().map(annotations_of);
             match decide(
@@ -336,6 +328,29 @@ impl Target {
     }
 }
 
+/// How long the agents have been out of reach, across checks.
+#[derive(Debug, Default)]
+struct AgentsSeen {
+    unreachable_since: Option<Instant>,
+}
+
+impl AgentsSeen {
+    /// What one check of the agents saw (`None`: no agent answered), as the restore
+    /// decision takes it: a state, or how long none has answered.
+    fn observed(&mut self, seen: Option<SessionState>) -> AgentObservation {
+        match seen {
+            Some(state) => {
+                self.unreachable_since = None;
+                AgentObservation::State(state)
+            }
+            None => {
+                let since = *self.unreachable_since.get_or_insert_with(Instant::now);
+                AgentObservation::Unreachable(since.elapsed())
+            }
+        }
+    }
+}
+
 /// An object's annotations (none when it has none).
 fn annotations_of(object: &Value) -> BTreeMap<String, String> {
     serde_json::from_value(
@@ -371,22 +386,13 @@ pub async fn run_isolation_with_client(
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
     let services: Api<Service> = Api::namespaced(client.clone(), &opts.namespace);
-    let mut unreachable_since: Option<Instant> = None;
+    let mut agents = AgentsSeen::default();
     let mut api_outage = ApiOutage::new(opts.interval);
     loop {
         // One check; an API server that does not answer is waited out, not fatal.
         let checked = async {
-            let observation = match observe(&opts.agents, &pods, WorkloadKind::Deployment, "").await
-            {
-                Some(state) => {
-                    unreachable_since = None;
-                    AgentObservation::State(state)
-                }
-                None => {
-                    let since = *unreachable_since.get_or_insert_with(Instant::now);
-                    AgentObservation::Unreachable(since.elapsed())
-                }
-            };
+            let seen = observe(&opts.agents, &pods, WorkloadKind::Deployment, "").await;
+            let observation = agents.observed(seen);
             let service = services.get_opt(&opts.service).await?;
             match decide_leave(
                 service.as_ref(),

@@ -199,17 +199,8 @@ fn deletable(kind: &str) -> Option<(&'static str, &'static str, &'static str, &'
 /// The API resource of a kind [`ClusterStep::DeleteObject`] may delete.
 fn deletable_resource(kind: &str) -> Option<kube::api::ApiResource> {
     let (group, version, kind, plural) = deletable(kind)?;
-    Some(kube::api::ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    })
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+    Some(kube::api::ApiResource::from_gvk_with_plural(&gvk, plural))
 }
 
 #[cfg(test)]
@@ -230,5 +221,12 @@ mod tests {
             assert!(deletable_resource(kind).is_some(), "{kind}");
         }
         assert!(deletable_resource("deployment").is_none());
+        let secret = deletable_resource("secret").expect("secret");
+        assert_eq!(
+            (secret.api_version.as_str(), secret.plural.as_str()),
+            ("v1", "secrets")
+        );
+        let lease = deletable_resource("lease").expect("lease");
+        assert_eq!(lease.api_version, "coordination.k8s.io/v1");
     }
 }
