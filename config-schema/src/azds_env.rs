@@ -104,7 +104,10 @@ fn translate_token(
     match kind.to_ascii_lowercase().as_str() {
         "volumes" => {
             let (volume, local_path) = match argument.split_once('|') {
-                Some((volume, path)) => (volume, Some(path.to_string())),
+                Some((volume, path)) => {
+                    crate::local_process::check_local_path(path)?;
+                    (volume, Some(path.to_string()))
+                }
                 None => (argument, None),
             };
             if let Some(existing) = mounts.iter_mut().find(|m| m.name == volume) {

@@ -116,6 +116,19 @@ impl LocalProcessConfig {
                 });
             }
         }
+        for mount in &config.volume_mounts {
+            if let Some(path) = &mount.local_path {
+                let line = text
+                    .lines()
+                    .position(|l| l.contains("localPath") && l.contains(path.as_str()))
+                    .map_or(0, |i| i + 1);
+                check_local_path(path).map_err(|message| crate::ConfigError::File {
+                    file: file.to_string(),
+                    line,
+                    message: format!("volumeMounts `{}`: {message}", mount.name),
+                })?;
+            }
+        }
         for entry in &config.env {
             parse_value(&entry.value).map_err(|message| crate::ConfigError::File {
                 file: file.to_string(),
@@ -125,6 +138,28 @@ impl LocalProcessConfig {
         }
         Ok(config)
     }
+}
+
+/// A `localPath` must name a directory outright: an absolute path (`/…`, or `C:\…` on
+/// Windows), with no `$(…)` token — tokens are expanded in `env` values only, and a
+/// relative path would land wherever kbridge happens to run.
+pub fn check_local_path(path: &str) -> Result<(), String> {
+    if path.contains("$(") || path.contains("${") {
+        return Err(format!(
+            "`localPath: {path}` contains a token, but tokens are expanded only in `env` values; give an absolute directory, or leave `localPath` out to download into the session's private directory and use `$(volumeMounts:NAME)` in an `env` value"
+        ));
+    }
+    let bytes = path.as_bytes();
+    let windows_drive = bytes.len() >= 3
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && (bytes[2] == b'\\' || bytes[2] == b'/');
+    if !(path.starts_with('/') || path.starts_with("\\\\") || windows_drive) {
+        return Err(format!(
+            "`localPath: {path}` must be an absolute path (e.g. /tmp/{path}); leave it out to download into the session's private directory"
+        ));
+    }
+    Ok(())
 }
 
 /// serde-saphyr renders "error: line L column C: message" followed by a snippet.
@@ -240,6 +275,30 @@ env:
   - name: CONFIG_PATH
     value: $(volumeMounts:config)/appsettings.json
 ";
+
+    #[test]
+    fn a_local_path_with_a_token_or_relative_is_refused_naming_line_and_key() {
+        let text =
+            "version: 0.1\nvolumeMounts:\n  - name: cfg\n    localPath: $(volumeMounts:cfg)\n";
+        let error = LocalProcessConfig::parse(text, "KubernetesLocalProcessConfig.yaml")
+            .expect_err("a token in localPath is refused");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("KubernetesLocalProcessConfig.yaml: line 4: volumeMounts `cfg`: `localPath: $(volumeMounts:cfg)` contains a token"),
+            "{message}"
+        );
+        let relative = "volumeMounts:\n  - name: cfg\n    localPath: conf\n";
+        let message = LocalProcessConfig::parse(relative, "f.yaml")
+            .expect_err("a relative localPath is refused")
+            .to_string();
+        assert!(
+            message.contains("line 3") && message.contains("must be an absolute path"),
+            "{message}"
+        );
+        for fine in ["/tmp/cfg", "C:\\cfg", "d:/cfg"] {
+            assert_eq!(check_local_path(fine), Ok(()), "{fine}");
+        }
+    }
 
     #[test]
     fn reads_a_bridge_to_kubernetes_file() {

@@ -267,6 +267,41 @@ async fn an_unknown_token_in_the_config_file_stops_before_the_cluster_changes() 
         !out.status.success() && stderr.contains("line 2") && stderr.contains("secrets"),
         "{stderr}"
     );
+    // A token in `localPath` (tokens belong in `env` values) is refused, naming line and
+    // key, and nothing is downloaded into a directory named after the token.
+    let config = tmp.join("KubernetesLocalProcessConfig.yaml");
+    std::fs::write(
+        &config,
+        "version: 0.1\nvolumeMounts:\n  - name: config\n    localPath: $(volumeMounts:config)\n",
+    )
+    .expect("write");
+    let out = kbridge(
+        &fixture.kubeconfig,
+        &tmp,
+        &[
+            "run",
+            "--namespace",
+            ns,
+            "--service",
+            "todo-api",
+            "--config",
+            &config.to_string_lossy(),
+            "--",
+            "true",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("line 4")
+            && stderr.contains("localPath")
+            && stderr.contains("tokens are expanded only in `env` values"),
+        "{stderr}"
+    );
+    assert!(
+        !tmp.join("$(volumeMounts:config)").exists(),
+        "no directory named after the token"
+    );
     let diff = snapshot_diff(&before, &namespace_snapshot(&client, ns).await);
     assert!(diff.is_empty(), "nothing changed: {diff:#?}");
 }
