@@ -31,6 +31,13 @@ function assertValid(config, what) {
   assert.ok(ok, `${what} does not match launch.json: ${ajv.errorsText(validate.errors)}`);
 }
 
+// VS Code lets a user set breakpoints only in languages some installed extension lists
+// under `contributes.breakpoints`; with kbridge alone, F9 in a .py file would do nothing.
+test('breakpoints are enabled in every language the bridge debugger serves', () => {
+  const enabled = (manifest.contributes.breakpoints || []).map((b) => b.language);
+  assert.deepEqual([...enabled].sort(), [...bridge.languages].sort());
+});
+
 test('configurationAttributes are exactly what the schema generates (run `npm run generate` if not)', () => {
   assert.deepEqual(bridge.configurationAttributes, configurationAttributes(schema));
 });
