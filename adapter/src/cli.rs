@@ -95,6 +95,9 @@ pub enum Command {
         /// Namespace (default: the context's).
         #[arg(long, short = 'n')]
         namespace: Option<String>,
+        /// Every namespace's Services.
+        #[arg(long, short = 'A', conflicts_with = "namespace")]
+        all_namespaces: bool,
         /// `table` or `json`.
         #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json"])]
         output: String,

@@ -64,9 +64,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Targets {
             context,
             namespace,
+            all_namespaces,
             output,
         } => {
-            commands::targets::run(context.as_deref(), namespace.as_deref(), output == "json").await
+            let (context, namespace) = (context.as_deref(), namespace.as_deref());
+            commands::targets::run(context, namespace, all_namespaces, output == "json").await
         }
         Command::Run {
             target,

@@ -148,9 +148,29 @@ fn targets_lists_services_with_their_ports() {
         .cloned()
         .expect("todo-api listed");
     assert_eq!(todo["namespace"], ns);
+    // The named target port `http` is resolved through the pods' container ports, so an
+    // editor can propose the port the app listens on.
     assert_eq!(
         todo["ports"],
-        serde_json::json!([{"port": 80, "name": "http", "targetPort": "http"}])
+        serde_json::json!([{"port": 80, "name": "http", "targetPort": 8080, "targetPortName": "http"}])
+    );
+    // From a context whose namespace has none of them, every namespace's are listed.
+    let all = kbridge(
+        &fixture,
+        &tmp,
+        &["targets", "--all-namespaces", "--output", "json"],
+    );
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let all: serde_json::Value = serde_json::from_slice(&all.stdout).expect("json");
+    assert!(
+        all.as_array().is_some_and(|t| t
+            .iter()
+            .any(|t| t["service"] == "todo-api" && t["namespace"] == ns)),
+        "{all}"
     );
     let typo = kbridge(&fixture, &tmp, &["targets", "-n", ns, "--context", "nope"]);
     assert!(!typo.status.success());

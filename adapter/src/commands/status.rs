@@ -1,11 +1,9 @@
 //! `kbridge status`: the sessions on this machine and the workloads marked as bridged in
 //! the cluster, with who holds them and since when.
 
-use k8s_openapi::api::core::v1::Namespace;
 use kbridge::session::cluster::connection::Cluster;
 use kbridge::session::cluster::{isolation, workload};
 use kbridge::session::registry;
-use kube::api::{Api, ListParams};
 use std::process::ExitCode;
 
 /// Prints local sessions, then bridged workloads of the namespace (or all namespaces).
@@ -16,24 +14,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     print_local_sessions().await;
     let cluster = Cluster::connect(context, namespace).await?;
-    let namespaces = if all_namespaces {
-        let api: Api<Namespace> = Api::all(cluster.client.clone());
-        api.list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter_map(|n| n.metadata.name)
-            .collect()
-    } else {
-        vec![cluster.namespace.clone()]
-    };
-    let scoped: Vec<Cluster> = namespaces
-        .iter()
-        .map(|ns| Cluster {
-            namespace: ns.clone(),
-            ..cluster.clone()
-        })
-        .collect();
+    let scoped = super::namespaces(&cluster, all_namespaces).await?;
     print_bridged_workloads(&scoped).await?;
     print_isolated_services(&scoped).await?;
     Ok(ExitCode::SUCCESS)

@@ -2,56 +2,34 @@
 //! editor clients offer in their "configure" pickers, without a Kubernetes client of
 //! their own.
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kbridge::session::cluster::connection::Cluster;
 use kube::api::ListParams;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-/// Prints the namespace's Services as a table, or as JSON with `json`.
+/// Prints the namespace's Services (or every namespace's, with `all_namespaces`) as a
+/// table, or as JSON with `json`.
 pub async fn run(
     context: Option<&str>,
     namespace: Option<&str>,
+    all_namespaces: bool,
     json_output: bool,
 ) -> anyhow::Result<ExitCode> {
     let cluster = Cluster::connect(context, namespace).await?;
-    let services = cluster.list::<Service>(&ListParams::default()).await?;
-    let targets: Vec<Value> = services
-        .iter()
-        // Services without a selector have no pods kbridge could take over.
-        .filter(|s| {
-            s.spec
-                .as_ref()
-                .and_then(|spec| spec.selector.as_ref())
-                .is_some_and(|sel| !sel.is_empty())
-        })
-        .map(|s| {
-            let ports: Vec<Value> = s
-                .spec
-                .iter()
-                .flat_map(|spec| spec.ports.iter().flatten())
-                .map(|p| {
-                    let mut port = json!({"port": p.port});
-                    if let Some(name) = &p.name {
-                        port["name"] = json!(name);
-                    }
-                    port["targetPort"] = match &p.target_port {
-                        Some(IntOrString::Int(n)) => json!(n),
-                        Some(IntOrString::String(name)) => json!(name),
-                        None => json!(p.port),
-                    };
-                    port
-                })
-                .collect();
-            json!({"namespace": cluster.namespace, "service": s.metadata.name, "ports": ports})
-        })
-        .collect();
+    let mut targets = Vec::new();
+    for scoped in super::namespaces(&cluster, all_namespaces).await? {
+        targets.extend(targets_in(&scoped).await?);
+    }
     if json_output {
         println!("{}", serde_json::to_string_pretty(&targets)?);
+    } else if targets.is_empty() && all_namespaces {
+        println!("no services with a selector in any namespace");
     } else if targets.is_empty() {
         println!(
-            "no services with a selector in namespace '{}'",
+            "no services with a selector in namespace '{}' (`--all-namespaces` lists every namespace's)",
             cluster.namespace
         );
     } else {
@@ -78,4 +56,72 @@ pub async fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Services of the cluster's namespace that select pods, with their ports.
+async fn targets_in(cluster: &Cluster) -> anyhow::Result<Vec<Value>> {
+    let services = cluster.list::<Service>(&ListParams::default()).await?;
+    let pods = cluster.list::<Pod>(&ListParams::default()).await?;
+    Ok(services
+        .iter()
+        .filter_map(|s| {
+            // Services without a selector have no pods kbridge could take over.
+            let selector = s
+                .spec
+                .as_ref()?
+                .selector
+                .as_ref()
+                .filter(|sel| !sel.is_empty())?;
+            let selected: Vec<&Pod> = pods.iter().filter(|p| selects(selector, p)).collect();
+            let ports: Vec<Value> = s
+                .spec
+                .iter()
+                .flat_map(|spec| spec.ports.iter().flatten())
+                .map(|p| port_json(p, &selected))
+                .collect();
+            Some(
+                json!({"namespace": cluster.namespace, "service": s.metadata.name, "ports": ports}),
+            )
+        })
+        .collect())
+}
+
+/// Whether a Service's `selector` selects `pod`.
+fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+    let labels = pod.metadata.labels.as_ref();
+    selector
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+/// One Service port: `targetPort` as the container port number. A named target port is
+/// resolved through the selected pods' container ports, as Kubernetes resolves it (its
+/// name kept as `targetPortName`); with no pod to resolve it by, the name stays.
+fn port_json(port: &ServicePort, pods: &[&Pod]) -> Value {
+    let mut out = json!({"port": port.port});
+    if let Some(name) = &port.name {
+        out["name"] = json!(name);
+    }
+    out["targetPort"] = match &port.target_port {
+        Some(IntOrString::Int(n)) => json!(n),
+        Some(IntOrString::String(name)) => match named_port(name, pods) {
+            Some(number) => {
+                out["targetPortName"] = json!(name);
+                json!(number)
+            }
+            None => json!(name),
+        },
+        None => json!(port.port),
+    };
+    out
+}
+
+/// The number of the container port called `name` in the first pod that has one.
+fn named_port(name: &str, pods: &[&Pod]) -> Option<i32> {
+    pods.iter()
+        .filter_map(|p| p.spec.as_ref())
+        .flat_map(|spec| spec.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some(name))
+        .map(|p| p.container_port)
 }

@@ -11,8 +11,12 @@ import { execFile } from 'node:child_process';
 export interface ServicePort {
   name?: string;
   port: number;
-  /** The container port; Kubernetes allows a number or a named container port. */
+  /**
+   * The container port. `kbridge targets` resolves a named one through the pods' container
+   * ports (keeping the name as `targetPortName`); a name stays when no pod runs yet.
+   */
   targetPort?: number | string;
+  targetPortName?: string;
 }
 
 /** One Service, as `kbridge targets --output json` prints it. */
@@ -47,6 +51,8 @@ export const runProcess: Runner = (command, args) =>
 export interface TargetScope {
   context?: string;
   namespace?: string;
+  /** Every namespace's Services (`--all-namespaces`). */
+  allNamespaces?: boolean;
 }
 
 /** The exact command Configure runs; `kbridge targets` owns the cluster access. */
@@ -54,6 +60,7 @@ export function targetsArgs(scope: TargetScope = {}): string[] {
   const args = ['targets', '--output', 'json'];
   if (scope.context) args.push('--context', scope.context);
   if (scope.namespace) args.push('--namespace', scope.namespace);
+  if (scope.allNamespaces && !scope.namespace) args.push('--all-namespaces');
   return args;
 }
 
@@ -160,9 +167,15 @@ export interface ConfigureDeps {
 
 /** Runs the whole dialogue; resolves to the entry to write, or undefined if cancelled. */
 export async function configure(deps: ConfigureDeps): Promise<Config | undefined> {
-  const targets = await listTargets(deps.kbridge, deps.run, deps.scope);
+  let targets = await listTargets(deps.kbridge, deps.run, deps.scope);
+  if (targets.length === 0 && !deps.scope?.namespace) {
+    // The context's namespace (often `default`) has none: offer every namespace's.
+    targets = await listTargets(deps.kbridge, deps.run, { ...deps.scope, allNamespaces: true });
+  }
   if (targets.length === 0) {
-    throw new Error('kbridge found no services in the current context; check `kubectl config current-context`');
+    throw new Error(
+      'kbridge found no services in any namespace of the current context; check `kubectl config current-context`'
+    );
   }
   const target = await deps.ui.pickTarget(targets);
   if (!target) return undefined;

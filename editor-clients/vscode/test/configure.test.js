@@ -61,6 +61,35 @@ test('Configure runs exactly `kbridge targets --output json`', () => {
   assert.deepEqual(targetsArgs({ context: 'kind-dev', namespace: 'todo' }), [
     'targets', '--output', 'json', '--context', 'kind-dev', '--namespace', 'todo',
   ]);
+  assert.deepEqual(targetsArgs({ allNamespaces: true }), ['targets', '--output', 'json', '--all-namespaces']);
+});
+
+test('with no services in the context\'s namespace, Configure offers every namespace\'s', async () => {
+  const calls = [];
+  const run = async (_command, args) => {
+    calls.push(args);
+    const all = args.includes('--all-namespaces');
+    return { code: 0, stdout: JSON.stringify(all ? TARGETS : []), stderr: '' };
+  };
+  const ui = scriptedUi({ service: 'todo-api', preset: 'debugpy' });
+  const entry = await configure({ kbridge: 'kbridge', run, ui, baseConfigurations: BASES });
+  assert.deepEqual(calls, [
+    ['targets', '--output', 'json'],
+    ['targets', '--output', 'json', '--all-namespaces'],
+  ]);
+  assert.deepEqual(entry.bridge, { namespace: 'todo', service: 'todo-api', ports: [8080] });
+  assert.deepEqual(ui.asked[0], ['target', ['todo-api', 'stats-api']]);
+  assert.deepEqual(ui.asked[1], ['local', 8080]);
+});
+
+test('a named targetPort resolved by kbridge is proposed as the local port', async () => {
+  const resolved = [
+    { namespace: 'todo', service: 'todo-api', ports: [{ name: 'http', port: 80, targetPort: 8080, targetPortName: 'http' }] },
+  ];
+  const run = async () => ({ code: 0, stdout: JSON.stringify(resolved), stderr: '' });
+  const ui = scriptedUi({ service: 'todo-api', preset: 'debugpy' });
+  await configure({ kbridge: 'kbridge', run, ui, baseConfigurations: BASES });
+  assert.deepEqual(ui.asked[1], ['local', 8080]);
 });
 
 test('Configure writes the expected entry for a one-port service (stubbed kbridge)', async (t) => {

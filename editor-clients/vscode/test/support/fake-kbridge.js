@@ -1,6 +1,7 @@
 /**
  * Writes a stand-in `kbridge` executable for tests: a shell script that answers exactly
- * `kbridge targets --output json` with the given JSON and fails loudly on anything else,
+ * `kbridge targets --output json` (with or without `--all-namespaces`) with the given JSON
+ * and fails loudly on anything else,
  * so a test also proves which command the extension runs.
  */
 'use strict';
@@ -17,7 +18,7 @@ function fakeKbridge(targetsJson, { exitCode = 0, stderr = '' } = {}) {
     file,
     [
       '#!/bin/sh',
-      'if [ "$*" != "targets --output json" ]; then',
+      'if [ "$*" != "targets --output json" ] && [ "$*" != "targets --output json --all-namespaces" ]; then',
       '  echo "fake kbridge: unexpected arguments: $*" >&2; exit 64',
       'fi',
       `printf '%s\\n' ${quote(targetsJson)}`,
