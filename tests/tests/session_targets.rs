@@ -217,27 +217,23 @@ async fn an_unknown_token_in_the_config_file_stops_before_the_cluster_changes() 
     let tmp = temp_dir("targets-config");
     let client = client_for(&fixture).await;
     let before = namespace_snapshot(&client, ns).await;
+    // `kbridge run` bridged to todo-api with `config` as its config file.
+    let run_with = |config: &std::path::Path| {
+        let config = config.to_string_lossy();
+        let args = ["run", "--namespace", ns, "--service", "todo-api"];
+        let args: Vec<&str> = args
+            .into_iter()
+            .chain(["--config", &config, "--", "true"])
+            .collect();
+        kbridge(&fixture.kubeconfig, &tmp, &args)
+    };
     let config = tmp.join("KubernetesLocalProcessConfig.yaml");
     std::fs::write(
         &config,
         "version: 0.1\nenv:\n  - name: OK\n    value: plain\n  - name: DB\n    value: $(secrets:db)\n",
     )
     .expect("write");
-    let out = kbridge(
-        &fixture.kubeconfig,
-        &tmp,
-        &[
-            "run",
-            "--namespace",
-            ns,
-            "--service",
-            "todo-api",
-            "--config",
-            &config.to_string_lossy(),
-            "--",
-            "true",
-        ],
-    );
+    let out = run_with(&config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -247,21 +243,7 @@ async fn an_unknown_token_in_the_config_file_stops_before_the_cluster_changes() 
     // And the older azds-local.env format, with its own token syntax.
     let azds = tmp.join("azds-local.env");
     std::fs::write(&azds, "GOOD=${services.stats-api}\nBAD=${secrets.db}\n").expect("write");
-    let out = kbridge(
-        &fixture.kubeconfig,
-        &tmp,
-        &[
-            "run",
-            "--namespace",
-            ns,
-            "--service",
-            "todo-api",
-            "--config",
-            &azds.to_string_lossy(),
-            "--",
-            "true",
-        ],
-    );
+    let out = run_with(&azds);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("line 2") && stderr.contains("secrets"),
@@ -275,21 +257,7 @@ async fn an_unknown_token_in_the_config_file_stops_before_the_cluster_changes() 
         "version: 0.1\nvolumeMounts:\n  - name: config\n    localPath: $(volumeMounts:config)\n",
     )
     .expect("write");
-    let out = kbridge(
-        &fixture.kubeconfig,
-        &tmp,
-        &[
-            "run",
-            "--namespace",
-            ns,
-            "--service",
-            "todo-api",
-            "--config",
-            &config.to_string_lossy(),
-            "--",
-            "true",
-        ],
-    );
+    let out = run_with(&config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success()
