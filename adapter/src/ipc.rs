@@ -72,12 +72,20 @@ pub fn serve(
     let answer = Arc::new(answer);
     let connections = tasks.clone();
     tasks.spawn(async move {
+        // An accept that fails (out of file descriptors) is tried again after a pause that
+        // doubles up to a second, not at once.
+        let mut pause = Duration::from_millis(10);
         loop {
             let accepted = tokio::select! {
                 _ = cancel.cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
-            let Ok((stream, _)) = accepted else { continue };
+            let Ok((stream, _)) = accepted else {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                continue;
+            };
+            pause = Duration::from_millis(10);
             let answer = answer.clone();
             connections.spawn(async move {
                 if let Err(error) = reply(stream, answer.as_ref()).await {

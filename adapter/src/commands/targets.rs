@@ -5,6 +5,8 @@
 use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kbridge::session::cluster::connection::Cluster;
+use kbridge::session::cluster::isolation::clone;
+use kbridge::session::cluster::target::named_container_port;
 use kube::api::ListParams;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -88,10 +90,8 @@ async fn targets_in(cluster: &Cluster) -> anyhow::Result<Vec<Value>> {
 
 /// Whether a Service's `selector` selects `pod`.
 fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
-    let labels = pod.metadata.labels.as_ref();
-    selector
-        .iter()
-        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    let no_labels = BTreeMap::new();
+    clone::selects(selector, pod.metadata.labels.as_ref().unwrap_or(&no_labels))
 }
 
 /// One Service port: `targetPort` as the container port number. A named target port is
@@ -120,8 +120,5 @@ fn port_json(port: &ServicePort, pods: &[&Pod]) -> Value {
 fn named_port(name: &str, pods: &[&Pod]) -> Option<i32> {
     pods.iter()
         .filter_map(|p| p.spec.as_ref())
-        .flat_map(|spec| spec.containers.iter())
-        .flat_map(|c| c.ports.iter().flatten())
-        .find(|p| p.name.as_deref() == Some(name))
-        .map(|p| p.container_port)
+        .find_map(|spec| named_container_port(spec, name))
 }

@@ -60,24 +60,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_key_is_kbridges() {
-        let keys = [
-            ANNOTATION_SESSION,
-            ANNOTATION_OWNER,
-            ANNOTATION_STARTED,
-            ANNOTATION_ORIGINAL_CONTAINER,
-            ANNOTATION_AGENT_CONTAINER,
-            ANNOTATION_ORIGINAL_POD,
-            ANNOTATION_ORIGINAL_SELECTOR,
-            ANNOTATION_SESSIONS,
-            LABEL_ROUTE_FOR,
-            LABEL_ROUTE_AS,
-            LABEL_SESSION,
-            LABEL_ROUTER_FOR,
-            ANNOTATION_CLONE_OF,
-            ANNOTATION_CLONE_OWNER,
-            ANNOTATION_COPY_OF,
-        ];
+    fn every_key_is_kbridges_and_distinct() {
+        // The swapped workload's annotations are listed once, in the restore contract.
+        let keys: Vec<&str> = crate::contract::restore::ALL_ANNOTATIONS
+            .iter()
+            .copied()
+            .chain([
+                ANNOTATION_ORIGINAL_SELECTOR,
+                ANNOTATION_SESSIONS,
+                LABEL_ROUTE_FOR,
+                LABEL_ROUTE_AS,
+                // LABEL_SESSION is ANNOTATION_SESSION on purpose: one key, label and annotation.
+                LABEL_ROUTER_FOR,
+                ANNOTATION_CLONE_OF,
+                ANNOTATION_CLONE_OWNER,
+                ANNOTATION_COPY_OF,
+            ])
+            .collect();
+        let distinct: std::collections::BTreeSet<&str> = keys.iter().copied().collect();
+        assert_eq!(distinct.len(), keys.len(), "two keys are spelled alike");
         for key in keys {
             assert!(key.starts_with(ANNOTATION_PREFIX), "{key}");
         }

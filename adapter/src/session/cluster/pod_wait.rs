@@ -340,6 +340,7 @@ pub async fn wait(
     let mut initial: BTreeMap<String, PodState> = BTreeMap::new();
     let mut last_ready = None;
     let deadline = tokio::time::Instant::now() + wait.timeout;
+    let mut watch_failing = false;
     loop {
         let next = tokio::time::timeout_at(deadline, async {
             tokio::select! {
@@ -348,9 +349,16 @@ pub async fn wait(
             }
         });
         let event = match next.await {
-            Ok(Ok(Some(Ok(event)))) => event,
+            Ok(Ok(Some(Ok(event)))) => {
+                watch_failing = false;
+                event
+            }
             Ok(Ok(Some(Err(error)))) => {
-                tracing::warn!(%error, "pod watch error; the watcher retries with backoff");
+                // Said once per spell of errors: the watcher retries with backoff.
+                if !watch_failing {
+                    tracing::warn!(%error, "pod watch error; the watcher retries with backoff");
+                    watch_failing = true;
+                }
                 continue;
             }
             Ok(Ok(None)) => return Err(Stopped::Failed(ClusterError::WatchEnded("pod"))),

@@ -369,6 +369,16 @@ pub fn choose_container(
     )))
 }
 
+/// The number of the container port called `name` in `pod`, as Kubernetes resolves a
+/// Service's named `targetPort`.
+pub fn named_container_port(pod: &PodSpec, name: &str) -> Option<i32> {
+    pod.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some(name))
+        .map(|p| p.container_port)
+}
+
 /// The existing name closest to `wanted`, if it is close enough to be a typo.
 pub fn closest(wanted: &str, names: &[String]) -> Option<String> {
     names

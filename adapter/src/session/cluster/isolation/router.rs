@@ -11,6 +11,7 @@ use super::{LABEL_MANAGED_BY, LABEL_ROUTER_FOR};
 use crate::session::cluster::errors::ClusterError;
 use crate::session::cluster::pod_security;
 use crate::session::cluster::rbac::{rule, Identity};
+use crate::session::cluster::target::named_container_port;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
@@ -56,12 +57,7 @@ pub fn routed_ports(service: &Service, pod: &PodSpec) -> Result<Vec<RoutedPort>,
             .unwrap_or(IntOrString::Int(port.port));
         let number = match &target {
             IntOrString::Int(n) => *n,
-            IntOrString::String(port_name) => pod
-                .containers
-                .iter()
-                .flat_map(|c| c.ports.iter().flatten())
-                .find(|p| p.name.as_deref() == Some(port_name.as_str()))
-                .map(|p| p.container_port)
+            IntOrString::String(port_name) => named_container_port(pod, port_name)
                 .ok_or_else(|| {
                     ClusterError::InvalidTarget(format!(
                         "service '{name}' targets port '{port_name}', which no container of the workload names; fix the Service's targetPort"
