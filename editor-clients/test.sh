@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every editor-client test (called from scripts/test-all.sh). Needs: a built kbridge
-# (target/debug/kbridge, or KBRIDGE_BIN), `npm ci` done in vscode/, node >= 20, neovim
+# (target/debug/kbridge, or KBRIDGE_BIN), `npm ci` done in vscode/, real VS Code installed
+# by vscode/ui-test/install.sh with Debian's chromium, node >= 20, neovim
 # >= 0.7, python3 >= 3.11, emacs (its test is skipped without it), cargo, debugpy; the
 # lldb-dap and dlv end-to-end cases run when lldb-dap/gcc and dlv/go are installed.
 set -euo pipefail
@@ -31,6 +32,13 @@ fi
 listing=$(python3 -m zipfile -l vscode/kbridge.vsix)
 grep -q 'extension/out/src/extension.js' <<<"$listing"
 echo "packaged vscode/kbridge.vsix"
+
+echo "== editor-clients: the extension in real VS Code (code-server in headless Chromium)"
+if [ ! -x vscode/ui-test/node_modules/.bin/code-server ]; then
+  echo "editor-clients/test.sh: real VS Code is not installed; run \`bash editor-clients/vscode/ui-test/install.sh\` first" >&2
+  exit 1
+fi
+(cd vscode/ui-test && npm test)
 
 echo "== editor-clients: Neovim plugin (headless nvim)"
 bash nvim/test/run.sh

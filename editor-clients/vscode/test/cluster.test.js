@@ -19,23 +19,16 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
-const os = require('node:os');
 const path = require('node:path');
-const readline = require('node:readline');
 const { DebugClient } = require('@vscode/debugadapter-testsupport');
 const { adapterCommand, locateKbridge } = require('../out/src/adapter.js');
 const { applySettings } = require('../out/src/defaults.js');
 const { configure, runProcess } = require('../out/src/configure.js');
 const { expandSnippet, resolveVariables } = require('./support/snippet.js');
+const fixture = require('./support/fixture-cluster.js');
 
+const { KBRIDGE, whySkip, freePort, scratch } = fixture;
 const PACKAGE_DIR = path.resolve(__dirname, '..');
-const REPO_ROOT = path.resolve(PACKAGE_DIR, '..', '..');
-const KBRIDGE = process.env.KBRIDGE_BIN
-  ? path.resolve(process.env.KBRIDGE_BIN)
-  : path.join(REPO_ROOT, 'target', 'debug', 'kbridge');
-const FIXTURE = path.join(path.dirname(KBRIDGE), 'kube-fixture');
-const AGENT = path.join(path.dirname(KBRIDGE), 'kbridge-agent');
 const manifest = JSON.parse(fs.readFileSync(path.join(PACKAGE_DIR, 'package.json'), 'utf8'));
 const SNIPPETS = manifest.contributes.debuggers.find((d) => d.type === 'bridge').configurationSnippets;
 const STEP_TIMEOUT_MS = 120000;
@@ -50,68 +43,8 @@ grpc_resolver = os.environ.get("GRPC_DNS_RESOLVER", "<unset>")
 print("probe", api_key, log_level, stats_host, grpc_resolver)  # BREAK
 `;
 
-function whySkip() {
-  if (process.getuid && process.getuid() !== 0) return 'the fixture cluster needs root';
-  for (const bin of [KBRIDGE, FIXTURE, AGENT]) {
-    if (!fs.existsSync(bin)) return `${bin} is not built (cargo build --workspace --bins)`;
-  }
-  return false;
-}
-
-function withTimeout(promise, what, ms = STEP_TIMEOUT_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-/** `kube-fixture serve --demo`; resolves once it prints `ready <url>`. */
-async function startCluster(stateDir) {
-  const child = spawn(FIXTURE, ['serve', '--demo', '--state-dir', stateDir, '--agent-bin', AGENT], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  const ready = new Promise((resolve, reject) => {
-    readline.createInterface({ input: child.stdout }).on('line', (line) => {
-      if (line.startsWith('ready ')) resolve(line.slice(6).trim());
-    });
-    child.on('exit', (code) => reject(new Error(`kube-fixture exited with ${code} before it was ready`)));
-  });
-  await withTimeout(ready, 'kube-fixture to be ready');
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    child.kill('SIGTERM'); // lets it stop its pods and remove namespaces and links
-    await withTimeout(exited, 'kube-fixture to stop', 60000);
-  };
-  return { kubeconfig: path.join(stateDir, 'kubeconfig'), stop };
-}
-
-/**
- * A temporary directory for a test, with its cluster: at the end the cluster is stopped
- * first (its pods write under the directory until then), then the directory removed.
- * node:test runs `after` hooks in the order they were added, so this is one hook.
- */
-function scratch(t, prefix) {
-  const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), prefix)));
-  const owned = { tmp, cluster: null };
-  t.after(async () => {
-    if (owned.cluster) await owned.cluster.stop();
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
-  return owned;
-}
+const withTimeout = (promise, what, ms = STEP_TIMEOUT_MS) => fixture.withTimeout(promise, what, ms);
+const startCluster = (stateDir) => fixture.startCluster(stateDir, STEP_TIMEOUT_MS);
 
 async function variableValue(dc, frameId, name) {
   const scopes = await dc.scopesRequest({ frameId });
