@@ -205,12 +205,22 @@ fn removal_range(text: &str, entry: Entry) -> Range<usize> {
     }
 }
 
-/// Moves `start` (a line start) up over the `//` comment lines directly above it.
+/// Moves `start` (a line start) up over the comment lines directly above it: `//`
+/// lines, and `/* … */` comments that have their lines to themselves.
 fn comment_lines_above(text: &str, mut start: usize) -> usize {
     while start > 0 {
         let previous = line_start(text, start - 1);
-        if text[previous..start - 1].trim_start().starts_with("//") {
+        let line = text[previous..start - 1].trim();
+        if line.starts_with("//") {
             start = previous;
+        } else if line.ends_with("*/") {
+            let Some(open) = text[..start].rfind("/*") else {
+                break;
+            };
+            if !starts_line(text, open) {
+                break;
+            }
+            start = line_start(text, open);
         } else {
             break;
         }
@@ -277,6 +287,8 @@ mod tests {
     fn removing_a_member_takes_its_line_and_comment_lines() {
         let text = "{\n  \"a\": 1,\n  // why b\n  \"b\": 2, // b!\n  \"c\": 3\n}\n";
         assert_eq!(removed(text, 1), "{\n  \"a\": 1,\n  \"c\": 3\n}\n");
+        let block = "[\n  1, /* one */\n  /* two,\n     the second */\n  2,\n  3\n]";
+        assert_eq!(removed(block, 1), "[\n  1, /* one */\n  3\n]");
     }
 
     #[test]

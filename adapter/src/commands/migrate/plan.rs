@@ -348,7 +348,9 @@ pub fn plan_folder(folder: &Folder, ctx: Context<'_>) -> Result<FolderPlan, Plan
     if let Some(settings) = &folder.settings {
         plan.notes.extend(settings_notes(settings, ctx.base));
     }
-    // Two configurations run by one task report its keys once.
+    // By place; two configurations run by one task report its keys once.
+    plan.notes
+        .sort_by(|a, b| (&a.file, a.line, a.kind).cmp(&(&b.file, b.line, b.kind)));
     let mut seen = BTreeSet::new();
     plan.notes.retain(|n| seen.insert(n.to_string()));
     Ok(plan)
@@ -416,10 +418,14 @@ fn plan_launch(
             Decision::Migrate(migration) => {
                 let task_at = by_label(tasks, &migration.connect.label).map(|t| t.node.span.start);
                 let (block, issues) = translate::bridge_block(&migration.connect, around);
+                notes.push(doc.note(
+                    at,
+                    Kind::Migrated,
+                    describe(&name, &config, &migration, &block),
+                ));
                 outcome
                     .edits
                     .extend(config_edits(doc, &item.value, &migration, block)?);
-                notes.push(doc.note(at, Kind::Migrated, describe(&name, &config, &migration)));
                 for issue in issues {
                     let text = format!(
                         "task \"{}\": `{}`: {}",
@@ -451,7 +457,12 @@ fn plan_launch(
 }
 
 /// One line saying what a configuration became.
-fn describe(name: &str, config: &Value, migration: &Migration) -> String {
+fn describe(
+    name: &str,
+    config: &Value,
+    migration: &Migration,
+    block: &serde_json::Map<String, Value>,
+) -> String {
     let debug_type = config.get("type").and_then(Value::as_str).unwrap_or("");
     let task = &migration.connect;
     let mut text = format!(
@@ -465,8 +476,10 @@ fn describe(name: &str, config: &Value, migration: &Migration) -> String {
     if let Some(namespace) = &task.target_namespace {
         text.push_str(&format!(" in namespace {namespace}"));
     }
-    if let Some(name) = &task.isolate_as {
-        text.push_str(&format!(", isolated as {name}"));
+    match block.get("isolateAs") {
+        Some(Value::String(name)) => text.push_str(&format!(", isolated as {name}")),
+        Some(Value::Bool(true)) => text.push_str(", isolated (name generated)"),
+        _ => {}
     }
     match &migration.before {
         Some(before) => text.push_str(&format!("; preLaunchTask is now `{before}`")),
