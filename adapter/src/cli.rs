@@ -119,7 +119,7 @@ pub enum Command {
     /// Turn Bridge to Kubernetes launch configurations and tasks under DIR into
     /// `"type": "bridge"` configurations: prints the diff; `--write` applies it.
     Migrate {
-        /// The directory to search (its VS Code folders, at any depth).
+        /// The directory to search, with the VS Code folders below it.
         #[arg(default_value = ".")]
         dir: PathBuf,
         /// Rewrite the files, all or none, keeping each old one as FILE.b2k.bak.

@@ -100,7 +100,7 @@ pub struct CompoundTask {
 #[derive(Debug, Clone, PartialEq)]
 pub enum B2kTask {
     /// It opened the connection.
-    Connect(ConnectTask),
+    Connect(Box<ConnectTask>),
     /// It ran the connection and another task.
     Compound(CompoundTask),
 }
@@ -156,7 +156,7 @@ pub fn read_task(task: &Value) -> Option<Result<B2kTask, ShapeError>> {
     let object = task.as_object()?;
     let task_type = object.get("type").and_then(Value::as_str).unwrap_or("");
     if CONNECT_TASK_TYPES.contains(&task_type) {
-        return Some(read_connect(object, task_type).map(B2kTask::Connect));
+        return Some(read_connect(object, task_type).map(|task| B2kTask::Connect(Box::new(task))));
     }
     let label = label(task)?;
     let compound = COMPOUND_LABELS.contains(&label) || task_type.ends_with(".compound");
@@ -314,7 +314,7 @@ mod tests {
 
     fn connect(task: Value) -> ConnectTask {
         match read_task(&task) {
-            Some(Ok(B2kTask::Connect(task))) => task,
+            Some(Ok(B2kTask::Connect(task))) => *task,
             other => panic!("not a connect task: {other:?}"),
         }
     }

@@ -424,13 +424,11 @@ mod tests {
         assert_eq!(&text[a.start..a.start + 3], "\"a\"");
         assert_eq!(&text[a.value.span.clone()], "[1, 2.5, -3e2,]");
         assert_eq!(a.comma.map(|c| &text[c..=c]), Some(","));
-        assert_eq!(
-            node.get("b")
-                .and_then(|b| b.member("e"))
-                .and_then(|e| e.comma)
-                .is_some(),
-            true
-        );
+        assert!(node
+            .get("b")
+            .and_then(|b| b.member("e"))
+            .and_then(|e| e.comma)
+            .is_some());
     }
 
     #[test]

@@ -207,7 +207,7 @@ enum Decision {
     /// Left as it is, with the reason and what to do.
     Skipped(String),
     /// Becomes a bridge configuration.
-    Migrate(Migration),
+    Migrate(Box<Migration>),
 }
 
 struct Migration {
@@ -238,7 +238,7 @@ fn decide(config: &Value, tasks: &[Task]) -> Decision {
         None => return Decision::Untouched,
         Some(Err(error)) => return Decision::Skipped(format!("{error}; not migrated")),
         Some(Ok(B2kTask::Connect(connect))) => {
-            (connect.clone(), vec![connect.label.clone()], Vec::new())
+            ((**connect).clone(), vec![connect.label.clone()], Vec::new())
         }
         Some(Ok(B2kTask::Compound(compound))) => {
             let (connects, rest): (Vec<&String>, Vec<&String>) = compound
@@ -281,12 +281,12 @@ fn decide(config: &Value, tasks: &[Task]) -> Decision {
         );
     }
     match translate::preset_for(debug_type) {
-        Ok(preset) => Decision::Migrate(Migration {
+        Ok(preset) => Decision::Migrate(Box::new(Migration {
             preset,
             connect,
             released,
             before: before.pop(),
-        }),
+        })),
         Err(advice) => Decision::Skipped(advice),
     }
 }
