@@ -94,17 +94,28 @@ pub struct Context<'a> {
 struct Doc {
     path: PathBuf,
     shown: String,
+    /// The file as read.
+    original: String,
+    /// The text edited: the file with `\r\n` read as `\n`.
     text: String,
+    /// Whether the file ends its lines with `\r\n` (as on Windows), which the result keeps.
+    crlf: bool,
     root: Option<Node>,
 }
 
 impl Doc {
     fn load(path: &Path, base: &Path) -> Result<Doc, PlanError> {
         let shown = shown(path, base);
-        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+        let original = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
             path: shown.clone(),
             source,
         })?;
+        let crlf = original.matches("\r\n").count() * 2 > original.matches('\n').count();
+        let text = if crlf {
+            original.replace("\r\n", "\n")
+        } else {
+            original.clone()
+        };
         let root = jsonc::parse(&text).map_err(|error| PlanError::Malformed {
             path: shown.clone(),
             error,
@@ -112,7 +123,9 @@ impl Doc {
         Ok(Doc {
             path: path.to_path_buf(),
             shown,
+            original,
             text,
+            crlf,
             root,
         })
     }
@@ -163,10 +176,15 @@ impl Doc {
         let after = edit::apply(&self.text, edits).map_err(|e| internal(e.to_string()))?;
         jsonc::parse(&after)
             .map_err(|e| internal(format!("the result would be malformed at {e}")))?;
+        let after = if self.crlf {
+            after.replace('\n', "\r\n")
+        } else {
+            after
+        };
         Ok(Some(FileChange {
             path: self.path.clone(),
             shown: self.shown.clone(),
-            before: self.text.clone(),
+            before: self.original.clone(),
             after,
         }))
     }
@@ -677,4 +695,115 @@ fn settings_notes(path: &Path, base: &Path) -> Vec<Note> {
             text: "a Bridge to Kubernetes setting: kbridge's extension reads `kbridge.disconnectAfterDebugging` (or set `bridge.disconnectAfterDebugging` per configuration); remove this one".into(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder with `files` (relative path, text) in a fresh temporary directory.
+    fn folder(tag: &str, files: &[(&str, &str)]) -> Folder {
+        let root = std::env::temp_dir().join(format!("kbridge-plan-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (path, text) in files {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        }
+        let file = |name: &str| Some(root.join(".vscode").join(name)).filter(|p| p.is_file());
+        Folder {
+            launch: file("launch.json"),
+            tasks: file("tasks.json"),
+            settings: None,
+            root,
+        }
+    }
+
+    const TASKS: &str = "{\r\n  \"tasks\": [\r\n    {\r\n      \"label\": \"b2k\",\r\n      \"type\": \"bridge-to-kubernetes.resource\",\r\n      \"resource\": \"api\",\r\n      \"resourceType\": \"service\",\r\n      \"ports\": [5000]\r\n    }\r\n  ]\r\n}\r\n";
+
+    #[test]
+    fn windows_line_endings_are_kept() {
+        let launch = "{\r\n  \"configurations\": [\r\n    {\r\n      \"name\": \"api\",\r\n      \"type\": \"python\",\r\n      \"preLaunchTask\": \"b2k\"\r\n    }\r\n  ]\r\n}\r\n";
+        let folder = folder(
+            "crlf",
+            &[
+                (".vscode/launch.json", launch),
+                (".vscode/tasks.json", TASKS),
+            ],
+        );
+        let ctx = Context {
+            base: &folder.root,
+            contexts: &[],
+        };
+        let plan = plan_folder(&folder, ctx).expect("plans");
+        assert_eq!(plan.changes.len(), 2);
+        let after = &plan.changes[0].after;
+        assert_eq!(
+            after.matches('\n').count(),
+            after.matches("\r\n").count(),
+            "{after:?}"
+        );
+        assert!(
+            after.contains("\"debugger\": \"debugpy\",\r\n"),
+            "{after:?}"
+        );
+        let _ = std::fs::remove_dir_all(&folder.root);
+    }
+
+    #[test]
+    fn a_task_another_task_still_runs_is_kept() {
+        let launch = r#"{"configurations": [{"name": "a", "type": "go", "request": "launch", "preLaunchTask": "b2k"}]}"#;
+        let tasks = TASKS.replace("\r\n", "\n").replace(
+            "  ]",
+            "  ,{\"label\": \"all\", \"dependsOn\": [\"b2k\", \"lint\"]}\n  ]",
+        );
+        let folder = folder(
+            "kept",
+            &[
+                (".vscode/launch.json", launch),
+                (".vscode/tasks.json", &tasks),
+            ],
+        );
+        let ctx = Context {
+            base: &folder.root,
+            contexts: &[],
+        };
+        let plan = plan_folder(&folder, ctx).expect("plans");
+        assert_eq!(plan.changes.len(), 1, "tasks.json unchanged");
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.kind == Kind::Kept && n.text.contains("\"b2k\"")),
+            "{:?}",
+            plan.notes
+        );
+        let _ = std::fs::remove_dir_all(&folder.root);
+    }
+
+    #[test]
+    fn a_configuration_with_an_unknown_debugger_keeps_its_task() {
+        let launch =
+            r#"{"configurations": [{"name": "j", "type": "java", "preLaunchTask": "b2k"}]}"#;
+        let folder = folder(
+            "java",
+            &[
+                (".vscode/launch.json", launch),
+                (".vscode/tasks.json", TASKS),
+            ],
+        );
+        let ctx = Context {
+            base: &folder.root,
+            contexts: &[],
+        };
+        let plan = plan_folder(&folder, ctx).expect("plans");
+        assert!(plan.changes.is_empty());
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.kind == Kind::Todo && n.text.contains("`java`")),
+            "{:?}",
+            plan.notes
+        );
+        let _ = std::fs::remove_dir_all(&folder.root);
+    }
 }
