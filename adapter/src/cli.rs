@@ -116,6 +116,16 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Turn Bridge to Kubernetes launch configurations and tasks under DIR into
+    /// `"type": "bridge"` configurations: prints the diff; `--write` applies it.
+    Migrate {
+        /// The directory to search, with the VS Code folders below it.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Rewrite the files, all or none, keeping each old one as FILE.b2k.bak.
+        #[arg(long)]
+        write: bool,
+    },
     /// Internal: run PROGRAM in a private mount namespace with FILE as /etc/hosts.
     #[command(hide = true)]
     NsExec(NsExecArgs),

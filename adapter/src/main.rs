@@ -113,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             namespace,
             all_namespaces,
         } => commands::status::run(context.as_deref(), namespace.as_deref(), all_namespaces).await,
+        Command::Migrate { dir, write } => Ok(commands::migrate::run(&dir, write)),
         Command::NsExec(_) => unreachable!("handled before the runtime starts"),
         Command::Guard(GuardArgs { session }) => {
             kbridge::logging::init(&session);

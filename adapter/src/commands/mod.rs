@@ -4,6 +4,7 @@ pub mod bridged;
 pub mod child;
 pub mod diagnostics;
 pub mod doctor;
+pub mod migrate;
 pub mod restore;
 pub mod status;
 pub mod targets;
