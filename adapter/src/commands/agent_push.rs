@@ -32,20 +32,20 @@ pub enum AgentPushError {
         dir: PathBuf,
     },
     /// The binary cannot be read.
-    #[error("cannot read the agent binary {path}: {source}")]
+    #[error("cannot read the agent binary {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// What went wrong.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The binary would not run on an empty base.
-    #[error("{path} cannot go into the agent image: {source}. {BUILD_HINT}")]
+    #[error("{path} cannot go into the agent image: {problem}. {BUILD_HINT}")]
     NotStatic {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        source: ElfError,
+        problem: ElfError,
     },
     /// Writing the layer failed.
     #[error("cannot build the image layer: {0}")]
@@ -65,16 +65,16 @@ pub async fn run(args: &AgentPushArgs) -> Result<ExitCode, AgentPushError> {
         Some(path) => path.clone(),
         None => next_to_kbridge()?,
     };
-    let binary = std::fs::read(&path).map_err(|source| AgentPushError::Read {
+    let binary = std::fs::read(&path).map_err(|error| AgentPushError::Read {
         path: path.clone(),
-        source,
+        error,
     })?;
     let image = agent_image::build(&binary).map_err(|error| match error {
-        BuildError::NotStatic(source) => AgentPushError::NotStatic {
+        BuildError::NotStatic(problem) => AgentPushError::NotStatic {
             path: path.clone(),
-            source,
+            problem,
         },
-        BuildError::Layer(source) => AgentPushError::Layer(source),
+        BuildError::Layer(error) => AgentPushError::Layer(error),
     })?;
     progress(&format!(
         "agent {} (static, linux/{}): image {}",

@@ -38,7 +38,7 @@ pub enum BuildError {
     NotStatic(#[from] ElfError),
     /// Writing the layer's tar or gzip stream failed.
     #[error("cannot write the image layer: {0}")]
-    Layer(#[from] std::io::Error),
+    Layer(std::io::Error),
 }
 
 /// Content addressed by its digest, as a registry stores it.
@@ -83,9 +83,9 @@ pub struct Image {
 /// Builds the agent image around `binary` (the bytes of a static `kbridge-agent`).
 pub fn build(binary: &[u8]) -> Result<Image, BuildError> {
     let architecture = elf::static_executable(binary)?;
-    let tar = layer_tar(binary)?;
+    let tar = layer_tar(binary).map_err(BuildError::Layer)?;
     let diff_id = sha256_digest(&tar);
-    let layer = Blob::new(LAYER_MEDIA_TYPE, gzip(&tar)?);
+    let layer = Blob::new(LAYER_MEDIA_TYPE, gzip(&tar).map_err(BuildError::Layer)?);
     let config = Blob::new(CONFIG_MEDIA_TYPE, config_json(architecture, &diff_id));
     let manifest = json!({
         "schemaVersion": 2,

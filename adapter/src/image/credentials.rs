@@ -22,20 +22,20 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     /// The file exists but cannot be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// What went wrong.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not the JSON `docker login` writes.
-    #[error("{path} is not a valid credentials file: {source}")]
+    #[error("{path} is not a valid credentials file: {error}")]
     Parse {
         /// The file.
         path: PathBuf,
         /// What the parser said.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// An `auth` entry that is not base64 of `USER:PASSWORD`.
     #[error("{path}: the `auth` entry for {key} is not base64 of USER:PASSWORD; run `docker login {key}` again")]
@@ -184,18 +184,18 @@ fn read_file(path: &Path) -> Result<Option<AuthFile>, CredentialError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(error) => {
             return Err(CredentialError::Read {
                 path: path.to_path_buf(),
-                source,
+                error,
             })
         }
     };
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|source| CredentialError::Parse {
+        .map_err(|error| CredentialError::Parse {
             path: path.to_path_buf(),
-            source,
+            error,
         })
 }
 

@@ -73,12 +73,12 @@ pub enum RegistryError {
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     /// The token endpoint failed.
-    #[error("logging in to {registry}: {source}")]
+    #[error("logging in to {registry}: {problem}")]
     Token {
         /// The registry.
         registry: String,
         /// What went wrong.
-        source: TokenError,
+        problem: TokenError,
     },
     /// The registry answered something the protocol does not allow here.
     #[error("the registry {registry} answered {status} to {what}{message}")]
@@ -362,10 +362,10 @@ impl Registry {
                 match token {
                     Ok(token) => format!("Bearer {token}"),
                     Err(TokenError::Refused { .. }) => return Err(self.refused().await?),
-                    Err(source) => {
+                    Err(problem) => {
                         return Err(RegistryError::Token {
                             registry: self.reference.registry.clone(),
-                            source,
+                            problem,
                         })
                     }
                 }

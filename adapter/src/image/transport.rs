@@ -22,27 +22,27 @@ pub enum TransportError {
     #[error("'{0}' is not an http or https URL")]
     Url(String),
     /// TCP connection failed (refused, no route, unknown host).
-    #[error("cannot connect to {address}: {source}")]
+    #[error("cannot connect to {address}: {error}")]
     Connect {
         /// `host:port`.
         address: String,
         /// What the system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The TLS handshake failed (a plain-http registry, an unknown CA).
-    #[error("TLS with {host} failed: {source}")]
+    #[error("TLS with {host} failed: {error}")]
     Tls {
         /// The host.
         host: String,
         /// What rustls said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// No root certificates could be loaded for https.
     #[error("no trusted root certificates found on this system (install ca-certificates, or set SSL_CERT_FILE)")]
     NoRoots,
     /// The HTTP exchange broke off.
     #[error("HTTP error: {0}")]
-    Http(#[from] hyper::Error),
+    Http(hyper::Error),
     /// The response body was larger than expected.
     #[error("the response body is larger than {MAX_RESPONSE} bytes")]
     TooLarge,
@@ -161,9 +161,9 @@ impl Transport {
             .await
             .map_err(|_| TransportError::Connect {
                 address: address.clone(),
-                source: std::io::ErrorKind::TimedOut.into(),
+                error: std::io::ErrorKind::TimedOut.into(),
             })?
-            .map_err(|source| TransportError::Connect { address, source })?;
+            .map_err(|error| TransportError::Connect { address, error })?;
         let http_request = self.http_request(request, authority.as_str())?;
         if https {
             let config = self.tls.clone().ok_or(TransportError::NoRoots)?;
@@ -172,9 +172,9 @@ impl Transport {
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|source| TransportError::Tls {
+                .map_err(|error| TransportError::Tls {
                     host: host.to_string(),
-                    source,
+                    error,
                 })?;
             roundtrip(TokioIo::new(tls), http_request).await
         } else {
@@ -225,10 +225,15 @@ async fn roundtrip<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(TransportError::Http)?;
     let driver = tokio::spawn(connection);
     let head_only = request.method() == Method::HEAD;
-    let response = sender.send_request(request).await?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(TransportError::Http)?;
     let (parts, body) = response.into_parts();
     let body = if head_only {
         Bytes::new()
