@@ -224,7 +224,8 @@ impl Registry {
             )
             .body(body);
         let response = self.call(request).await?;
-        if response.status == StatusCode::CREATED {
+        // 201 by the spec; any success from a lenient registry.
+        if response.status.is_success() {
             Ok(())
         } else {
             Err(self.unexpected(&format!("the upload of {digest}"), &response))
@@ -246,7 +247,7 @@ impl Registry {
             )
             .body(body);
         let response = self.call(request).await?;
-        if response.status == StatusCode::CREATED {
+        if response.status.is_success() {
             Ok(response.header("docker-content-digest").map(str::to_string))
         } else {
             Err(self.unexpected(&format!("PUT {path}"), &response))
@@ -310,7 +311,7 @@ impl Registry {
                     .insert(http::header::AUTHORIZATION, value.clone());
             }
         }
-        // Uploads get a minute more per 10 MiB.
+        // Uploads get a minute more per 8 MiB.
         let timeout =
             self.patience.timeout + Duration::from_secs(60 * (request.body.len() as u64 >> 23));
         let mut backoff = self.patience.first_backoff;
