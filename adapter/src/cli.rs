@@ -66,7 +66,8 @@ pub enum Command {
         #[arg(value_enum)]
         which: SchemaKind,
     },
-    /// Check the setup: debuggers found, cluster reachable, RBAC for a session.
+    /// Check the setup: debuggers found, cluster reachable, RBAC for a session, the
+    /// agent image resolves in its registry.
     Doctor {
         /// Kubeconfig context (default: the current one).
         #[arg(long)]
@@ -74,6 +75,18 @@ pub enum Command {
         /// Namespace to check permissions in (default: the context's).
         #[arg(long, short = 'n')]
         namespace: Option<String>,
+        /// The agent image to check [default: $KBRIDGE_AGENT_IMAGE, else ghcr.io/kbridge/agent:<version>].
+        #[arg(long)]
+        agent_image: Option<String>,
+        /// Speak plain http to the image's registry (loopback registries always are).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// The agent image.
+    Agent {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: AgentCommand,
     },
     /// Sessions on this machine and workloads marked as bridged in the cluster.
     Status {
@@ -132,6 +145,28 @@ pub enum Command {
     /// Internal: the teardown guardian of a session (started by kbridge itself).
     #[command(hide = true)]
     Guard(GuardArgs),
+}
+
+/// `kbridge agent …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Build the agent image (as agent/Dockerfile describes it) from a static kbridge-agent
+    /// and push it to IMAGE through the registry API, with the credentials `docker login`
+    /// or `podman login` left; no Docker engine needed.
+    Push(AgentPushArgs),
+}
+
+/// `kbridge agent push`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct AgentPushArgs {
+    /// Where to push: REGISTRY/REPOSITORY:TAG (e.g. 127.0.0.1:5000/kbridge/agent:dev).
+    pub image: String,
+    /// The static kbridge-agent to put in [default: the kbridge-agent next to kbridge].
+    #[arg(long, value_name = "PATH")]
+    pub agent_binary: Option<PathBuf>,
+    /// Speak plain http to the registry (loopback registries always are).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// `kbridge connect`.

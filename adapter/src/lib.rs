@@ -11,6 +11,7 @@ pub mod dap;
 pub mod debugger;
 pub mod env;
 pub mod error_kind;
+pub mod image;
 pub mod ipc;
 pub mod logging;
 pub mod proxy;

@@ -4,7 +4,7 @@ mod commands;
 
 use anyhow::Context;
 use clap::Parser;
-use kbridge::cli::{Cli, Command, ConnectArgs, GuardArgs, NsExecArgs, SchemaKind};
+use kbridge::cli::{AgentCommand, Cli, Command, ConnectArgs, GuardArgs, NsExecArgs, SchemaKind};
 use kbridge::proxy::{self, Outcome, ProxyOptions};
 use kbridge::session::{guardian, SessionId};
 use std::process::ExitCode;
@@ -58,9 +58,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", kbridge_config::schema::to_file_text(&schema));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor { context, namespace } => {
-            Ok(commands::doctor::run(context.as_deref(), namespace.as_deref()).await)
+        Command::Doctor {
+            context,
+            namespace,
+            agent_image,
+            insecure,
+        } => {
+            let image = commands::doctor::ImageCheck {
+                image: agent_image,
+                insecure,
+            };
+            Ok(commands::doctor::run(context.as_deref(), namespace.as_deref(), &image).await)
         }
+        Command::Agent {
+            command: AgentCommand::Push(args),
+        } => Ok(commands::agent_push::run(&args).await?),
         Command::Targets {
             context,
             namespace,

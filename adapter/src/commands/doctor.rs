@@ -5,7 +5,11 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use kbridge::debugger::{self, presets::install_hint};
+use kbridge::image::push::resolve;
+use kbridge::image::reference::ImageReference;
+use kbridge::image::registry::RegistryError;
 use kbridge::session::cluster::connection::Cluster;
+use kbridge::session::cluster::setup::agent_image;
 use kbridge_config::{DebuggerChoice, Preset};
 use kube::api::{Api, PostParams};
 use std::process::ExitCode;
@@ -100,8 +104,55 @@ async fn cluster_checks(context: Option<&str>, namespace: Option<&str>) -> bool 
     allowed_all
 }
 
-/// Prints the checks; exit code 0 when a debugger is usable and the cluster checks pass.
-pub async fn run(context: Option<&str>, namespace: Option<&str>) -> ExitCode {
+/// Which agent image to check, and how to reach its registry.
+#[derive(Debug, Clone, Default)]
+pub struct ImageCheck {
+    /// `--agent-image`; else `KBRIDGE_AGENT_IMAGE`, else the built-in default.
+    pub image: Option<String>,
+    /// `--insecure`: plain http to the registry.
+    pub insecure: bool,
+}
+
+/// Checks that the agent image resolves in its registry (a `HEAD` of its manifest with
+/// the user's registry credentials). Returns false when the registry says it cannot be
+/// pulled; a registry this machine cannot reach is reported but passes, since the
+/// cluster may reach registries this machine does not.
+async fn agent_image_check(check: &ImageCheck) -> bool {
+    println!("\nAgent image:");
+    let image = agent_image(check.image.as_deref());
+    let reference = match ImageReference::parse(&image) {
+        Ok(reference) => reference,
+        Err(error) => {
+            println!("  invalid  {error}");
+            return false;
+        }
+    };
+    let fix = format!(
+        "push it with `kbridge agent push {reference}`, or name an image the cluster can pull with --agent-image, `bridge.agentImage` or KBRIDGE_AGENT_IMAGE"
+    );
+    match resolve(&reference, check.insecure).await {
+        Ok(Some(digest)) => {
+            println!("  ok       {reference} resolves ({digest})");
+            true
+        }
+        Ok(None) => {
+            println!("  missing  {reference}: the registry has no such image; {fix}");
+            false
+        }
+        Err(error @ RegistryError::Unreachable { .. }) => {
+            println!("  unknown  {error}. The cluster may still reach it; if sessions cannot pull the agent, {fix}");
+            true
+        }
+        Err(error) => {
+            println!("  failed   {error}");
+            false
+        }
+    }
+}
+
+/// Prints the checks; exit code 0 when a debugger is usable and the cluster and agent
+/// image checks pass.
+pub async fn run(context: Option<&str>, namespace: Option<&str>, image: &ImageCheck) -> ExitCode {
     println!("kbridge {}", env!("CARGO_PKG_VERSION"));
     println!("\nDebuggers:");
     let mut found = 0;
@@ -124,6 +175,7 @@ pub async fn run(context: Option<&str>, namespace: Option<&str>) -> ExitCode {
         }
     }
     let cluster_ok = cluster_checks(context, namespace).await;
+    let image_ok = agent_image_check(image).await;
     println!("\nLogs: {}", kbridge::session::state_root().display());
     if found == 0 {
         println!("\nNo debugger found: install one of the above.");
@@ -131,6 +183,10 @@ pub async fn run(context: Option<&str>, namespace: Option<&str>) -> ExitCode {
     }
     if !cluster_ok {
         println!("\nThe cluster checks failed: see above. Local debugging (no `bridge` target) still works.");
+        return ExitCode::FAILURE;
+    }
+    if !image_ok {
+        println!("\nThe agent image check failed: see above.");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

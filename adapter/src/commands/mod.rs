@@ -1,5 +1,6 @@
 //! The commands of the `kbridge` binary that are more than a call into the library.
 
+pub mod agent_push;
 pub mod bridged;
 pub mod child;
 pub mod diagnostics;
