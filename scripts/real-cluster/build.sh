@@ -101,16 +101,28 @@ build_images() {
     image_from_binary "$PAUSE_IMAGE" "$CACHE/pause/pause" 65535:65535
     image_from_binary "kbridge-samples/todo-api:1.0" "$STATIC_BIN/todo-api" 65532:65532
     image_from_binary "kbridge-samples/stats-api:1.0" "$STATIC_BIN/stats-api" 65532:65532
-    # The agent image exactly as agent/Dockerfile describes it.
-    local context="$RUN/agent-context"
-    rm -rf "$context" && mkdir -p "$context"
-    cp "$REPO/agent/Dockerfile" "$context/" && cp "$STATIC_BIN/kbridge-agent" "$context/"
-    buildah_cmd bud --quiet --isolation chroot -t "$AGENT_IMAGE" "$context" >"$LOGS/build-agent-image.log" 2>&1 \
-        || die "building the agent image failed; see $LOGS/build-agent-image.log"
     local image
-    for image in "$PAUSE_IMAGE" kbridge-samples/todo-api:1.0 kbridge-samples/stats-api:1.0 "$AGENT_IMAGE"; do
+    for image in "$PAUSE_IMAGE" kbridge-samples/todo-api:1.0 kbridge-samples/stats-api:1.0; do
         push_image "$image" || die "pushing $image to $REGISTRY failed; see $LOGS/registry.log"
     done
     # Earlier builds of the same names are untagged now: keep the cache from growing.
     buildah_cmd rmi --prune >/dev/null 2>&1 || true
+    # The agent image the way users make theirs: `kbridge agent push` builds agent/Dockerfile's
+    # image in-process and pushes it through the registry API, so every session on this
+    # cluster pulls what that command pushed.
+    push_agent_image
+}
+
+# The kbridge that pushes the agent image: $KBRIDGE_BIN, else the workspace's debug build.
+push_agent_image() {
+    local kbridge="${KBRIDGE_BIN:-$REPO/target/debug/kbridge}"
+    if [ ! -x "$kbridge" ]; then
+        step "building kbridge (to push the agent image)"
+        (cd "$REPO" && cargo build -p kbridge) >"$LOGS/build-kbridge.log" 2>&1 \
+            || die "building kbridge failed; see $LOGS/build-kbridge.log"
+    fi
+    step "kbridge agent push $REGISTRY/$AGENT_IMAGE"
+    "$kbridge" agent push "$REGISTRY/$AGENT_IMAGE" --agent-binary "$STATIC_BIN/kbridge-agent" \
+        >"$LOGS/agent-push.log" 2>&1 \
+        || die "kbridge agent push failed; see $LOGS/agent-push.log"
 }
