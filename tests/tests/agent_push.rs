@@ -196,6 +196,20 @@ fn kbridge(home: &Path, args: &[&str]) -> Output {
         .expect("run kbridge")
 }
 
+/// `kbridge agent push IMAGE --agent-binary BINARY` with `home` as the user's home.
+fn push(home: &Path, image: &str, binary: &Path) -> Output {
+    kbridge(
+        home,
+        &[
+            "agent",
+            "push",
+            image,
+            "--agent-binary",
+            &binary.to_string_lossy(),
+        ],
+    )
+}
+
 fn text(output: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&output.stdout).to_string(),
@@ -310,18 +324,9 @@ fn push_without_auth_then_doctor_finds_it() {
     };
     let binary = static_binary(&dir);
     let image = registry.image("kbridge/agent:dev");
-    let push = kbridge(
-        &dir,
-        &[
-            "agent",
-            "push",
-            &image,
-            "--agent-binary",
-            &binary.to_string_lossy(),
-        ],
-    );
-    let (stdout, stderr) = text(&push);
-    assert!(push.status.success(), "{stdout}\n{stderr}");
+    let first = push(&dir, &image, &binary);
+    let (stdout, stderr) = text(&first);
+    assert!(first.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains(&format!("pushed {image}@sha256:")),
         "{stdout}"
@@ -337,16 +342,7 @@ fn push_without_auth_then_doctor_finds_it() {
     check_pushed_image(&registry, "kbridge/agent", "dev", None, &binary, &dir);
 
     // Again: nothing to upload, same digest.
-    let again = kbridge(
-        &dir,
-        &[
-            "agent",
-            "push",
-            &image,
-            "--agent-binary",
-            &binary.to_string_lossy(),
-        ],
-    );
+    let again = push(&dir, &image, &binary);
     let (stdout_again, stderr) = text(&again);
     assert!(again.status.success(), "{stderr}");
     assert!(stderr.contains("already in the registry"), "{stderr}");
@@ -441,16 +437,7 @@ fn an_unreachable_registry_is_retried_then_reported() {
     // A port nothing listens on.
     let image = format!("127.0.0.1:{}/kbridge/agent:dev", free_port());
     let started = Instant::now();
-    let output = kbridge(
-        &dir,
-        &[
-            "agent",
-            "push",
-            &image,
-            "--agent-binary",
-            &binary.to_string_lossy(),
-        ],
-    );
+    let output = push(&dir, &image, &binary);
     let (_, stderr) = text(&output);
     assert!(!output.status.success());
     assert!(
@@ -499,16 +486,7 @@ fn a_missing_or_dynamic_agent_binary_says_how_to_build_one() {
     // Not an executable at all.
     let script = dir.join("not-elf");
     std::fs::write(&script, "#!/bin/sh\n").expect("write");
-    let output = kbridge(
-        &dir,
-        &[
-            "agent",
-            "push",
-            "127.0.0.1:9/a:b",
-            "--agent-binary",
-            &script.to_string_lossy(),
-        ],
-    );
+    let output = push(&dir, "127.0.0.1:9/a:b", &script);
     let (_, stderr) = text(&output);
     assert!(stderr.contains("not a Linux executable"), "{stderr}");
 }

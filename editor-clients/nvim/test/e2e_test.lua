@@ -26,16 +26,24 @@ local function test(name, fn)
   end
 end
 
-local function write_program(dir, source)
+--- Writes app.py under `dir`: reads the environment variable `var` into `name`, then stops
+--- twice on its BREAK line. Returns the path and that line's number.
+local function write_program(dir, name, var)
   vim.fn.mkdir(dir, 'p')
   local path = dir .. '/app.py'
-  vim.fn.writefile(vim.split(source, '\n'), path)
-  for index, line in ipairs(vim.split(source, '\n')) do
-    if line:find('BREAK', 1, true) then
-      return path, index
-    end
-  end
-  error('no BREAK line in the program')
+  vim.fn.writefile({
+    'import os',
+    ('%s = os.environ.get("%s", "<unset>")'):format(name, var),
+    'for visit in range(1, 3):',
+    ('    print("probe", visit, %s)  # BREAK'):format(name),
+  }, path)
+  return path, 4
+end
+
+--- The user's nvim-dap configuration for `program`, made bridged (`opts` as kbridge.bridge's).
+local function bridged_config(program, extra, opts)
+  local config = { type = 'python', request = 'launch', name = 'app', program = program, console = 'internalConsole' }
+  return kbridge.bridge(vim.tbl_extend('force', config, extra or {}), opts)
 end
 
 --- The value of `name` in the first non-expensive scope that has it.
@@ -95,21 +103,9 @@ kbridge.setup({ path = os.getenv('KBRIDGE_BIN'), dap = dap, commands = false })
 local scratch = vim.fn.tempname()
 
 test('a bridged python configuration through the real kbridge and debugpy, locally', function()
-  local program, line = write_program(scratch .. '/local', table.concat({
-    'import os',
-    'user_var = os.environ.get("KBRIDGE_TEST_VAR", "<unset>")',
-    'for visit in range(1, 3):',
-    '    print("probe", visit, user_var)  # BREAK',
-  }, '\n'))
-  -- The user's existing nvim-dap configuration, made bridged without a cluster target.
-  local config = kbridge.bridge({
-    type = 'python',
-    request = 'launch',
-    name = 'app',
-    program = program,
-    console = 'internalConsole',
-    env = { KBRIDGE_TEST_VAR = 'from-neovim' },
-  })
+  local program, line = write_program(scratch .. '/local', 'user_var', 'KBRIDGE_TEST_VAR')
+  -- Made bridged without a cluster target: a local session with kbridge's environment.
+  local config = bridged_config(program, { env = { KBRIDGE_TEST_VAR = 'from-neovim' } })
   local client = Client.start(dap.launch(config))
   local thread = launch_to_breakpoint(client, config, program, line)
   local frame = top_frame(client, thread)
@@ -129,19 +125,8 @@ if kubeconfig and kubeconfig ~= '' then
       return vim.fn.json_decode(out).spec.template
     end
     local before = template()
-    local program, line = write_program(scratch .. '/cluster', table.concat({
-      'import os',
-      'api_key = os.environ.get("API_KEY", "<unset>")',
-      'for visit in range(1, 3):',
-      '    print("probe", visit, api_key)  # BREAK',
-    }, '\n'))
-    local config = kbridge.bridge({
-      type = 'python',
-      request = 'launch',
-      name = 'app',
-      program = program,
-      console = 'internalConsole',
-    }, { bridge = { namespace = 'todo', service = 'todo-api', ports = { 18089 } } })
+    local program, line = write_program(scratch .. '/cluster', 'api_key', 'API_KEY')
+    local config = bridged_config(program, nil, { bridge = { namespace = 'todo', service = 'todo-api', ports = { 18089 } } })
     vim.env.KUBECONFIG = kubeconfig
     local client = Client.start(dap.launch(config))
     local thread = launch_to_breakpoint(client, config, program, line, 180000)

@@ -12,12 +12,12 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
 const Ajv2020 = require('ajv/dist/2020').default;
 const { DebugClient } = require('@vscode/debugadapter-testsupport');
+const fixture = require('./support/fixture-cluster.js');
 
 const CLIENTS = path.resolve(__dirname, '..', '..');
 const REPO_ROOT = path.resolve(CLIENTS, '..');
@@ -27,6 +27,8 @@ const PRESETS = schema.$defs.Preset.oneOf.map((o) => o.const);
 const ajv = new Ajv2020({ allErrors: true, strict: false, validateFormats: false });
 const validate = ajv.compile(schema);
 const STEP_TIMEOUT_MS = 60000;
+const freePort = fixture.freePort;
+const withTimeout = (promise, what, ms = STEP_TIMEOUT_MS) => fixture.withTimeout(promise, what, ms);
 
 function kbridgeBinary() {
   const bin = process.env.KBRIDGE_BIN
@@ -112,25 +114,6 @@ test('JetBrains: every LSP4IJ template runs a real kbridge command and a valid l
     assertValid(substitute(launch, { file: '/ws/app.py', workspaceFolder: '/ws' }), `${dir}/launch.json`);
   }
 });
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-function withTimeout(promise, what, ms = STEP_TIMEOUT_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 test('JetBrains: the debugpy template runs end to end as LSP4IJ starts it (TCP, trace line)', { timeout: 180000 }, async (t) => {
   const { template, launch } = templates.find((x) => x.dir === 'kbridge-debugpy');

@@ -719,16 +719,13 @@ mod tests {
         }
     }
 
-    const TASKS: &str = "{\r\n  \"tasks\": [\r\n    {\r\n      \"label\": \"b2k\",\r\n      \"type\": \"bridge-to-kubernetes.resource\",\r\n      \"resource\": \"api\",\r\n      \"resourceType\": \"service\",\r\n      \"ports\": [5000]\r\n    }\r\n  ]\r\n}\r\n";
-
-    #[test]
-    fn windows_line_endings_are_kept() {
-        let launch = "{\r\n  \"configurations\": [\r\n    {\r\n      \"name\": \"api\",\r\n      \"type\": \"python\",\r\n      \"preLaunchTask\": \"b2k\"\r\n    }\r\n  ]\r\n}\r\n";
+    /// The plan for a folder holding `launch` and `tasks` as .vscode/launch.json and tasks.json.
+    fn plan_of(tag: &str, launch: &str, tasks: &str) -> (Folder, FolderPlan) {
         let folder = folder(
-            "crlf",
+            tag,
             &[
                 (".vscode/launch.json", launch),
-                (".vscode/tasks.json", TASKS),
+                (".vscode/tasks.json", tasks),
             ],
         );
         let ctx = Context {
@@ -736,6 +733,15 @@ mod tests {
             contexts: &[],
         };
         let plan = plan_folder(&folder, ctx).expect("plans");
+        (folder, plan)
+    }
+
+    const TASKS: &str = "{\r\n  \"tasks\": [\r\n    {\r\n      \"label\": \"b2k\",\r\n      \"type\": \"bridge-to-kubernetes.resource\",\r\n      \"resource\": \"api\",\r\n      \"resourceType\": \"service\",\r\n      \"ports\": [5000]\r\n    }\r\n  ]\r\n}\r\n";
+
+    #[test]
+    fn windows_line_endings_are_kept() {
+        let launch = "{\r\n  \"configurations\": [\r\n    {\r\n      \"name\": \"api\",\r\n      \"type\": \"python\",\r\n      \"preLaunchTask\": \"b2k\"\r\n    }\r\n  ]\r\n}\r\n";
+        let (folder, plan) = plan_of("crlf", launch, TASKS);
         assert_eq!(plan.changes.len(), 2);
         let after = &plan.changes[0].after;
         assert_eq!(
@@ -757,18 +763,7 @@ mod tests {
             "  ]",
             "  ,{\"label\": \"all\", \"dependsOn\": [\"b2k\", \"lint\"]}\n  ]",
         );
-        let folder = folder(
-            "kept",
-            &[
-                (".vscode/launch.json", launch),
-                (".vscode/tasks.json", &tasks),
-            ],
-        );
-        let ctx = Context {
-            base: &folder.root,
-            contexts: &[],
-        };
-        let plan = plan_folder(&folder, ctx).expect("plans");
+        let (folder, plan) = plan_of("kept", launch, &tasks);
         assert_eq!(plan.changes.len(), 1, "tasks.json unchanged");
         assert!(
             plan.notes
@@ -784,18 +779,7 @@ mod tests {
     fn a_configuration_with_an_unknown_debugger_keeps_its_task() {
         let launch =
             r#"{"configurations": [{"name": "j", "type": "java", "preLaunchTask": "b2k"}]}"#;
-        let folder = folder(
-            "java",
-            &[
-                (".vscode/launch.json", launch),
-                (".vscode/tasks.json", TASKS),
-            ],
-        );
-        let ctx = Context {
-            base: &folder.root,
-            contexts: &[],
-        };
-        let plan = plan_folder(&folder, ctx).expect("plans");
+        let (folder, plan) = plan_of("java", launch, TASKS);
         assert!(plan.changes.is_empty());
         assert!(
             plan.notes
