@@ -376,10 +376,30 @@ fn a_replaced_pod_gets_its_own_tunnel() {
 fn doctor_checks_reachability_and_permissions() {
     let fixture = TestCluster::start_demo("cli-doctor");
     let tmp = temp_dir("cli-doctor");
-    let output = kbridge(&fixture, &tmp, &["doctor", "-n", &fixture.namespace]);
+    // The agent image check: on a real cluster the image CI pushed must resolve in its
+    // registry; kube-fixture pulls nothing, so there the image names a loopback port nobody
+    // listens on, which doctor reports as unknown without failing (the same on every
+    // machine, with or without internet).
+    let real_image = std::env::var("KBRIDGE_AGENT_IMAGE")
+        .ok()
+        .filter(|i| !i.is_empty());
+    let image = real_image
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:9/kbridge/agent:dev".to_string());
+    let output = kbridge(
+        &fixture,
+        &tmp,
+        &["doctor", "-n", &fixture.namespace, "--agent-image", &image],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("reachable (Kubernetes"), "{stdout}");
+    let image_line = if real_image.is_some() {
+        format!("ok       {image} resolves")
+    } else {
+        "unknown  cannot reach the registry 127.0.0.1:9".to_string()
+    };
+    assert!(stdout.contains(&image_line), "{stdout}");
     assert!(
         stdout.contains(&format!(
             "RBAC: every permission a session needs in namespace {}",
