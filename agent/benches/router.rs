@@ -1,5 +1,8 @@
-//! Router benchmark: HTTP/1.1 keep-alive latency straight to an upstream vs through the
-//! `kbridge-agent router` binary (interleaved), and the router's RSS idle vs 1000 idle clients.
+//! Router benchmark: HTTP/1.1 keep-alive latency straight to an upstream, through the
+//! `kbridge-agent router` binary and through Debian's nginx doing the same routing on the
+//! `kubernetes-route-as` header (interleaved, in one run), and each proxy's RSS idle vs with
+//! 1000 idle clients. nginx is the peer the router is held to; without `/usr/sbin/nginx` its
+//! column is skipped with the reason.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -91,6 +94,101 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// nginx routing like the router: `kubernetes-route-as: alice` to the `alice` upstream,
+/// anything else to the origin, keep-alive both ways, one worker, no logging.
+struct Nginx {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+impl Nginx {
+    async fn start(upstream: SocketAddr) -> Result<Nginx, String> {
+        if !std::path::Path::new(NGINX).exists() {
+            return Err(format!(
+                "{NGINX} is not installed (apt-get install nginx-light)"
+            ));
+        }
+        let dir =
+            std::env::temp_dir().join(format!("kbridge-router-bench-nginx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            probe.local_addr().map_err(|e| e.to_string())?.port()
+        };
+        let d = dir.display();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1;\n\
+             pid {d}/nginx.pid; error_log {d}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n\
+               access_log off;\n\
+               client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
+               uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+               upstream origin {{ server {upstream}; keepalive 64; }}\n\
+               upstream alice {{ server {upstream}; keepalive 64; }}\n\
+               map $http_kubernetes_route_as $route {{ default origin; alice alice; }}\n\
+               server {{\n\
+                 listen 127.0.0.1:{port}; keepalive_requests 1000000; keepalive_timeout 300s;\n\
+                 location / {{ proxy_pass http://$route; proxy_http_version 1.1;\n\
+                   proxy_set_header Connection \"\"; proxy_set_header Host $host; }}\n\
+               }}\n\
+             }}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let child = tokio::process::Command::new(NGINX)
+            .args(["-p", &d.to_string(), "-c"])
+            .arg(&conf_path)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting nginx: {e}"))?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        for _ in 0..100 {
+            if TcpStream::connect(addr).await.is_ok() {
+                return Ok(Nginx { child, addr, dir });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        Err(format!("nginx did not listen on {addr}: {log}"))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Opens `IDLE_CLIENTS` keep-alive connections to `addr`, one request each, and keeps them.
+async fn idle_clients(addr: SocketAddr) -> Vec<Sender> {
+    let mut idle = Vec::with_capacity(IDLE_CLIENTS);
+    for _ in 0..IDLE_CLIENTS / 100 {
+        let mut batch = Vec::new();
+        for _ in 0..100 {
+            batch.push(tokio::spawn(async move {
+                let mut s = connect(addr).await;
+                once(&mut s, Some("alice")).await;
+                s
+            }));
+        }
+        for b in batch {
+            idle.push(b.await.expect("client"));
+        }
+    }
+    idle
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -128,45 +226,62 @@ async fn run() {
         .expect("router port");
     let rss_start = rss_kib(pid);
 
+    let nginx = Nginx::start(up).await;
     let mut direct = connect(up).await;
     let mut routed = connect(router).await;
+    let mut via_nginx = match &nginx {
+        Ok(n) => Some(connect(n.addr).await),
+        Err(_) => None,
+    };
     for _ in 0..WARMUP {
         once(&mut direct, None).await;
         once(&mut routed, Some("alice")).await;
+        if let Some(s) = via_nginx.as_mut() {
+            once(s, Some("alice")).await;
+        }
     }
-    let (mut d, mut r) = (Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES));
+    let (mut d, mut r, mut n) = (
+        Vec::with_capacity(SAMPLES),
+        Vec::with_capacity(SAMPLES),
+        Vec::new(),
+    );
     for _ in 0..SAMPLES {
         d.push(once(&mut direct, None).await);
         r.push(once(&mut routed, Some("alice")).await);
+        if let Some(s) = via_nginx.as_mut() {
+            n.push(once(s, Some("alice")).await);
+        }
     }
     d.sort();
     r.sort();
-    // One is the direct client's own connection.
+    n.sort();
+    // Less the direct client's own connection: what the proxies' pools opened.
     let pooled = UPSTREAM_CONNS.load(Ordering::Relaxed) - 1;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_idle = rss_kib(pid);
 
     // 1000 clients, each one request then idle on its keep-alive connection.
-    let mut idle = Vec::with_capacity(IDLE_CLIENTS);
-    for _ in 0..IDLE_CLIENTS / 100 {
-        let mut batch = Vec::new();
-        for _ in 0..100 {
-            batch.push(tokio::spawn(async move {
-                let mut s = connect(router).await;
-                once(&mut s, Some("alice")).await;
-                s
-            }));
-        }
-        for b in batch {
-            idle.push(b.await.expect("client"));
-        }
-    }
+    let idle = idle_clients(router).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_loaded = rss_kib(pid);
     // Every idle connection still works.
+    let mut idle = idle;
     for s in idle.iter_mut().step_by(97) {
         once(s, Some("alice")).await;
     }
+    drop(idle);
+    // The same for nginx's one worker.
+    let nginx_rss = match &nginx {
+        Ok(proxy) => {
+            let before = rss_kib(proxy.pid());
+            let held = idle_clients(proxy.addr).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let after = rss_kib(proxy.pid());
+            drop(held);
+            Some((before, after))
+        }
+        Err(_) => None,
+    };
 
     println!();
     println!(
@@ -174,7 +289,11 @@ async fn run() {
     );
     println!("| path | p50 µs | p99 µs | mean µs |");
     println!("|---|---|---|---|");
-    for (name, v) in [("direct to upstream", &d), ("through the router", &r)] {
+    let mut rows = vec![("direct to upstream", &d), ("through the router", &r)];
+    if !n.is_empty() {
+        rows.push(("through nginx (the peer)", &n));
+    }
+    for (name, v) in rows {
         let mean = v.iter().sum::<Duration>() / v.len() as u32;
         println!(
             "| {name} | {:.1} | {:.1} | {:.1} |",
@@ -183,13 +302,20 @@ async fn run() {
             us(mean)
         );
     }
+    let router_added = us(pct(&r, 0.5)) - us(pct(&d, 0.5));
     println!(
-        "| added by the router | {:.1} | {:.1} | |",
-        us(pct(&r, 0.5)) - us(pct(&d, 0.5)),
+        "| added by the router | {router_added:.1} | {:.1} | |",
         us(pct(&r, 0.99)) - us(pct(&d, 0.99))
     );
+    let nginx_added = (!n.is_empty()).then(|| us(pct(&n, 0.5)) - us(pct(&d, 0.5)));
+    if let Some(added) = nginx_added {
+        println!(
+            "| added by nginx | {added:.1} | {:.1} | |",
+            us(pct(&n, 0.99)) - us(pct(&d, 0.99))
+        );
+    }
     println!(
-        "upstream connections the router opened for {} requests: {pooled}",
+        "upstream connections the router and nginx opened for {} requests each: {pooled}",
         WARMUP + SAMPLES
     );
     println!();
@@ -198,11 +324,30 @@ async fn run() {
     println!("| at start | {rss_start} |");
     println!("| idle after the latency run | {rss_idle} |");
     println!("| with {IDLE_CLIENTS} idle keep-alive clients | {rss_loaded} |");
+    let per_connection = rss_loaded.saturating_sub(rss_idle) as f64 / IDLE_CLIENTS as f64;
+    println!("| per idle connection | {per_connection:.1} |");
+    if let Some((before, after)) = nginx_rss {
+        println!(
+            "| nginx, per idle connection | {:.1} |",
+            after.saturating_sub(before) as f64 / IDLE_CLIENTS as f64
+        );
+    }
+    println!();
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    match (&nginx, nginx_added) {
+        (Ok(_), Some(added)) => println!(
+            "goal: router's added p50 <= nginx's: {router_added:.1} vs {added:.1} µs ({:.2}x), {}",
+            router_added / added,
+            verdict(router_added <= added)
+        ),
+        (Err(why), _) => println!("goal: router's added p50 <= nginx's: not measured: {why}"),
+        (Ok(_), None) => println!("goal: router's added p50 <= nginx's: not measured"),
+    }
     println!(
-        "| per idle connection | {:.1} |",
-        rss_loaded.saturating_sub(rss_idle) as f64 / IDLE_CLIENTS as f64
+        "goal: <= 4 KiB per idle connection: {per_connection:.1} KiB ({:.2}x), {}",
+        per_connection / 4.0,
+        verdict(per_connection <= 4.0)
     );
-    drop(idle);
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
