@@ -3,7 +3,8 @@
 //! same types clap parses.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kbridge_config::Preset;
+use kbridge_config::flat::{self, FlatKey};
+use kbridge_config::{BridgeSettings, ConfigError, Preset};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -28,6 +29,9 @@ pub enum Command {
         /// every connection is its own session.
         #[arg(long)]
         port: Option<u16>,
+        /// The cluster target for every launch of this adapter.
+        #[command(flatten)]
+        bridge: DapBridgeArgs,
     },
     /// Run a command bridged to the cluster, without a debugger.
     Run {
@@ -243,6 +247,100 @@ pub struct TargetArgs {
     /// or a Host starting with `NAME.`); without NAME one is generated (`<user>-<4 hex>`).
     #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
     pub isolate_as: Option<String>,
+}
+
+/// `kbridge dap`'s target flags: the `bridge` keys for every launch this adapter serves,
+/// for editors that cannot put a `bridge` table in a launch configuration (Helix's
+/// `debugger.args` in a project's `.helix/languages.toml`). The launch configuration's
+/// `bridge` table and flat `bridge.*` keys win key by key; a target it names replaces the
+/// flags' whole. Values are read as the flat keys are (`config-schema/src/flat.rs`); an
+/// empty value is not given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+#[command(
+    next_help_heading = "Bridge target (defaults for every launch; the launch configuration wins)"
+)]
+pub struct DapBridgeArgs {
+    /// Kubeconfig context (default: the current one).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace (default: the context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Bridge the workload behind this Service.
+    #[arg(long, group = "dap_target")]
+    pub service: Option<String>,
+    /// Bridge this workload, KIND/NAME (deployment/todo-api).
+    #[arg(long, group = "dap_target")]
+    pub workload: Option<String>,
+    /// Bridge the workload of this Pod.
+    #[arg(long, group = "dap_target")]
+    pub pod: Option<String>,
+    /// The container to replace, when the pod has several.
+    #[arg(long)]
+    pub container: Option<String>,
+    /// Ports the local process listens on: LOCAL or LOCAL:REMOTE entries, comma-separated
+    /// or repeated (`--port` is the TCP port of `kbridge dap` itself).
+    #[arg(long, value_name = "LOCAL[:REMOTE],...")]
+    pub ports: Vec<String>,
+    /// Only requests routed as NAME reach this machine; without NAME (or `true`) one is
+    /// generated, `false` isolates nothing.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "NAME")]
+    pub isolate_as: Option<String>,
+    /// How cluster names resolve locally.
+    #[arg(long, value_parser = ["auto", "namespace", "system", "off"])]
+    pub hosts: Option<String>,
+    /// Reach services through `*_SERVICE_HOST`/`*_PORT` variables only.
+    #[arg(long, value_name = "true|false")]
+    pub use_kubernetes_service_environment_variables: Option<String>,
+    /// Path of KubernetesLocalProcessConfig.yaml (or azds-local.env).
+    #[arg(long)]
+    pub config: Option<String>,
+    /// `false` keeps the session for the next launch.
+    #[arg(long, value_name = "true|false")]
+    pub disconnect_after_debugging: Option<String>,
+    /// The agent image [default: $KBRIDGE_AGENT_IMAGE, else ghcr.io/kbridge/agent:<version>].
+    #[arg(long)]
+    pub agent_image: Option<String>,
+    /// Seconds without kbridge after which the cluster restores the workload by itself.
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_restore_seconds: Option<String>,
+}
+
+impl DapBridgeArgs {
+    /// The `bridge` settings the flags give; an error names the flag.
+    pub fn settings(&self) -> Result<BridgeSettings, ConfigError> {
+        let ports = self.ports.join(",");
+        let given = [
+            (FlatKey::Context, self.context.as_deref()),
+            (FlatKey::Namespace, self.namespace.as_deref()),
+            (FlatKey::Service, self.service.as_deref()),
+            (FlatKey::Workload, self.workload.as_deref()),
+            (FlatKey::Pod, self.pod.as_deref()),
+            (FlatKey::Container, self.container.as_deref()),
+            (FlatKey::Ports, Some(ports.as_str())),
+            (FlatKey::IsolateAs, self.isolate_as.as_deref()),
+            (FlatKey::Hosts, self.hosts.as_deref()),
+            (
+                FlatKey::UseKubernetesServiceEnvironmentVariables,
+                self.use_kubernetes_service_environment_variables.as_deref(),
+            ),
+            (FlatKey::Config, self.config.as_deref()),
+            (
+                FlatKey::DisconnectAfterDebugging,
+                self.disconnect_after_debugging.as_deref(),
+            ),
+            (FlatKey::AgentImage, self.agent_image.as_deref()),
+            (
+                FlatKey::IdleRestoreSeconds,
+                self.idle_restore_seconds.as_deref(),
+            ),
+        ];
+        flat::from_flags(
+            given
+                .into_iter()
+                .filter_map(|(key, value)| value.map(|value| (key, value))),
+        )
+    }
 }
 
 /// Output formats of `kbridge env`.
@@ -493,6 +591,84 @@ mod tests {
         ];
         for command in commands {
             assert_eq!(round_trip(&command), command, "{:?}", command.args());
+        }
+    }
+
+    fn dap_bridge(args: &[&str]) -> Result<DapBridgeArgs, clap::Error> {
+        let argv = ["kbridge", "dap"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Dap { bridge, .. } => Ok(bridge),
+            other => panic!("parsed as another command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dap_target_flags_become_bridge_settings() {
+        let args = dap_bridge(&[
+            "--debugger",
+            "debugpy",
+            "--service",
+            "todo-api",
+            "-n",
+            "todo",
+            "--ports",
+            "8080",
+            "--ports",
+            "9090:80",
+            "--isolate-as",
+            "--hosts",
+            "off",
+            "--idle-restore-seconds",
+            "90",
+        ])
+        .expect("valid flags");
+        let settings = args.settings().expect("valid values");
+        assert_eq!(settings.service.as_deref(), Some("todo-api"));
+        assert_eq!(settings.namespace.as_deref(), Some("todo"));
+        assert_eq!(
+            settings.ports,
+            [
+                kbridge_config::PortMapping::Local(8080),
+                kbridge_config::PortMapping::Mapped {
+                    remote: 80,
+                    local: 9090
+                }
+            ]
+        );
+        assert_eq!(
+            settings.isolate_as,
+            Some(kbridge_config::IsolateAs::Generate(true))
+        );
+        assert_eq!(settings.hosts, Some(kbridge_config::HostsMode::Off));
+        assert_eq!(settings.idle_restore_seconds, Some(90));
+        let none = dap_bridge(&["--debugger", "debugpy"]).expect("no flags");
+        assert_eq!(none.settings().expect("empty"), BridgeSettings::default());
+    }
+
+    #[test]
+    fn dap_target_flags_are_checked_and_named() {
+        assert!(
+            dap_bridge(&["--service", "a", "--pod", "b"]).is_err(),
+            "one target"
+        );
+        let err = dap_bridge(&["--ports", "8080:http"])
+            .expect("clap takes text")
+            .settings()
+            .expect_err("not a port");
+        assert!(err.to_string().contains("`--ports`"), "{err}");
+    }
+
+    #[test]
+    fn every_bridge_key_is_a_dap_flag() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let dap = cli.find_subcommand("dap").expect("dap");
+        let longs: Vec<String> = dap
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        for key in FlatKey::ALL {
+            assert!(longs.contains(&key.flag()), "{} has no flag", key.flag());
         }
     }
 

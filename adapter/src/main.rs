@@ -49,7 +49,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Dap { debugger, port } => dap(debugger, port).await,
+        Command::Dap {
+            debugger,
+            port,
+            bridge,
+        } => dap(debugger, port, &bridge).await,
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Launch => kbridge_config::schema::launch_schema(),
@@ -141,16 +145,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn dap(
     debugger: Option<kbridge_config::Preset>,
     port: Option<u16>,
+    bridge: &kbridge::cli::DapBridgeArgs,
 ) -> anyhow::Result<ExitCode> {
+    // Checked before anything starts: a bad flag is the editor's setup, not a launch's.
+    let bridge = bridge.settings()?;
     let log = kbridge::logging::init(&format!("dap-{}", SessionId::generate()));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         ?debugger,
         ?port,
+        ?bridge,
         ?log,
         "kbridge dap"
     );
-    let options = ProxyOptions { debugger };
+    let options = ProxyOptions { debugger, bridge };
     let shutdown = shutdown_on_signals()?;
     let outcome = match port {
         None => proxy::serve_stdio(options, shutdown).await,

@@ -21,6 +21,14 @@ pub enum ConfigError {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// A `kbridge dap` target flag holds a value of the wrong shape.
+    #[error("invalid `kbridge dap` flag `{flag}`: {message}")]
+    Flag {
+        /// The flag, e.g. `--ports`.
+        flag: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
     /// Keys that are valid one by one but not together.
     #[error("invalid launch configuration: {0}")]
     Conflict(String),

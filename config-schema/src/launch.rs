@@ -23,7 +23,11 @@ pub enum RequestKind {
 /// real debugger and is forwarded untouched, so this type only sees its own.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(title = "kbridge launch configuration", extend("additionalProperties" = true))]
+#[schemars(
+    title = "kbridge launch configuration",
+    extend("additionalProperties" = true),
+    transform = crate::flat::describe_in_schema
+)]
 pub struct LaunchConfig {
     /// Always `bridge` in the editor; kbridge replaces it with the real adapter's type.
     #[serde(rename = "type", default)]
@@ -75,26 +79,32 @@ pub enum IsolateAs {
     Name(String),
 }
 
+impl IsolateAs {
+    /// A routing name, checked: it becomes a DNS label (lowercase letters, digits and
+    /// '-', at most 40 characters). The error says so.
+    pub fn name(name: &str) -> Result<IsolateAs, String> {
+        let valid = !name.is_empty()
+            && name.len() <= 40
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if valid {
+            Ok(IsolateAs::Name(name.to_string()))
+        } else {
+            Err(format!(
+                "`{name}` cannot be a routing name: use lowercase letters, digits and '-', at most 40 characters (it becomes a DNS label)"
+            ))
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for IsolateAs {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match serde_json::Value::deserialize(deserializer)? {
             serde_json::Value::Bool(b) => Ok(IsolateAs::Generate(b)),
-            serde_json::Value::String(name) => {
-                let valid = !name.is_empty()
-                    && name.len() <= 40
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && !name.starts_with('-')
-                    && !name.ends_with('-');
-                if valid {
-                    Ok(IsolateAs::Name(name))
-                } else {
-                    Err(de::Error::custom(format!(
-                        "`{name}` cannot be a routing name: use lowercase letters, digits and '-', at most 40 characters (it becomes a DNS label)"
-                    )))
-                }
-            }
+            serde_json::Value::String(name) => IsolateAs::name(&name).map_err(de::Error::custom),
             other => Err(de::Error::custom(format!(
                 "expected a name or true, found {other}"
             ))),
@@ -220,39 +230,84 @@ impl BridgeSettings {
         let Some(workload) = &self.workload else {
             return Ok(None);
         };
-        let (kind, name) = workload.split_once('/').ok_or_else(|| {
-            ConfigError::invalid(
-                "bridge.workload",
-                format!("`{workload}` is not of the form KIND/NAME, e.g. deployment/todo-api"),
-            )
-        })?;
-        let kind: WorkloadKind = kind.parse().map_err(|e: UnknownWorkloadKind| {
-            ConfigError::invalid("bridge.workload", e.to_string())
-        })?;
-        if name.is_empty() {
-            return Err(ConfigError::invalid(
-                "bridge.workload",
-                format!("`{workload}` has no name after the '/'"),
-            ));
-        }
-        Ok(Some(Target::Workload {
-            kind,
-            name: name.to_string(),
-        }))
+        let (kind, name) =
+            parse_workload(workload).map_err(|m| ConfigError::invalid("bridge.workload", m))?;
+        Ok(Some(Target::Workload { kind, name }))
     }
+
+    /// These settings, with every key they leave out taken from `lower` (a layer of
+    /// lower precedence). The target is one unit: when these settings name a service,
+    /// workload or pod, none of `lower`'s comes along. `ports` is taken whole.
+    pub fn or(self, lower: BridgeSettings) -> BridgeSettings {
+        let names_target = self.service.is_some() || self.workload.is_some() || self.pod.is_some();
+        let (service, workload, pod) = if names_target {
+            (self.service, self.workload, self.pod)
+        } else {
+            (lower.service, lower.workload, lower.pod)
+        };
+        BridgeSettings {
+            context: self.context.or(lower.context),
+            namespace: self.namespace.or(lower.namespace),
+            service,
+            workload,
+            pod,
+            container: self.container.or(lower.container),
+            ports: if self.ports.is_empty() {
+                lower.ports
+            } else {
+                self.ports
+            },
+            isolate_as: self.isolate_as.or(lower.isolate_as),
+            hosts: self.hosts.or(lower.hosts),
+            use_kubernetes_service_environment_variables: self
+                .use_kubernetes_service_environment_variables
+                .or(lower.use_kubernetes_service_environment_variables),
+            config: self.config.or(lower.config),
+            disconnect_after_debugging: self
+                .disconnect_after_debugging
+                .or(lower.disconnect_after_debugging),
+            agent_image: self.agent_image.or(lower.agent_image),
+            idle_restore_seconds: self.idle_restore_seconds.or(lower.idle_restore_seconds),
+        }
+    }
+}
+
+/// `KIND/NAME` (`deployment/todo-api`, `deploy/todo-api`): the kind and the name; the
+/// error says what is wrong with it.
+pub fn parse_workload(workload: &str) -> Result<(WorkloadKind, String), String> {
+    let (kind, name) = workload.split_once('/').ok_or_else(|| {
+        format!("`{workload}` is not of the form KIND/NAME, e.g. deployment/todo-api")
+    })?;
+    let kind: WorkloadKind = kind
+        .parse()
+        .map_err(|e: UnknownWorkloadKind| e.to_string())?;
+    if name.is_empty() {
+        return Err(format!("`{workload}` has no name after the '/'"));
+    }
+    Ok((kind, name.to_string()))
 }
 
 impl LaunchConfig {
     /// Reads the kbridge keys of a launch or attach request's `arguments`, with errors
-    /// that name the key path (`bridge.hosts: unknown variant …`).
+    /// that name the key path (`bridge.hosts: unknown variant …`). Flat `bridge.*` keys
+    /// (`flat.rs`) fill in what the nested `bridge` table leaves out.
     pub fn from_arguments(arguments: &serde_json::Value) -> Result<LaunchConfig, ConfigError> {
-        let config: LaunchConfig = serde_path_to_error::deserialize(arguments).map_err(|err| {
-            let path = err.path().to_string();
-            ConfigError::invalid(path, with_suggestion(err.into_inner().to_string()))
-        })?;
+        let mut config: LaunchConfig =
+            serde_path_to_error::deserialize(arguments).map_err(|err| {
+                let path = err.path().to_string();
+                ConfigError::invalid(path, with_suggestion(err.into_inner().to_string()))
+            })?;
         if let Some(bridge) = &config.bridge {
             bridge.target()?;
         }
+        let flat = match arguments.as_object() {
+            Some(arguments) => crate::flat::from_launch_arguments(arguments)?,
+            None => None,
+        };
+        config.bridge = match (config.bridge.take(), flat) {
+            (Some(nested), Some(flat)) => Some(nested.or(flat)),
+            (nested, flat) => nested.or(flat),
+        };
         Ok(config)
     }
 

@@ -6,6 +6,7 @@ pub mod azds_env;
 pub mod debugger;
 pub mod env;
 pub mod error;
+pub mod flat;
 pub mod launch;
 pub mod local_process;
 pub mod schema;
@@ -13,6 +14,7 @@ pub mod schema;
 pub use debugger::{CustomDebugger, DebuggerChoice, EnvFormat, Preset, Transport};
 pub use env::EnvVars;
 pub use error::ConfigError;
+pub use flat::FlatKey;
 pub use launch::{
     BridgeSettings, HostsMode, IsolateAs, LaunchConfig, PortMapping, RequestKind, Target,
 };

@@ -14,7 +14,7 @@ use crate::debugger::{self, AdapterProcess, AdapterSpec};
 use crate::error_kind::ErrorKind;
 use crate::session::{BridgeSession, Guardian, SessionEvent, SessionId};
 use bytes::Bytes;
-use kbridge_config::{DebuggerChoice, EnvVars, Preset};
+use kbridge_config::{BridgeSettings, DebuggerChoice, EnvVars, Preset};
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -33,6 +33,9 @@ const ADAPTER_EXIT_GRACE: Duration = Duration::from_secs(3);
 pub struct ProxyOptions {
     /// `--debugger`: start this adapter at `initialize`.
     pub debugger: Option<Preset>,
+    /// The target flags (`--service`, `--namespace`, …): `bridge` keys every launch's
+    /// configuration may override.
+    pub bridge: BridgeSettings,
 }
 
 /// How a session ended.
@@ -653,6 +656,7 @@ impl Engine {
                 .and_then(|i| i.debugger.as_ref())
                 .map(|d| d.spec.clone()),
             flag: self.options.debugger,
+            flag_settings: self.options.bridge.clone(),
             initialize,
             session_id: self.session_id.clone(),
             events: self.events_tx.clone(),

@@ -11,13 +11,18 @@ use serde_json::{Map, Value};
 /// kbridge and merged into `env`, so its precedence is the same for every adapter.
 const KBRIDGE_KEYS: [&str; 3] = ["bridge", "debugger", "envFile"];
 
-/// Turns `launch`/`attach` arguments into the real adapter's: kbridge keys removed,
+/// The prefix of the flat `bridge.*` keys (`config-schema/src/flat.rs`), kbridge's too.
+const FLAT_BRIDGE_PREFIX: &str = "bridge.";
+
+/// Turns `launch`/`attach` arguments into the real adapter's: kbridge keys (flat
+/// `bridge.*` ones too) removed,
 /// `type` set to the adapter's, `env` replaced by the merged environment in the
 /// adapter's format. Everything else keeps its value and position.
 pub fn adapter_arguments(arguments: &mut Map<String, Value>, spec: &AdapterSpec, env: &EnvVars) {
     for key in KBRIDGE_KEYS {
         arguments.shift_remove(key);
     }
+    arguments.retain(|key, _| !key.starts_with(FLAT_BRIDGE_PREFIX));
     arguments.insert("type".into(), Value::String(spec.adapter_type.clone()));
     arguments.insert("env".into(), to_adapter_format(env, spec.env_format));
 }
@@ -78,15 +83,16 @@ mod tests {
     }
 
     #[test]
-    fn launch_keeps_order_and_unknown_keys() {
+    fn launch_keeps_order_and_unknown_keys_and_drops_kbridge_keys() {
         let mut message = json!({"seq": 2, "type": "request", "command": "launch", "arguments": {
             "type": "bridge", "zeta": {"custom": [1, 2]}, "debugger": "debugpy",
-            "env": {"A": "old"}, "bridge": {}, "envFile": ".env", "program": "p.py"
+            "env": {"A": "old"}, "bridge": {}, "envFile": ".env", "program": "p.py",
+            "bridge.service": "todo-api", "bridge.ports": 8080, "bridged": true
         }});
         request(&mut message, &spec(EnvFormat::List), &env());
         assert_eq!(
             serde_json::to_string(&message["arguments"]).expect("json"),
-            r#"{"type":"real","zeta":{"custom":[1,2]},"env":["A=1","GRPC_DNS_RESOLVER=native"],"program":"p.py"}"#
+            r#"{"type":"real","zeta":{"custom":[1,2]},"env":["A=1","GRPC_DNS_RESOLVER=native"],"program":"p.py","bridged":true}"#
         );
     }
 

@@ -15,7 +15,7 @@ use crate::session::{
     open_session, BridgeSession, EventSink, Guardian, SessionError, SessionEvent, SessionId,
 };
 use bytes::Bytes;
-use kbridge_config::{DebuggerChoice, EnvVars, LaunchConfig, Preset};
+use kbridge_config::{BridgeSettings, DebuggerChoice, EnvVars, LaunchConfig, Preset};
 use serde_json::{Map, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -62,6 +62,8 @@ pub struct LaunchInput {
     pub running: Option<AdapterSpec>,
     /// `--debugger`, if given.
     pub flag: Option<Preset>,
+    /// The `bridge` keys `kbridge dap`'s target flags give; the configuration's win.
+    pub flag_settings: BridgeSettings,
     /// The client's `initialize`, to replay to an adapter started now.
     pub initialize: Option<Bytes>,
     /// The session id.
@@ -118,6 +120,7 @@ pub async fn prepare(input: LaunchInput) -> Result<Prepared, LaunchError> {
         mut message,
         running,
         flag,
+        flag_settings,
         initialize,
         session_id,
         events,
@@ -137,7 +140,9 @@ pub async fn prepare(input: LaunchInput) -> Result<Prepared, LaunchError> {
     }
     layers.user = config.env.clone().unwrap_or_default();
 
-    let settings = config.bridge.clone().unwrap_or_default();
+    // Precedence: the `bridge` table, then flat `bridge.*` keys (merged by
+    // `from_arguments`), then the flags.
+    let settings = config.bridge.clone().unwrap_or_default().or(flag_settings);
     let target = settings.target()?;
     let (session, guardian) = open_session(session_id, settings, target, events.clone()).await?;
 
