@@ -18,6 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Streams open at once per session; 1000 concurrent connections must fit with room to spare.
 const MAX_STREAMS: usize = 16 * 1024;
+/// Receive window the busy streams of a session may grow into, together, beyond the 256 KiB
+/// every stream is guaranteed. yamux doubles a stream's window while the sender uses it up
+/// within two round trips, but only out of this budget: with none, every stream stays at
+/// 256 KiB and a bulk transfer stalls for a window update every 128 KiB. It bounds what a
+/// session can buffer for readers slower than their senders.
+const GROWTH_BUDGET: usize = 32 * 1024 * 1024;
 /// Largest yamux data frame we send.
 const SPLIT_SEND_SIZE: usize = 64 * 1024;
 /// Buffer on the session socket: yamux writes a frame's header and body separately and reads
@@ -30,7 +36,9 @@ const CLOSE_GRACE: Duration = Duration::from_millis(300);
 fn yamux_config() -> yamux::Config {
     let mut cfg = yamux::Config::default();
     // Raise the window budget first: set_max_num_streams asserts it covers 256 KiB per stream.
-    cfg.set_max_connection_receive_window(Some(MAX_STREAMS * yamux::DEFAULT_CREDIT as usize));
+    cfg.set_max_connection_receive_window(Some(
+        MAX_STREAMS * yamux::DEFAULT_CREDIT as usize + GROWTH_BUDGET,
+    ));
     cfg.set_max_num_streams(MAX_STREAMS);
     // Bigger frames than the 16 KiB default: fewer syscalls and channel hops per byte in bulk
     // transfers; at loopback speeds 64 KiB delays other streams by tens of microseconds.
