@@ -35,6 +35,33 @@ pub enum Feature {
     ManagedIdentity,
 }
 
+impl Feature {
+    /// The name the file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::Probes => "Probes",
+            Feature::LifecycleHooks => "LifecycleHooks",
+            Feature::ManagedIdentity => "ManagedIdentity",
+        }
+    }
+
+    /// What a session does instead, while kbridge does not act on this feature: said to
+    /// the user rather than ignoring the entry silently.
+    pub fn not_acted_on(self) -> &'static str {
+        match self {
+            Feature::Probes => {
+                "the container's probes are replaced by the agent's health endpoint, so readiness does not follow the local process (and a process paused on a breakpoint never gets the pod restarted)"
+            }
+            Feature::LifecycleHooks => {
+                "the container's postStart and preStop hooks are removed while the agent stands in for it"
+            }
+            Feature::ManagedIdentity => {
+                "no metadata endpoint is reached through the agent; token files the pod's environment names (e.g. AZURE_FEDERATED_TOKEN_FILE) are copied locally and kept fresh"
+            }
+        }
+    }
+}
+
 /// One `volumeMounts` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -442,6 +469,18 @@ env:
             .to_string();
         assert!(
             message.contains("line 2") && message.contains("needs a `value`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_feature_is_an_error_naming_its_line() {
+        let text = "version: 0.1\nenableFeatures:\n  - Probes\n  - Telepathy\n";
+        let message = LocalProcessConfig::parse(text, "K.yaml")
+            .expect_err("unknown feature")
+            .to_string();
+        assert!(
+            message.starts_with("K.yaml: line 4:") && message.contains("Telepathy"),
             "{message}"
         );
     }

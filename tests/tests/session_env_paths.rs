@@ -3,7 +3,8 @@
 //! and a projected service-account token (custom audience, short expiry) by
 //! `AWS_WEB_IDENTITY_TOKEN_FILE` are read by the local process through the rewritten paths;
 //! the token is replaced before it expires, at the same path; `rewritePath: false` and
-//! `rewriteEnvPaths: false` keep the pod's paths; nothing of it outlives the session.
+//! `rewriteEnvPaths: false` keep the pod's paths; nothing of it outlives the session. An
+//! `enableFeatures` entry the session does not act on is said (issue 17, part 3).
 //!
 //! On a real cluster (`KBRIDGE_TEST_KUBECONFIG`) the token lives 600 s, the least the API
 //! server allows, so the refresh part waits about ten minutes there.
@@ -150,6 +151,8 @@ fn opting_out_keeps_the_pod_paths(fixture: &TestCluster, tmp: &Path) {
     std::fs::write(
         &config,
         "version: 0.1
+enableFeatures:
+  - Probes
 volumeMounts:
   - name: aws-iam-token
     rewriteEnvPaths: false
@@ -186,6 +189,11 @@ env:
         stderr.contains("kept as in the pod")
             && stderr.contains("CONFIG_PATH (`rewritePath: false`")
             && stderr.contains("`rewriteEnvPaths: false` on volume `aws-iam-token`"),
+        "{stderr}"
+    );
+    // A feature the session does not act on is said, not ignored.
+    assert!(
+        stderr.contains("`enableFeatures: Probes` is not acted on by kbridge yet"),
         "{stderr}"
     );
     no_session_left(tmp);

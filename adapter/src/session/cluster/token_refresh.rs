@@ -91,7 +91,8 @@ const OPAQUE_EVERY: Duration = Duration::from_secs(60);
 const DUE_EVERY_MAX: Duration = Duration::from_secs(30);
 
 /// How long to wait before looking at the pod's token again, `now` in seconds since the
-/// epoch: until 80% of its lifetime, then a tenth of what remains (1 s to 30 s).
+/// epoch: until 80% of its lifetime, then a tenth of what remains (1 s to 30 s), and every
+/// 30 s once it has expired.
 pub fn next_check(lifetime: Option<Lifetime>, now: i64) -> Duration {
     let Some(Lifetime { issued, expires }) = lifetime else {
         return OPAQUE_EVERY;
@@ -99,6 +100,11 @@ pub fn next_check(lifetime: Option<Lifetime>, now: i64) -> Duration {
     let due = issued + (expires - issued).max(0) * 8 / 10;
     if now < due {
         return Duration::from_secs(u64::try_from(due - now).unwrap_or(1));
+    }
+    if now >= expires {
+        // The pod's file was not rotated in time (a `subPath` mount never is): keep
+        // looking, without hammering the agent.
+        return DUE_EVERY_MAX;
     }
     let tenth = u64::try_from((expires - now) / 10).unwrap_or(0);
     Duration::from_secs(tenth).clamp(Duration::from_secs(1), DUE_EVERY_MAX)
@@ -274,7 +280,7 @@ mod tests {
         assert_eq!(next_check(life, 1400), Duration::from_secs(80));
         assert_eq!(next_check(life, 1480), Duration::from_secs(12));
         assert_eq!(next_check(life, 1595), Duration::from_secs(1));
-        assert_eq!(next_check(life, 1700), Duration::from_secs(1), "expired");
+        assert_eq!(next_check(life, 1700), DUE_EVERY_MAX, "expired");
         let long = Some(Lifetime {
             issued: 0,
             expires: 86_400,
