@@ -37,10 +37,7 @@ pub fn parse_azds_env(text: &str, file: &str) -> Result<LocalProcessConfig, Conf
         }
         let value = translate_value(value.trim(), &mut config.volume_mounts)
             .map_err(|m| error(format!("`{name}`: {m}")))?;
-        config.env.push(EnvEntry {
-            name: name.to_string(),
-            value,
-        });
+        config.env.push(EnvEntry::new(name, value));
     }
     Ok(config)
 }
@@ -116,8 +113,8 @@ fn translate_token(
                 }
             } else {
                 mounts.push(VolumeMount {
-                    name: volume.to_string(),
                     local_path,
+                    ..VolumeMount::named(volume)
                 });
             }
             Ok((
@@ -174,16 +171,19 @@ PLAIN=value with = sign
             config.volume_mounts[1].local_path.as_deref(),
             Some("/var/run/secrets/kubernetes.io/serviceaccount")
         );
-        assert_eq!(config.env[0].value, "$(volumeMounts:whitelist)/whitelist");
         assert_eq!(
-            parse_value(&config.env[3].value).expect("tokens"),
+            config.env[0].value.as_deref(),
+            Some("$(volumeMounts:whitelist)/whitelist")
+        );
+        assert_eq!(
+            parse_value(config.env[3].value.as_deref().unwrap_or_default()).expect("tokens"),
             [ValuePart::Service {
                 name: "myapp2".into(),
                 namespace: Some("mynamespace".into()),
                 ports: vec![]
             }]
         );
-        assert_eq!(config.env[4].value, "value with = sign");
+        assert_eq!(config.env[4].value.as_deref(), Some("value with = sign"));
     }
 
     #[test]
@@ -228,8 +228,8 @@ PLAIN=value with = sign
         )
         .expect("plain `$`, `(` and `:` in the text are fine");
         assert_eq!(
-            ok.env[0].value,
-            "$ (x) $(services:api.ns):80 $$(volumeMounts:v)"
+            ok.env[0].value.as_deref(),
+            Some("$ (x) $(services:api.ns):80 $$(volumeMounts:v)")
         );
     }
 }

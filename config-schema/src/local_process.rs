@@ -35,6 +35,33 @@ pub enum Feature {
     ManagedIdentity,
 }
 
+impl Feature {
+    /// The name the file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::Probes => "Probes",
+            Feature::LifecycleHooks => "LifecycleHooks",
+            Feature::ManagedIdentity => "ManagedIdentity",
+        }
+    }
+
+    /// What a session does instead, while kbridge does not act on this feature: said to
+    /// the user rather than ignoring the entry silently.
+    pub fn not_acted_on(self) -> &'static str {
+        match self {
+            Feature::Probes => {
+                "the container's probes are replaced by the agent's health endpoint, so readiness does not follow the local process (and a process paused on a breakpoint never gets the pod restarted)"
+            }
+            Feature::LifecycleHooks => {
+                "the container's postStart and preStop hooks are removed while the agent stands in for it"
+            }
+            Feature::ManagedIdentity => {
+                "no metadata endpoint is reached through the agent; token files the pod's environment names (e.g. AZURE_FEDERATED_TOKEN_FILE) are copied locally and kept fresh"
+            }
+        }
+    }
+}
+
 /// One `volumeMounts` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -44,16 +71,61 @@ pub struct VolumeMount {
     /// Local directory to download into; default: a private temporary directory.
     #[serde(default)]
     pub local_path: Option<String>,
+    /// Whether environment values that are paths into this volume (e.g.
+    /// `CONFIG_PATH=/etc/app/conf.yaml` with the volume at `/etc/app`) point at its local
+    /// copy; default `true`. With `false` they keep the pod's path, and the volume is
+    /// downloaded only when `localPath` asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_env_paths: Option<bool>,
+}
+
+impl VolumeMount {
+    /// A `volumeMounts` entry that only names a volume to download.
+    pub fn named(name: impl Into<String>) -> VolumeMount {
+        VolumeMount {
+            name: name.into(),
+            local_path: None,
+            rewrite_env_paths: None,
+        }
+    }
+
+    /// Whether this entry asks for the volume to be downloaded (an entry that only turns
+    /// `rewriteEnvPaths` off does not).
+    pub fn downloads(&self) -> bool {
+        self.local_path.is_some() || self.rewrite_env_paths != Some(false)
+    }
 }
 
 /// One `env` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvEntry {
     /// Variable name.
     pub name: String,
-    /// Value: text mixed with tokens.
-    pub value: String,
+    /// Value: text mixed with tokens. Required unless `rewritePath: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `false`: the pod's value of this variable is kept as it is even when it is a path
+    /// into one of the container's volumes (which kbridge otherwise downloads and points
+    /// the variable at). Given without `value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_path: Option<bool>,
+}
+
+impl EnvEntry {
+    /// An entry setting `name` to `value`.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> EnvEntry {
+        EnvEntry {
+            name: name.into(),
+            value: Some(value.into()),
+            rewrite_path: None,
+        }
+    }
+
+    /// Whether the entry keeps the pod's value untouched (`rewritePath: false`).
+    pub fn keeps_pod_path(&self) -> bool {
+        self.rewrite_path == Some(false)
+    }
 }
 
 /// The highest file format version kbridge reads, as Bridge to Kubernetes defined it.
@@ -130,13 +202,32 @@ impl LocalProcessConfig {
             }
         }
         for entry in &config.env {
-            parse_value(&entry.value).map_err(|message| crate::ConfigError::File {
+            check_env_entry(entry).map_err(|message| crate::ConfigError::File {
                 file: file.to_string(),
-                line: at_line(&entry.value),
+                line: entry
+                    .value
+                    .as_deref()
+                    .map_or_else(|| at_line(&entry.name), at_line),
                 message: format!("env `{}`: {message}", entry.name),
             })?;
         }
         Ok(config)
+    }
+}
+
+/// An `env` entry sets a value (whose tokens must parse), or keeps the pod's path with
+/// `rewritePath: false` — not both, not neither.
+fn check_env_entry(entry: &EnvEntry) -> Result<(), String> {
+    match (&entry.value, entry.keeps_pod_path()) {
+        (Some(_), true) => Err(
+            "`rewritePath: false` keeps the pod's value, so `value` cannot be given too; leave one out"
+                .into(),
+        ),
+        (Some(value), false) => parse_value(value).map(|_| ()),
+        (None, true) => Ok(()),
+        (None, false) => Err(
+            "needs a `value` (or `rewritePath: false` to keep the pod's path as it is)".into(),
+        ),
     }
 }
 
@@ -308,7 +399,7 @@ env:
         assert_eq!(config.volume_mounts[0].name, "default-token-*");
         assert_eq!(config.volume_mounts[1].local_path, None);
         assert_eq!(
-            parse_value(&config.env[1].value).expect("tokens"),
+            parse_value(config.env[1].value.as_deref().unwrap_or_default()).expect("tokens"),
             [
                 ValuePart::Text("http://".into()),
                 ValuePart::Service {
@@ -320,7 +411,7 @@ env:
             ]
         );
         assert_eq!(
-            parse_value(&config.env[2].value).expect("tokens"),
+            parse_value(config.env[2].value.as_deref().unwrap_or_default()).expect("tokens"),
             [ValuePart::ExternalEndpoint {
                 host: "vault.example.com".into(),
                 ports: vec![443, 8443]
@@ -345,6 +436,52 @@ env:
         assert!(
             text.contains("line 5") && text.contains("env `B`") && text.contains("secrets"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn env_paths_can_be_kept_per_variable_and_per_volume() {
+        let text = "volumeMounts:
+  - name: aws-iam-token
+    rewriteEnvPaths: false
+  - name: config
+env:
+  - name: GOOGLE_APPLICATION_CREDENTIALS
+    rewritePath: false
+";
+        let config = LocalProcessConfig::parse(text, "K.yaml").expect("valid file");
+        assert!(!config.volume_mounts[0].downloads());
+        assert!(config.volume_mounts[1].downloads());
+        assert!(config.env[0].keeps_pod_path());
+        assert_eq!(config.env[0].value, None);
+
+        let both = "env:\n  - name: A\n    value: x\n    rewritePath: false\n";
+        let message = LocalProcessConfig::parse(both, "K.yaml")
+            .expect_err("value and rewritePath: false")
+            .to_string();
+        assert!(
+            message.contains("line 3") && message.contains("cannot be given too"),
+            "{message}"
+        );
+        let neither = "env:\n  - name: A\n";
+        let message = LocalProcessConfig::parse(neither, "K.yaml")
+            .expect_err("no value")
+            .to_string();
+        assert!(
+            message.contains("line 2") && message.contains("needs a `value`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_feature_is_an_error_naming_its_line() {
+        let text = "version: 0.1\nenableFeatures:\n  - Probes\n  - Telepathy\n";
+        let message = LocalProcessConfig::parse(text, "K.yaml")
+            .expect_err("unknown feature")
+            .to_string();
+        assert!(
+            message.starts_with("K.yaml: line 4:") && message.contains("Telepathy"),
+            "{message}"
         );
     }
 

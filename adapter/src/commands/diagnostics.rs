@@ -1,6 +1,7 @@
 //! `kbridge diagnostics`: what each live session on this machine gives its process — the
-//! environment (secret values redacted), the names that resolve locally, the forwarded
-//! services, the inbound ports — and each tunnel's state and traffic.
+//! environment (secret values redacted), the env values pointing into the pod's volumes and
+//! their local copies, the names that resolve locally, the forwarded services, the inbound
+//! ports — and each tunnel's state and traffic.
 
 use kbridge::session::registry;
 use serde_json::Value;
@@ -36,6 +37,40 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// Variables whose pod values are paths into volumes: where they point here, or why not.
+fn print_env_paths(d: &Value) {
+    let rewritten = d["envPaths"].as_array().into_iter().flatten();
+    let kept = d["keptPaths"].as_array().into_iter().flatten();
+    if d["envPaths"].as_array().is_none_or(Vec::is_empty)
+        && d["keptPaths"].as_array().is_none_or(Vec::is_empty)
+    {
+        return;
+    }
+    println!("\nEnvironment paths into the pod's volumes (pod → local):");
+    for p in rewritten {
+        println!(
+            "  {} {} → {} (volume {}{})",
+            text(&p["name"]),
+            text(&p["podPath"]),
+            text(&p["localPath"]),
+            text(&p["volume"]),
+            if p["refreshed"] == Value::Bool(true) {
+                ", token refreshed before it expires"
+            } else {
+                ""
+            }
+        );
+    }
+    for k in kept {
+        println!(
+            "  {} {} kept: {}",
+            text(&k["name"]),
+            text(&k["podPath"]),
+            text(&k["reason"])
+        );
+    }
+}
+
 fn print_text(d: &Value) {
     let s = &d["session"];
     println!(
@@ -57,6 +92,7 @@ fn print_text(d: &Value) {
             println!("  {name}={}", text(value));
         }
     }
+    print_env_paths(d);
     println!(
         "\nNames resolve through hosts mode `{}`{}:",
         text(&d["hostsMode"]),

@@ -21,6 +21,8 @@ pub struct Applied {
     pub env: EnvVars,
     /// Hosts entries for external endpoints (`$(externalEndpoints:HOST:…)` → HOST).
     pub external_hosts: Vec<HostsEntry>,
+    /// Where each downloaded volume landed, by volume name.
+    pub volumes: BTreeMap<String, PathBuf>,
 }
 
 /// Where the file's work happens.
@@ -58,8 +60,12 @@ pub async fn apply(
     };
     let mut env = EnvVars::new();
     for entry in &config.env {
+        // An entry without a value only keeps the pod's path (`rewritePath: false`).
+        let Some(raw) = &entry.value else {
+            continue;
+        };
         let mut value = String::new();
-        for part in parse_value(&entry.value).map_err(|e| at.unusable(e))? {
+        for part in parse_value(raw).map_err(|e| at.unusable(e))? {
             let text = match part {
                 ValuePart::Text(text) => text,
                 ValuePart::VolumeMount(name) => tokens.volume_path(&entry.name, &name)?,
@@ -81,6 +87,7 @@ pub async fn apply(
     Ok(Applied {
         env,
         external_hosts: tokens.external_hosts,
+        volumes: tokens.local_volumes,
     })
 }
 
@@ -197,15 +204,18 @@ async fn download_volumes(
     at: &Context<'_>,
     progress: &mut impl FnMut(String),
 ) -> Result<BTreeMap<String, PathBuf>, SessionError> {
-    let mut wanted = config.volume_mounts.clone();
-    for entry in &config.env {
-        for part in parse_value(&entry.value).map_err(|e| at.unusable(e))? {
+    // An entry that only sets `rewriteEnvPaths: false` downloads nothing.
+    let mut wanted: Vec<VolumeMount> = config
+        .volume_mounts
+        .iter()
+        .filter(|m| m.downloads())
+        .cloned()
+        .collect();
+    for value in config.env.iter().filter_map(|e| e.value.as_deref()) {
+        for part in parse_value(value).map_err(|e| at.unusable(e))? {
             if let ValuePart::VolumeMount(name) = part {
                 if !wanted.iter().any(|w| w.name == name) {
-                    wanted.push(VolumeMount {
-                        name,
-                        local_path: None,
-                    });
+                    wanted.push(VolumeMount::named(name));
                 }
             }
         }
@@ -282,7 +292,7 @@ fn external_name_service(host: &str, ports: &[u16]) -> Service {
 }
 
 /// `*` and `?` wildcards, as Bridge to Kubernetes allowed in volume names.
-fn wildcard(pattern: &str, name: &str) -> bool {
+pub(crate) fn wildcard(pattern: &str, name: &str) -> bool {
     fn matches(p: &[u8], n: &[u8]) -> bool {
         match (p.first(), n.first()) {
             (None, None) => true,

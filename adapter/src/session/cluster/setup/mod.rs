@@ -98,6 +98,7 @@ async fn open(
                 .as_deref()
                 .zip(prepared.config_file.as_ref()),
             private_dir: &request.private_dir,
+            mounts: super::env_paths::mounts_of(&taken.target.container, &taken.target.pod_spec),
         },
         &running,
         &events,

@@ -37,6 +37,9 @@ pub(super) fn publish(
         &running.events,
         summary(cluster, taken, reached.pods.len(), outbound),
     );
+    if let Some(text) = env_paths_summary(outbound) {
+        notice(&running.events, text);
+    }
     let view = ClusterView {
         info: registry::SessionInfo {
             id: request.id.0.clone(),
@@ -58,6 +61,8 @@ pub(super) fn publish(
         env: outbound.env.clone(),
         secret_names: secret_env_names(&taken.target.container),
         forwarded: outbound.forwarded.clone(),
+        env_paths: outbound.env_paths.clone(),
+        kept_paths: outbound.kept_paths.clone(),
         hosts_mode: hosts_mode_name(names.mode),
         hosts_file: names.hosts_file.clone(),
         inbound: taken.ports.clone(),
@@ -135,6 +140,45 @@ fn summary(cluster: &Cluster, taken: &TakenOver, replicas: usize, outbound: &Out
     )
 }
 
+/// "environment paths into the pod's volumes now point at local copies: CONFIG_PATH →
+/// /tmp/…/conf.yaml (volume app-config), …; kept as in the pod: …", or nothing when no
+/// value is a path into a volume.
+fn env_paths_summary(outbound: &Outbound) -> Option<String> {
+    let rewritten: Vec<String> = outbound
+        .env_paths
+        .iter()
+        .map(|p| {
+            format!(
+                "{} → {} (volume {}{})",
+                p.name,
+                p.local_path.display(),
+                p.volume,
+                if p.refreshed {
+                    ", a token refreshed before it expires"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    let kept: Vec<String> = outbound
+        .kept_paths
+        .iter()
+        .map(|k| format!("{} ({})", k.name, k.reason))
+        .collect();
+    let mut parts = Vec::new();
+    if !rewritten.is_empty() {
+        parts.push(format!(
+            "environment paths into the pod's volumes now point at local copies: {}",
+            rewritten.join(", ")
+        ));
+    }
+    if !kept.is_empty() {
+        parts.push(format!("kept as in the pod: {}", kept.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// Variables whose values come from Secrets (`secretKeyRef`), redacted in diagnostics along
 /// with any whose name looks secret.
 fn secret_env_names(container: &k8s_openapi::api::core::v1::Container) -> BTreeSet<String> {
@@ -157,6 +201,8 @@ struct ClusterView {
     env: EnvLayers,
     secret_names: BTreeSet<String>,
     forwarded: Vec<ForwardedService>,
+    env_paths: Vec<crate::session::cluster::env_paths::EnvPath>,
+    kept_paths: Vec<crate::session::cluster::env_paths::KeptPath>,
     hosts_mode: &'static str,
     hosts_file: Option<PathBuf>,
     inbound: PortMap,
@@ -200,6 +246,8 @@ impl registry::SessionView for ClusterView {
             "hostsFile": self.hosts_file,
             "env": env,
             "services": services,
+            "envPaths": self.env_paths,
+            "keptPaths": self.kept_paths,
             "inbound": self.inbound.iter().map(|(remote, local)| serde_json::json!({"containerPort": remote, "local": local})).collect::<Vec<_>>(),
             "tunnels": self.agents.traffic(),
         })

@@ -1,7 +1,9 @@
 //! Phase 5, services: every Service of the namespace gets a local address that tunnels to
 //! it through the agents; the pod's environment is layered with service-link variables
 //! pointing there; `KubernetesLocalProcessConfig.yaml`, when given, downloads its volumes
-//! and adds its `env` entries (forwarding the Services of other namespaces it names).
+//! and adds its `env` entries (forwarding the Services of other namespaces it names);
+//! variables whose values are paths into the container's volumes point at local copies,
+//! projected tokens among them kept fresh (`session/cluster/env_paths.rs`).
 
 use super::agents::Reached;
 use super::progress::step;
@@ -10,14 +12,17 @@ use crate::env::EnvLayers;
 use crate::session::cluster::addresses::AddressBook;
 use crate::session::cluster::config_file;
 use crate::session::cluster::connection::Cluster;
+use crate::session::cluster::env_paths::{self, ContainerMount, EnvPath, KeptPath};
 use crate::session::cluster::outbound::{self, ForwardedService};
+use crate::session::cluster::token_refresh::{self, TokenFile};
 use crate::session::hosts_file::HostsEntry;
 use crate::session::{EventSink, SessionError};
 use k8s_openapi::api::core::v1::Service;
 use kbridge_config::local_process::LocalProcessConfig;
 use kbridge_config::EnvVars;
 use kube::api::ListParams;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// What the local process reaches, and the environment that tells it where.
 pub(crate) struct Outbound {
@@ -27,6 +32,10 @@ pub(crate) struct Outbound {
     pub env: EnvLayers,
     /// Hosts entries for the external endpoints the config file names.
     pub external_hosts: Vec<HostsEntry>,
+    /// Variables whose values were paths into the container's volumes, now local copies.
+    pub env_paths: Vec<EnvPath>,
+    /// Variables with such paths left as the pod has them, and why.
+    pub kept_paths: Vec<KeptPath>,
 }
 
 /// What the services phase works with.
@@ -45,6 +54,8 @@ pub(super) struct ServicesInput<'a> {
     pub config_file: Option<(&'a str, &'a LocalProcessConfig)>,
     /// The session's private directory (downloaded volumes go there).
     pub private_dir: &'a Path,
+    /// The target container's volume mounts, with what backs them.
+    pub mounts: Vec<ContainerMount>,
 }
 
 /// Forwards the namespace's Services and builds the environment.
@@ -61,7 +72,7 @@ pub(super) async fn forward(
         tasks: running.tasks.clone(),
         notices: running.notices.clone(),
         cancel: running.cancel.clone(),
-        route_as: input.route_as,
+        route_as: input.route_as.clone(),
     };
     let mut forwarded = Vec::new();
     let mut links = EnvVars::new();
@@ -81,7 +92,7 @@ pub(super) async fn forward(
     pod_layer.overlay(&links);
 
     // KubernetesLocalProcessConfig.yaml: volumes to download, env entries with tokens.
-    let (config_layer, external_hosts) = match input.config_file {
+    let (config_layer, external_hosts, downloaded) = match input.config_file {
         Some((file, config)) => {
             let at = config_file::Context {
                 file,
@@ -95,10 +106,34 @@ pub(super) async fn forward(
                 step(events, line)
             })
             .await?;
-            (applied.env, applied.external_hosts)
+            (applied.env, applied.external_hosts, applied.volumes)
         }
-        None => (EnvVars::new(), Vec::new()),
+        None => (EnvVars::new(), Vec::new(), BTreeMap::new()),
     };
+
+    // Values that are paths into the container's volumes: local copies.
+    let fetched = local_env_paths(&input, &downloaded, events).await;
+    for rewrite in &fetched.rewrites {
+        pod_layer.set(
+            rewrite.name.clone(),
+            Some(rewrite.local_path.display().to_string()),
+        );
+    }
+    for (n, (pod_path, local)) in fetched.tokens.into_iter().enumerate() {
+        let staging = input.private_dir.join("token-refresh").join(n.to_string());
+        let file = TokenFile {
+            pod_path,
+            local,
+            staging,
+        };
+        token_refresh::keep_fresh(
+            file,
+            running.agents.clone(),
+            events.clone(),
+            &running.tasks,
+            running.cancel.clone(),
+        );
+    }
     Ok(Outbound {
         forwarded,
         env: EnvLayers {
@@ -107,5 +142,26 @@ pub(super) async fn forward(
             ..EnvLayers::default()
         },
         external_hosts,
+        env_paths: fetched.rewrites,
+        kept_paths: fetched.kept,
     })
+}
+
+/// Plans and downloads the local copies of the pod's env paths.
+async fn local_env_paths(
+    input: &ServicesInput<'_>,
+    downloaded: &BTreeMap<String, PathBuf>,
+    events: &EventSink,
+) -> env_paths::Fetched {
+    let root = input.private_dir.join("mounts");
+    let choices = env_paths::Choices {
+        config: input.config_file.map(|(_, config)| config),
+        downloaded,
+        root: &root,
+    };
+    let plan = env_paths::plan(&input.reached.pod_env, &input.mounts, &choices);
+    env_paths::fetch(plan, input.reached.first(), &root, |line| {
+        step(events, line)
+    })
+    .await
 }
