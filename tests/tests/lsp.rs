@@ -163,7 +163,10 @@ fn lifecycle_survives_garbage_and_exits_0_after_shutdown() {
     assert_eq!(capabilities["hoverProvider"], true);
     assert_eq!(capabilities["codeActionProvider"], true);
     let triggers = capabilities["completionProvider"]["triggerCharacters"].to_string();
-    assert!(triggers.contains("\"$\"") && triggers.contains("\"(\"") && triggers.contains("\":\""), "{triggers}");
+    assert!(
+        triggers.contains("\"$\"") && triggers.contains("\"(\"") && triggers.contains("\":\""),
+        "{triggers}"
+    );
     assert_eq!(response["result"]["serverInfo"]["name"], "kbridge");
 
     // Garbage between messages, a body that is not JSON, a message that is neither.
@@ -213,7 +216,13 @@ fn diagnostics_for_each_document_kind_on_open_and_change() {
     let found = client.diagnostics(CONFIG);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(range(&found[0]), (1, 0, 1, 11));
-    assert!(found[0]["message"].as_str().unwrap_or_default().contains("did you mean `volumeMounts`?"), "{found:?}");
+    assert!(
+        found[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did you mean `volumeMounts`?"),
+        "{found:?}"
+    );
     assert_eq!(found[0]["severity"], 1);
     assert_eq!(found[0]["source"], "kbridge");
     // Incremental: add the `s`; then a relative localPath and an unknown token.
@@ -230,11 +239,27 @@ fn diagnostics_for_each_document_kind_on_open_and_change() {
     );
     let found = client.diagnostics(CONFIG);
     let ranges: Vec<_> = found.iter().map(range).collect();
-    assert_eq!(ranges, [(6, 17, 6, 22), (2, 15, 2, 19), (5, 13, 5, 20)], "{found:?}");
-    let messages: Vec<&str> = found.iter().map(|d| d["message"].as_str().unwrap_or_default()).collect();
-    assert!(messages[0].contains("did you mean `Probes`?"), "{messages:?}");
-    assert!(messages[1].contains("must be an absolute path"), "{messages:?}");
-    assert!(messages[2].contains("did you mean `services`?"), "{messages:?}");
+    assert_eq!(
+        ranges,
+        [(6, 17, 6, 22), (2, 15, 2, 19), (5, 13, 5, 20)],
+        "{found:?}"
+    );
+    let messages: Vec<&str> = found
+        .iter()
+        .map(|d| d["message"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        messages[0].contains("did you mean `Probes`?"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].contains("must be an absolute path"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[2].contains("did you mean `services`?"),
+        "{messages:?}"
+    );
 
     let env = "file:///work/api/azds-local.env";
     client.open(env, "# old format\nDB=${service.db}\nOK=${services.db}\n");
@@ -250,7 +275,10 @@ fn diagnostics_for_each_document_kind_on_open_and_change() {
     let found = client.diagnostics(launch);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(range(&found[0]), (4, 34, 4, 44));
-    assert!(found[0]["message"].as_str().unwrap_or_default().contains("did you mean `namespace`?"));
+    assert!(found[0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("did you mean `namespace`?"));
 
     // Other files get nothing: the next message is the response to the next request.
     client.open("file:///work/api/tasks.json", "{\"bridge\": 1}");
@@ -269,22 +297,44 @@ fn completion_and_hover() {
         "volumeMounts:\n  - name: config\nenv:\n  - name: STATS\n    value: http://$(services:stats-api)/\n  - name: DIR\n    value: $(\n",
     );
     client.diagnostics(CONFIG);
-    let at = |line: u32, character: u32| {
-        json!({"textDocument": {"uri": CONFIG}, "position": {"line": line, "character": character}})
-    };
+    let at = |line: u32, character: u32| json!({"textDocument": {"uri": CONFIG}, "position": {"line": line, "character": character}});
     let (kinds, _) = client.request("textDocument/completion", at(6, 13));
-    let labels: Vec<&str> = kinds["result"].as_array().into_iter().flatten().filter_map(|i| i["label"].as_str()).collect();
-    assert_eq!(labels, ["volumeMounts", "services", "externalEndpoints"], "{kinds}");
+    let labels: Vec<&str> = kinds["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["label"].as_str())
+        .collect();
+    assert_eq!(
+        labels,
+        ["volumeMounts", "services", "externalEndpoints"],
+        "{kinds}"
+    );
     let (keys, _) = client.request("textDocument/completion", at(1, 4));
-    let labels: Vec<&str> = keys["result"].as_array().into_iter().flatten().filter_map(|i| i["label"].as_str()).collect();
+    let labels: Vec<&str> = keys["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["label"].as_str())
+        .collect();
     assert_eq!(labels, ["name", "localPath"], "{keys}");
 
     let (token, _) = client.request("textDocument/hover", at(4, 24));
-    let text = token["result"]["contents"]["value"].as_str().unwrap_or_default();
-    assert!(text.contains("Service `stats-api`") && text.contains("127.1.0.x"), "{token}");
-    assert_eq!(token["result"]["range"]["start"], json!({"line": 4, "character": 18}));
+    let text = token["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("Service `stats-api`") && text.contains("127.1.0.x"),
+        "{token}"
+    );
+    assert_eq!(
+        token["result"]["range"]["start"],
+        json!({"line": 4, "character": 18})
+    );
     let (key, _) = client.request("textDocument/hover", at(0, 3));
-    let text = key["result"]["contents"]["value"].as_str().unwrap_or_default();
+    let text = key["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_default();
     assert!(text.contains("Volumes to download"), "{key}");
     let (nothing, _) = client.request("textDocument/hover", at(3, 0));
     assert_eq!(nothing["result"], Value::Null, "{nothing}");

@@ -12,7 +12,7 @@ use lsp_types::{
     CompletionItem, CompletionItemKind, CompletionTextEdit, Documentation, MarkupContent,
     MarkupKind, TextEdit,
 };
-
+use std::ops::Range;
 
 /// The characters after which editors should ask for completion by themselves.
 pub const TRIGGER_CHARACTERS: [&str; 5] = ["$", "(", "{", ":", "."];
@@ -23,16 +23,18 @@ pub fn complete(document: &Document, offset: usize, cluster: &Snapshot) -> Vec<C
     let offset = floor_boundary(text, offset);
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let prefix = &text[line_start..offset];
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = line_start..line_end;
     let at = |start: usize| document.index.range(text, line_start + start..offset);
     match document.kind {
         DocumentKind::LocalProcessConfig => {
-            if let Some(items) = token_items(prefix, "$(", ':', &at, document, cluster) {
+            if let Some(items) = token_items(prefix, line, "$(", ':', &at, document, cluster) {
                 return items;
             }
             yaml_items(&text[..line_start], prefix, cluster)
         }
         DocumentKind::AzdsEnv => {
-            token_items(prefix, "${", '.', &at, document, cluster).unwrap_or_default()
+            token_items(prefix, line, "${", '.', &at, document, cluster).unwrap_or_default()
         }
         DocumentKind::LaunchJson => json_items(&text[..offset], cluster),
     }
@@ -42,6 +44,7 @@ pub fn complete(document: &Document, offset: usize, cluster: &Snapshot) -> Vec<C
 /// in a token.
 fn token_items(
     prefix: &str,
+    line: Range<usize>,
     open: &str,
     separator: char,
     at: &dyn Fn(usize) -> lsp_types::Range,
@@ -57,7 +60,14 @@ fn token_items(
         return Some(
             kinds
                 .iter()
-                .map(|k| edit_item(k, &format!("{}{k}{separator}", &open[1..]), at(prefix.len()), CompletionItemKind::KEYWORD))
+                .map(|k| {
+                    edit_item(
+                        k,
+                        &format!("{}{k}{separator}", &open[1..]),
+                        at(prefix.len()),
+                        CompletionItemKind::KEYWORD,
+                    )
+                })
                 .collect(),
         );
     }
@@ -69,7 +79,14 @@ fn token_items(
     let Some((kind, _)) = inside.split_once(separator) else {
         let items = kinds
             .iter()
-            .map(|k| edit_item(k, &format!("{k}{separator}"), at(start), CompletionItemKind::KEYWORD))
+            .map(|k| {
+                edit_item(
+                    k,
+                    &format!("{k}{separator}"),
+                    at(start),
+                    CompletionItemKind::KEYWORD,
+                )
+            })
             .collect();
         return Some(items);
     };
@@ -81,10 +98,17 @@ fn token_items(
             .flatten()
             .map(|s| {
                 let ports: Vec<String> = s.ports.iter().map(|(p, _)| p.to_string()).collect();
-                (s.name.clone(), Some(format!("Service in {}, ports {}", s.namespace, ports.join(", "))))
+                (
+                    s.name.clone(),
+                    Some(format!(
+                        "Service in {}, ports {}",
+                        s.namespace,
+                        ports.join(", ")
+                    )),
+                )
             })
             .collect(),
-        "volumemounts" | "volumes" => volume_names(document, cluster),
+        "volumemounts" | "volumes" => volume_names(document, line, cluster),
         _ => Vec::new(),
     };
     Some(
@@ -98,17 +122,32 @@ fn token_items(
     )
 }
 
-/// Volumes the cluster says the container mounts, then those the document lists.
-fn volume_names(document: &Document, cluster: &Snapshot) -> Vec<(String, Option<String>)> {
+/// Volumes the cluster says the container mounts, then those the document lists (read
+/// without the `line` being typed, which rarely parses).
+fn volume_names(
+    document: &Document,
+    line: Range<usize>,
+    cluster: &Snapshot,
+) -> Vec<(String, Option<String>)> {
     let mut names: Vec<(String, Option<String>)> = cluster
         .volumes
         .iter()
         .flatten()
-        .map(|v| (v.name.clone(), Some(format!("mounted at {} ({})", v.mount_path, v.source))))
+        .map(|v| {
+            (
+                v.name.clone(),
+                Some(format!("mounted at {} ({})", v.mount_path, v.source)),
+            )
+        })
         .collect();
     if document.kind == DocumentKind::LocalProcessConfig {
-        if let Ok(Some(root)) = super::yaml::parse(&document.text, &document.index) {
-            if let Some(super::tree::Value::List(mounts)) = root.get("volumeMounts").map(|n| &n.value) {
+        let text = &document.text;
+        let without_line = format!("{}{}", &text[..line.start], &text[line.end..]);
+        let index = super::position::LineIndex::new(&without_line);
+        if let Ok(Some(root)) = super::yaml::parse(&without_line, &index) {
+            if let Some(super::tree::Value::List(mounts)) =
+                root.get("volumeMounts").map(|n| &n.value)
+            {
                 for name in mounts.iter().filter_map(|m| m.get("name")?.as_str()) {
                     if !names.iter().any(|(n, _)| n == name) && !name.contains(['*', '?']) {
                         names.push((name.to_string(), Some("listed in volumeMounts".into())));
@@ -205,14 +244,24 @@ fn json_items(before: &str, cluster: &Snapshot) -> Vec<CompletionItem> {
         }
         [Step::Key(b), Step::Key(key)] if b == "bridge" && !in_key => {
             let names: Option<Vec<String>> = match key.as_str() {
-                "service" => cluster.services.as_ref().map(|s| s.iter().map(|s| s.name.clone()).collect()),
+                "service" => cluster
+                    .services
+                    .as_ref()
+                    .map(|s| s.iter().map(|s| s.name.clone()).collect()),
                 "namespace" => cluster.namespaces.clone(),
                 "context" => cluster.contexts.clone(),
                 _ => None,
             };
             match names {
-                Some(names) => names.iter().map(|n| item(n, None, CompletionItemKind::VALUE)).collect(),
-                None => allowed_items(schema.values(&bridge[1..]), CompletionItemKind::ENUM_MEMBER, ""),
+                Some(names) => names
+                    .iter()
+                    .map(|n| item(n, None, CompletionItemKind::VALUE))
+                    .collect(),
+                None => allowed_items(
+                    schema.values(&bridge[1..]),
+                    CompletionItemKind::ENUM_MEMBER,
+                    "",
+                ),
             }
         }
         [Step::Key(key)] if key == "debugger" && !in_key => allowed_items(
@@ -241,7 +290,11 @@ fn json_path(before: &str) -> (Vec<Step>, bool) {
                 }
                 '"' => {
                     let done = string.take().unwrap_or_default();
-                    if let Some(Frame::Object { key, want_key: true }) = stack.last_mut() {
+                    if let Some(Frame::Object {
+                        key,
+                        want_key: true,
+                    }) = stack.last_mut()
+                    {
                         *key = Some(done);
                     }
                 }
@@ -268,7 +321,10 @@ fn json_path(before: &str) -> (Vec<Step>, bool) {
                     star = c == '*';
                 }
             }
-            '{' => stack.push(Frame::Object { key: None, want_key: true }),
+            '{' => stack.push(Frame::Object {
+                key: None,
+                want_key: true,
+            }),
             '[' => stack.push(Frame::Array { index: 0 }),
             '}' | ']' => {
                 stack.pop();
@@ -307,7 +363,11 @@ fn json_path(before: &str) -> (Vec<Step>, bool) {
     (path, in_key)
 }
 
-fn allowed_items(allowed: Vec<Allowed>, kind: CompletionItemKind, suffix: &str) -> Vec<CompletionItem> {
+fn allowed_items(
+    allowed: Vec<Allowed>,
+    kind: CompletionItemKind,
+    suffix: &str,
+) -> Vec<CompletionItem> {
     allowed
         .into_iter()
         .map(|a| CompletionItem {
@@ -332,7 +392,12 @@ fn item(label: &str, doc: Option<String>, kind: CompletionItemKind) -> Completio
 }
 
 /// An item that replaces `range` (from the start of what is being typed to the cursor).
-fn edit_item(label: &str, new_text: &str, range: lsp_types::Range, kind: CompletionItemKind) -> CompletionItem {
+fn edit_item(
+    label: &str,
+    new_text: &str,
+    range: lsp_types::Range,
+    kind: CompletionItemKind,
+) -> CompletionItem {
     CompletionItem {
         text_edit: Some(CompletionTextEdit::Edit(TextEdit {
             range,
@@ -351,7 +416,6 @@ fn floor_boundary(text: &str, offset: usize) -> usize {
     offset
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,7 +425,10 @@ mod tests {
         let offset = text_with_cursor.find('|').expect("cursor");
         let text = text_with_cursor.replace('|', "");
         let document = Document::new(kind, 1, text);
-        complete(&document, offset, cluster).into_iter().map(|i| i.label).collect()
+        complete(&document, offset, cluster)
+            .into_iter()
+            .map(|i| i.label)
+            .collect()
     }
 
     fn cluster() -> Snapshot {
@@ -381,21 +448,42 @@ mod tests {
         let none = Snapshot::default();
         let k = DocumentKind::LocalProcessConfig;
         assert!(labels(k, "version: 0.1\nvol|", &none).contains(&"volumeMounts".to_string()));
-        assert_eq!(labels(k, "volumeMounts:\n  - name: a\n    lo|", &none), ["name", "localPath"]);
+        assert_eq!(
+            labels(k, "volumeMounts:\n  - name: a\n    lo|", &none),
+            ["name", "localPath"]
+        );
         assert_eq!(labels(k, "env:\n- n|", &none), ["name", "value"]);
-        assert_eq!(labels(k, "enableFeatures:\n  - |", &none), ["Probes", "LifecycleHooks", "ManagedIdentity"]);
+        assert_eq!(
+            labels(k, "enableFeatures:\n  - |", &none),
+            ["Probes", "LifecycleHooks", "ManagedIdentity"]
+        );
     }
 
     #[test]
     fn tokens_complete_kinds_and_cluster_names() {
         let k = DocumentKind::LocalProcessConfig;
         let text = "volumeMounts:\n  - name: config\nenv:\n  - name: A\n    value: x$(|";
-        assert_eq!(labels(k, text, &cluster()), ["volumeMounts", "services", "externalEndpoints"]);
+        assert_eq!(
+            labels(k, text, &cluster()),
+            ["volumeMounts", "services", "externalEndpoints"]
+        );
         assert_eq!(labels(k, &text.replace("$(|", "$|"), &cluster()).len(), 3);
-        assert_eq!(labels(k, &text.replace("$(|", "$(services:st|"), &cluster()), ["stats-api"]);
-        assert_eq!(labels(k, &text.replace("$(|", "$(volumeMounts:|"), &cluster()), ["config"]);
-        assert_eq!(labels(DocumentKind::AzdsEnv, "A=${services.|", &cluster()), ["stats-api"]);
-        assert_eq!(labels(DocumentKind::AzdsEnv, "A=${|", &cluster()), ["volumes", "services"]);
+        assert_eq!(
+            labels(k, &text.replace("$(|", "$(services:st|"), &cluster()),
+            ["stats-api"]
+        );
+        assert_eq!(
+            labels(k, &text.replace("$(|", "$(volumeMounts:|"), &cluster()),
+            ["config"]
+        );
+        assert_eq!(
+            labels(DocumentKind::AzdsEnv, "A=${services.|", &cluster()),
+            ["stats-api"]
+        );
+        assert_eq!(
+            labels(DocumentKind::AzdsEnv, "A=${|", &cluster()),
+            ["volumes", "services"]
+        );
     }
 
     #[test]
@@ -403,9 +491,25 @@ mod tests {
         let k = DocumentKind::LaunchJson;
         let head = "{\"configurations\": [{\"type\": \"python\"}, // c\n {\"type\": \"bridge\", \"bridge\": {";
         assert!(labels(k, &format!("{head}\"|"), &cluster()).contains(&"namespace".to_string()));
-        assert_eq!(labels(k, &format!("{head}\"service\": \"|"), &cluster()), ["stats-api"]);
-        assert_eq!(labels(k, &format!("{head}\"namespace\": \"x\", \"hosts\": \"|"), &cluster()), ["auto", "namespace", "system", "off"]);
-        assert!(labels(k, "{\"configurations\": [{\"debugger\": \"|", &cluster()).contains(&"debugpy".to_string()));
-        assert_eq!(labels(k, "{\"other\": {\"|", &cluster()), Vec::<String>::new());
+        assert_eq!(
+            labels(k, &format!("{head}\"service\": \"|"), &cluster()),
+            ["stats-api"]
+        );
+        assert_eq!(
+            labels(
+                k,
+                &format!("{head}\"namespace\": \"x\", \"hosts\": \"|"),
+                &cluster()
+            ),
+            ["auto", "namespace", "system", "off"]
+        );
+        assert!(
+            labels(k, "{\"configurations\": [{\"debugger\": \"|", &cluster())
+                .contains(&"debugpy".to_string())
+        );
+        assert_eq!(
+            labels(k, "{\"other\": {\"|", &cluster()),
+            Vec::<String>::new()
+        );
     }
 }

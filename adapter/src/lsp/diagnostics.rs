@@ -49,7 +49,10 @@ impl Finding {
 }
 
 /// The diagnostics to publish for `document`, with what is known of the cluster.
-pub fn diagnostics(document: &Document, cluster: &dyn Fn(&Scope) -> std::sync::Arc<Snapshot>) -> Vec<Diagnostic> {
+pub fn diagnostics(
+    document: &Document,
+    cluster: &dyn Fn(&Scope) -> std::sync::Arc<Snapshot>,
+) -> Vec<Diagnostic> {
     let findings = match document.kind {
         DocumentKind::LocalProcessConfig => {
             local_process_config(document, &cluster(&Scope::default()))
@@ -82,7 +85,10 @@ pub fn local_process_config(document: &Document, cluster: &Snapshot) -> Vec<Find
         Err(error) => {
             let line = document.index.line_span(text, error.line);
             let span = error.offset.min(line.end)..line.end;
-            return vec![Finding::error(span, format!("not valid YAML: {}", error.message))];
+            return vec![Finding::error(
+                span,
+                format!("not valid YAML: {}", error.message),
+            )];
         }
     };
     let mut findings: Vec<Finding> = Schema::local_process_config()
@@ -91,7 +97,11 @@ pub fn local_process_config(document: &Document, cluster: &Snapshot) -> Vec<Find
         .map(|p| Finding::error(p.span, p.message))
         .collect();
     if let Some(version) = root.get("version").and_then(Node::as_str) {
-        if !version.trim().parse::<f64>().is_ok_and(|v| v <= SUPPORTED_VERSION) {
+        if !version
+            .trim()
+            .parse::<f64>()
+            .is_ok_and(|v| v <= SUPPORTED_VERSION)
+        {
             findings.push(Finding::error(
                 root.get("version").map_or(0..0, |v| v.span.clone()),
                 format!("`version: {version}` is not supported; kbridge reads versions up to {SUPPORTED_VERSION}"),
@@ -223,7 +233,10 @@ fn cluster_finding(
             (!names().any(|n| n == name)).then(|| {
                 Finding::warning(
                     span,
-                    format!("no Service `{name}` in the namespace{}", did_you_mean(name, names())),
+                    format!(
+                        "no Service `{name}` in the namespace{}",
+                        did_you_mean(name, names())
+                    ),
                 )
             })
         }
@@ -271,15 +284,24 @@ pub fn launch_json(
         Ok(Some(root)) => root,
         Ok(None) => return Vec::new(),
         Err(error) => {
-            let at = document
-                .index
-                .offset_of_line_column(text, error.line, error.column.saturating_sub(1));
+            let at = document.index.offset_of_line_column(
+                text,
+                error.line,
+                error.column.saturating_sub(1),
+            );
             let line = document.index.line_span(text, error.line);
-            return vec![Finding::error(at.min(line.end)..line.end.max(at), format!("not valid JSON: {}", error.message))];
+            return vec![Finding::error(
+                at.min(line.end)..line.end.max(at),
+                format!("not valid JSON: {}", error.message),
+            )];
         }
     };
     let mut findings = Vec::new();
-    for item in root.get("configurations").map(jsonc::Node::items).unwrap_or_default() {
+    for item in root
+        .get("configurations")
+        .map(jsonc::Node::items)
+        .unwrap_or_default()
+    {
         let configuration = tree::from_jsonc(text, &item.value);
         if configuration.get("type").and_then(Node::as_str) != Some("bridge") {
             continue;
@@ -304,7 +326,11 @@ fn bridge_configuration(configuration: &Node) -> Vec<Finding> {
     for key in ["bridge", "debugger"] {
         if let Some(value) = configuration.get(key) {
             let problems = Schema::launch_key(key).check(value);
-            findings.extend(problems.into_iter().map(|p| Finding::error(p.span, p.message)));
+            findings.extend(
+                problems
+                    .into_iter()
+                    .map(|p| Finding::error(p.span, p.message)),
+            );
         }
     }
     let bridge_keys = Schema::bridge_block().keys(&[]);
@@ -313,7 +339,8 @@ fn bridge_configuration(configuration: &Node) -> Vec<Finding> {
         let Some(flat) = entry.key.strip_prefix("bridge.") else {
             continue;
         };
-        let known = Schema::launch_key(&entry.key).exists() || bridge_keys.iter().any(|k| k.name == flat);
+        let known =
+            Schema::launch_key(&entry.key).exists() || bridge_keys.iter().any(|k| k.name == flat);
         if !known {
             let names = bridge_keys.iter().map(|k| k.name.as_str());
             findings.push(Finding::warning(
@@ -349,9 +376,30 @@ pub fn scope_of(bridge: &Node) -> Scope {
 /// Names in a `bridge` block the cluster, when known, does not have.
 fn bridge_cluster_findings(bridge: &Node, cluster: &Snapshot) -> Vec<Finding> {
     let checks: [(&str, Option<Vec<&str>>, &str); 3] = [
-        ("context", cluster.contexts.as_ref().map(|c| c.iter().map(String::as_str).collect()), "no context `{}` in the kubeconfig"),
-        ("namespace", cluster.namespaces.as_ref().map(|c| c.iter().map(String::as_str).collect()), "no namespace `{}` in the cluster"),
-        ("service", cluster.services.as_ref().map(|c| c.iter().map(|s| s.name.as_str()).collect()), "no Service `{}` in the namespace"),
+        (
+            "context",
+            cluster
+                .contexts
+                .as_ref()
+                .map(|c| c.iter().map(String::as_str).collect()),
+            "no context `{}` in the kubeconfig",
+        ),
+        (
+            "namespace",
+            cluster
+                .namespaces
+                .as_ref()
+                .map(|c| c.iter().map(String::as_str).collect()),
+            "no namespace `{}` in the cluster",
+        ),
+        (
+            "service",
+            cluster
+                .services
+                .as_ref()
+                .map(|c| c.iter().map(|s| s.name.as_str()).collect()),
+            "no Service `{}` in the namespace",
+        ),
     ];
     let mut findings = Vec::new();
     for (key, known, message) in checks {
@@ -362,7 +410,11 @@ fn bridge_cluster_findings(bridge: &Node, cluster: &Snapshot) -> Vec<Finding> {
         if !known.contains(&name) {
             findings.push(Finding::warning(
                 node.span.clone(),
-                format!("{}{}", message.replace("{}", name), did_you_mean(name, known.iter().copied())),
+                format!(
+                    "{}{}",
+                    message.replace("{}", name),
+                    did_you_mean(name, known.iter().copied())
+                ),
             ));
         }
     }
@@ -384,10 +436,15 @@ fn at_path(configuration: &Node, error: ConfigError) -> Finding {
                 Value::List(items) => items.get(index),
                 _ => None,
             },
-            None => node.entries().iter().rev().find(|e| e.key == step).map(|e| {
-                span = e.key_span.clone();
-                &e.value
-            }),
+            None => node
+                .entries()
+                .iter()
+                .rev()
+                .find(|e| e.key == step)
+                .map(|e| {
+                    span = e.key_span.clone();
+                    &e.value
+                }),
         };
         let Some(next) = next else { break };
         node = next;
@@ -473,21 +530,38 @@ mod tests {
     #[test]
     fn a_clean_file_has_no_findings_and_the_cluster_adds_warnings() {
         let text = "version: 0.1\nenableFeatures: [Probes]\nvolumeMounts:\n  - name: config\nenv:\n  - name: A\n    value: $(services:stats-api)\n  - name: B\n    value: $(volumeMounts:config)/a\n";
-        assert_eq!(found(DocumentKind::LocalProcessConfig, text, &Snapshot::default()), []);
-        assert_eq!(found(DocumentKind::LocalProcessConfig, text, &cluster()), []);
+        assert_eq!(
+            found(DocumentKind::LocalProcessConfig, text, &Snapshot::default()),
+            []
+        );
+        assert_eq!(
+            found(DocumentKind::LocalProcessConfig, text, &cluster()),
+            []
+        );
         let typo = text.replace("services:stats-api", "services:stats-ap");
         let found = found(DocumentKind::LocalProcessConfig, &typo, &cluster());
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "$(services:stats-ap)");
-        assert!(found[0].1.contains("did you mean `stats-api`?") && !found[0].2, "{found:?}");
+        assert!(
+            found[0].1.contains("did you mean `stats-api`?") && !found[0].2,
+            "{found:?}"
+        );
     }
 
     #[test]
     fn yaml_errors_and_newer_versions() {
-        let found1 = found(DocumentKind::LocalProcessConfig, "env:\n  - name: a\n   value: [\n", &Snapshot::default());
+        let found1 = found(
+            DocumentKind::LocalProcessConfig,
+            "env:\n  - name: a\n   value: [\n",
+            &Snapshot::default(),
+        );
         assert_eq!(found1.len(), 1);
         assert!(found1[0].1.starts_with("not valid YAML"), "{found1:?}");
-        let found2 = found(DocumentKind::LocalProcessConfig, "version: 0.2\n", &Snapshot::default());
+        let found2 = found(
+            DocumentKind::LocalProcessConfig,
+            "version: 0.2\n",
+            &Snapshot::default(),
+        );
         assert_eq!(found2[0].0, "0.2");
     }
 
@@ -518,12 +592,25 @@ mod tests {
         let shown: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(
             shown,
-            ["\"namespce\"", "\"etc\"", "70000", "\"debugpi\"", "\"bridge.namespce\"", "\"bridge\""],
+            [
+                "\"namespce\"",
+                "\"etc\"",
+                "70000",
+                "\"debugpi\"",
+                "\"bridge.namespce\"",
+                "\"bridge\""
+            ],
             "{found:?}"
         );
-        assert!(found[0].1.contains("did you mean `namespace`?"), "{found:?}");
+        assert!(
+            found[0].1.contains("did you mean `namespace`?"),
+            "{found:?}"
+        );
         assert!(found[3].1.contains("did you mean `debugpy`?"), "{found:?}");
-        assert!(found[4].1.contains("did you mean `bridge.namespace`?"), "{found:?}");
+        assert!(
+            found[4].1.contains("did you mean `bridge.namespace`?"),
+            "{found:?}"
+        );
         assert!(found[5].1.contains("more than once"), "{found:?}");
     }
 }

@@ -133,8 +133,14 @@ mod tests {
             kind("file:///w/api/dev.KubernetesLocalProcessConfig.yaml"),
             Some(DocumentKind::LocalProcessConfig)
         );
-        assert_eq!(kind("file:///w/azds-local.env"), Some(DocumentKind::AzdsEnv));
-        assert_eq!(kind("file:///w/.vscode/launch.json"), Some(DocumentKind::LaunchJson));
+        assert_eq!(
+            kind("file:///w/azds-local.env"),
+            Some(DocumentKind::AzdsEnv)
+        );
+        assert_eq!(
+            kind("file:///w/.vscode/launch.json"),
+            Some(DocumentKind::LaunchJson)
+        );
         assert_eq!(kind("file:///w/tasks.json"), None);
         assert_eq!(kind("untitled:Untitled-1"), None);
     }

@@ -57,10 +57,18 @@ fn in_tree(
 }
 
 /// A token in an `azds-local.env` line.
-fn azds_line(document: &Document, offset: usize, cluster: &Snapshot) -> Option<(Range<usize>, String)> {
+fn azds_line(
+    document: &Document,
+    offset: usize,
+    cluster: &Snapshot,
+) -> Option<(Range<usize>, String)> {
     let text = &document.text;
-    let line_start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+    let line_start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
     let line = &text[line_start..line_end];
     let value_start = line_start + line.find('=')? + 1;
     let value = &text[value_start..line_end];
@@ -75,7 +83,9 @@ fn launch_json(root: &Node, offset: usize) -> Option<(Range<usize>, String)> {
         return None;
     };
     let doc = match path.as_slice() {
-        [Step::Key(c), Step::Index(_), Step::Key(b), rest @ ..] if c == "configurations" && b == "bridge" && !rest.is_empty() => {
+        [Step::Key(c), Step::Index(_), Step::Key(b), rest @ ..]
+            if c == "configurations" && b == "bridge" && !rest.is_empty() =>
+        {
             Schema::bridge_block().key_doc(rest)
         }
         [Step::Key(c), Step::Index(_), Step::Key(key)] if c == "configurations" => {
@@ -106,9 +116,15 @@ mod tests {
         let text = "enableFeatures: [Probes]\nvolumeMounts:\n  - name: config\n    localPath: /tmp/c\nenv:\n  - name: A\n    value: http://$(services:stats-api)/ $(volumeMounts:config)\n";
         let k = DocumentKind::LocalProcessConfig;
         let none = Snapshot::default();
-        assert!(shown(k, text, "localPath", &none).expect("doc").contains("Local directory"));
-        assert!(shown(k, text, "$(services", &none).expect("token").contains("127.1.0.x"));
-        assert!(shown(k, text, "Probes", &none).expect("value").contains("probes"));
+        assert!(shown(k, text, "localPath", &none)
+            .expect("doc")
+            .contains("Local directory"));
+        assert!(shown(k, text, "$(services", &none)
+            .expect("token")
+            .contains("127.1.0.x"));
+        assert!(shown(k, text, "Probes", &none)
+            .expect("value")
+            .contains("probes"));
         let cluster = Snapshot {
             volumes: Some(vec![VolumeInfo {
                 name: "config".into(),
@@ -118,9 +134,19 @@ mod tests {
             ..Snapshot::default()
         };
         let volume = shown(k, text, "$(volumeMounts", &cluster).expect("volume");
-        assert!(volume.contains("/etc/todo") && volume.contains("configMap todo-config"), "{volume}");
-        assert!(shown(DocumentKind::AzdsEnv, "A=x${services.db}", "${", &none).expect("env").contains("`db`"));
-        let launch = "{\"configurations\": [{\"type\": \"bridge\", \"bridge\": {\"isolateAs\": true}}]}";
-        assert!(shown(DocumentKind::LaunchJson, launch, "isolateAs", &none).expect("doc").contains("Route only"));
+        assert!(
+            volume.contains("/etc/todo") && volume.contains("configMap todo-config"),
+            "{volume}"
+        );
+        assert!(
+            shown(DocumentKind::AzdsEnv, "A=x${services.db}", "${", &none)
+                .expect("env")
+                .contains("`db`")
+        );
+        let launch =
+            "{\"configurations\": [{\"type\": \"bridge\", \"bridge\": {\"isolateAs\": true}}]}";
+        assert!(shown(DocumentKind::LaunchJson, launch, "isolateAs", &none)
+            .expect("doc")
+            .contains("Route only"));
     }
 }

@@ -36,5 +36,10 @@ pub async fn run_stdio() -> Result<Exit, LspError> {
         .try_init();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "kbridge lsp");
     let cluster = Arc::new(cluster::NoCluster);
-    serve(crate::proxy::stdio::input(), crate::proxy::stdio::output(), cluster).await
+    serve(
+        crate::proxy::stdio::input(),
+        crate::proxy::stdio::output(),
+        cluster,
+    )
+    .await
 }

@@ -34,7 +34,10 @@ impl LineIndex {
 
     /// The range of bytes `span` of `text`.
     pub fn range(&self, text: &str, span: std::ops::Range<usize>) -> Range {
-        Range::new(self.position(text, span.start), self.position(text, span.end))
+        Range::new(
+            self.position(text, span.start),
+            self.position(text, span.end),
+        )
     }
 
     /// The byte offset of `position` in `text`: a line past the end means the end of the
@@ -44,10 +47,7 @@ impl LineIndex {
         let Some(&start) = self.starts.get(line) else {
             return self.len;
         };
-        let end = self
-            .starts
-            .get(line + 1)
-            .map_or(self.len, |next| next - 1);
+        let end = self.starts.get(line + 1).map_or(self.len, |next| next - 1);
         let mut units = 0usize;
         for (i, c) in text[start..end].char_indices() {
             if units >= position.character as usize {
@@ -117,7 +117,12 @@ mod tests {
         assert_eq!(index.offset(text, Position::new(1, 99)), s + 6);
         assert_eq!(index.offset(text, Position::new(9, 0)), text.len());
         // Inside the emoji: clamped to its start.
-        assert_eq!(index.position(text, text.find('😀').expect("emoji") + 1).character, 4);
+        assert_eq!(
+            index
+                .position(text, text.find('😀').expect("emoji") + 1)
+                .character,
+            4
+        );
         assert_eq!(index.offset_of_line_column(text, 2, 3), s + 3);
         assert_eq!(index.line_span(text, 2), s..s + 6);
     }

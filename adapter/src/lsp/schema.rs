@@ -166,19 +166,35 @@ impl Schema {
                 })
                 .collect();
         }
-        alternatives(node)
-            .iter()
-            .filter_map(|a| {
-                let a = self.resolve(a);
-                Some(Allowed {
-                    name: a.get("const")?.as_str()?.to_string(),
-                    doc: a
+        let mut found = Vec::new();
+        for alternative in alternatives(node) {
+            let alternative = self.resolve(alternative);
+            match alternative.get("const").and_then(Json::as_str) {
+                Some(name) => found.push(Allowed {
+                    name: name.to_string(),
+                    doc: alternative
                         .get("description")
                         .and_then(Json::as_str)
                         .map(str::to_string),
-                })
-            })
-            .collect()
+                }),
+                // A named set among the alternatives (`debugger`: a preset, or an object).
+                None if alternative.get("oneOf").is_some() => {
+                    found.extend(self.constants(alternative))
+                }
+                None => {}
+            }
+        }
+        found
+    }
+
+    /// Whether the node allows a fixed set of values and nothing else.
+    fn is_constant_set(&self, node: &Json) -> bool {
+        let choices = alternatives(node);
+        node.get("enum").is_some()
+            || (!choices.is_empty()
+                && choices
+                    .iter()
+                    .all(|c| self.resolve(c).get("const").is_some()))
     }
 
     /// Every way `node` does not fit the schema, each at the key or value concerned.
@@ -190,9 +206,8 @@ impl Schema {
 
     fn check_at(&self, node: &Node, schema: &Json, problems: &mut Vec<Problem>) {
         let schema = self.resolve(schema);
-        let constants = self.constants(schema);
-        if !constants.is_empty() {
-            return self.check_constant(node, &constants, problems);
+        if self.is_constant_set(schema) {
+            return self.check_constant(node, &self.constants(schema), problems);
         }
         let choices = alternatives(schema);
         if !choices.is_empty() {
@@ -295,7 +310,7 @@ impl Schema {
             Some(Json::String(t)) => vec![t.as_str()],
             Some(Json::Array(ts)) => ts.iter().filter_map(Json::as_str).collect(),
             // A set of constants (a preset name) is text.
-            None if !self.constants(schema).is_empty() => vec!["string"],
+            None if self.is_constant_set(schema) => vec!["string"],
             _ => return true,
         };
         let kind = node_kind(node);
@@ -443,7 +458,10 @@ mod tests {
         );
         assert_eq!(found.len(), 4, "{found:?}");
         assert_eq!(found[0].0, "volumeMount");
-        assert!(found[0].1.contains("did you mean `volumeMounts`?"), "{found:?}");
+        assert!(
+            found[0].1.contains("did you mean `volumeMounts`?"),
+            "{found:?}"
+        );
         assert_eq!(found[1].0, "Probe");
         assert!(found[1].1.contains("did you mean `Probes`?"), "{found:?}");
         assert_eq!(found[2].0, "valeu");
@@ -451,16 +469,26 @@ mod tests {
         assert_eq!(found[3].0, "name");
         assert!(found[3].1.contains("needs `value`"), "{found:?}");
         let found = problems("env: {A: b}\nvolumeMounts:\n  - name: [x]\n");
-        assert_eq!(found[0].0, "A: b}");
-        assert!(found[0].1.contains("expected a list, found a map"), "{found:?}");
-        assert!(found[1].1.contains("expected text, found a list"), "{found:?}");
+        assert_eq!(found[0].0, "{A: b}");
+        assert!(
+            found[0].1.contains("expected a list, found a map"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].1.contains("expected text, found a list"),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn documentation_and_allowed_values_come_from_the_types() {
         let schema = Schema::local_process_config();
         let doc = schema
-            .key_doc(&[Step::Key("volumeMounts".into()), Step::Index(0), Step::Key("localPath".into())])
+            .key_doc(&[
+                Step::Key("volumeMounts".into()),
+                Step::Index(0),
+                Step::Key("localPath".into()),
+            ])
             .expect("doc");
         assert!(doc.contains("Local directory"), "{doc}");
         let features = schema.values(&[Step::Key("enableFeatures".into()), Step::Index(0)]);

@@ -17,9 +17,9 @@ use lsp_types::request::{
     CodeActionRequest, Completion, HoverRequest, Initialize, Request, Shutdown,
 };
 use lsp_types::{
-    CodeActionProviderCapability, CompletionOptions, CompletionResponse,
-    HoverProviderCapability, InitializeResult, PublishDiagnosticsParams, ServerCapabilities,
-    ServerInfo, TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions, Uri,
+    CodeActionProviderCapability, CompletionOptions, CompletionResponse, HoverProviderCapability,
+    InitializeResult, PublishDiagnosticsParams, ServerCapabilities, ServerInfo,
+    TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions, Uri,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value as Json};
@@ -124,7 +124,9 @@ pub async fn serve(
         };
         let handled = server.handle(&body);
         for message in handled.out {
-            writer.send(&serde_json::to_vec(&message).unwrap_or_default()).await?;
+            writer
+                .send(&serde_json::to_vec(&message).unwrap_or_default())
+                .await?;
         }
         if let Some(exit) = handled.exit {
             return Ok(exit);
@@ -171,8 +173,14 @@ impl Server {
                 return Handled::default();
             }
         };
-        let method = message.get("method").and_then(Json::as_str).map(str::to_string);
-        let id = message.get("id").filter(|id| id.is_number() || id.is_string()).cloned();
+        let method = message
+            .get("method")
+            .and_then(Json::as_str)
+            .map(str::to_string);
+        let id = message
+            .get("id")
+            .filter(|id| id.is_number() || id.is_string())
+            .cloned();
         let params = message.get("params").cloned().unwrap_or(Json::Null);
         match (method, id) {
             (Some(method), Some(id)) => Handled {
@@ -195,18 +203,33 @@ impl Server {
                 self.state = State::Running;
                 Ok(serde_json::to_value(initialize_result()).unwrap_or_default())
             }
-            (State::Uninitialized, _) => Err((code::SERVER_NOT_INITIALIZED, "the server is not initialized yet".to_string())),
-            (State::ShutDown, _) => Err((code::INVALID_REQUEST, "the server is shut down".to_string())),
-            (State::Running, Initialize::METHOD) => Err((code::INVALID_REQUEST, "initialize was already sent".to_string())),
+            (State::Uninitialized, _) => Err((
+                code::SERVER_NOT_INITIALIZED,
+                "the server is not initialized yet".to_string(),
+            )),
+            (State::ShutDown, _) => {
+                Err((code::INVALID_REQUEST, "the server is shut down".to_string()))
+            }
+            (State::Running, Initialize::METHOD) => Err((
+                code::INVALID_REQUEST,
+                "initialize was already sent".to_string(),
+            )),
             (State::Running, Shutdown::METHOD) => {
                 self.state = State::ShutDown;
                 Ok(Json::Null)
             }
-            (State::Running, Completion::METHOD) => self.with_params::<Completion>(params, |s, p| s.completion(p)),
-            (State::Running, HoverRequest::METHOD) => self.with_params::<HoverRequest>(params, |s, p| s.hover(p)),
+            (State::Running, Completion::METHOD) => {
+                self.with_params::<Completion>(params, |s, p| s.completion(p))
+            }
+            (State::Running, HoverRequest::METHOD) => {
+                self.with_params::<HoverRequest>(params, |s, p| s.hover(p))
+            }
             // The next slice fills this (add a missing volumeMounts entry, azds → YAML).
             (State::Running, CodeActionRequest::METHOD) => Ok(json!([])),
-            (State::Running, _) => Err((code::METHOD_NOT_FOUND, format!("kbridge lsp does not handle {method}"))),
+            (State::Running, _) => Err((
+                code::METHOD_NOT_FOUND,
+                format!("kbridge lsp does not handle {method}"),
+            )),
         };
         match result {
             Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
@@ -234,8 +257,15 @@ impl Server {
 
     fn notification(&mut self, method: &str, params: Json) -> Handled {
         if method == "exit" {
-            let exit = if self.state == State::ShutDown { Exit::Clean } else { Exit::WithoutShutdown };
-            return Handled { out: Vec::new(), exit: Some(exit) };
+            let exit = if self.state == State::ShutDown {
+                Exit::Clean
+            } else {
+                Exit::WithoutShutdown
+            };
+            return Handled {
+                out: Vec::new(),
+                exit: Some(exit),
+            };
         }
         if self.state != State::Running {
             return Handled::default();
@@ -250,11 +280,17 @@ impl Server {
     }
 
     fn open(&mut self, params: Json) -> Vec<Json> {
-        let Some(params) = parse_logged::<<DidOpenTextDocument as Notification>::Params>(DidOpenTextDocument::METHOD, params) else {
+        let Some(params) = parse_logged::<<DidOpenTextDocument as Notification>::Params>(
+            DidOpenTextDocument::METHOD,
+            params,
+        ) else {
             return Vec::new();
         };
         let document = params.text_document;
-        if !self.documents.open(&document.uri, document.version, document.text) {
+        if !self
+            .documents
+            .open(&document.uri, document.version, document.text)
+        {
             return Vec::new();
         }
         self.cluster.refresh(&Scope::default());
@@ -262,7 +298,10 @@ impl Server {
     }
 
     fn change(&mut self, params: Json) -> Vec<Json> {
-        let Some(params) = parse_logged::<<DidChangeTextDocument as Notification>::Params>(DidChangeTextDocument::METHOD, params) else {
+        let Some(params) = parse_logged::<<DidChangeTextDocument as Notification>::Params>(
+            DidChangeTextDocument::METHOD,
+            params,
+        ) else {
             return Vec::new();
         };
         let uri = params.text_document.uri;
@@ -274,7 +313,10 @@ impl Server {
     }
 
     fn close(&mut self, params: Json) -> Vec<Json> {
-        let Some(params) = parse_logged::<<DidCloseTextDocument as Notification>::Params>(DidCloseTextDocument::METHOD, params) else {
+        let Some(params) = parse_logged::<<DidCloseTextDocument as Notification>::Params>(
+            DidCloseTextDocument::METHOD,
+            params,
+        ) else {
             return Vec::new();
         };
         let uri = params.text_document.uri;
@@ -282,7 +324,11 @@ impl Server {
             return Vec::new();
         }
         // Clear what was shown for it.
-        vec![publish_message(PublishDiagnosticsParams::new(uri, Vec::new(), None))]
+        vec![publish_message(PublishDiagnosticsParams::new(
+            uri,
+            Vec::new(),
+            None,
+        ))]
     }
 
     /// The diagnostics of the document at `uri`, as a notification.
@@ -290,12 +336,19 @@ impl Server {
         let document = self.documents.get(uri)?;
         let cluster = &self.cluster;
         let found = diagnostics::diagnostics(document, &|scope| cluster.snapshot(scope));
-        Some(publish_message(PublishDiagnosticsParams::new(uri.clone(), found, Some(document.version))))
+        Some(publish_message(PublishDiagnosticsParams::new(
+            uri.clone(),
+            found,
+            Some(document.version),
+        )))
     }
 
     /// Diagnostics of every open document again (the cluster data changed).
     pub fn republish(&self) -> Vec<Json> {
-        self.documents.uris().filter_map(|uri| self.publish(&uri)).collect()
+        self.documents
+            .uris()
+            .filter_map(|uri| self.publish(&uri))
+            .collect()
     }
 
     fn completion(&mut self, params: lsp_types::CompletionParams) -> Json {
@@ -324,13 +377,20 @@ impl Server {
 pub fn initialize_result() -> InitializeResult {
     InitializeResult {
         capabilities: ServerCapabilities {
-            text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
-                open_close: Some(true),
-                change: Some(TextDocumentSyncKind::INCREMENTAL),
-                ..TextDocumentSyncOptions::default()
-            })),
+            text_document_sync: Some(TextDocumentSyncCapability::Options(
+                TextDocumentSyncOptions {
+                    open_close: Some(true),
+                    change: Some(TextDocumentSyncKind::INCREMENTAL),
+                    ..TextDocumentSyncOptions::default()
+                },
+            )),
             completion_provider: Some(CompletionOptions {
-                trigger_characters: Some(completion::TRIGGER_CHARACTERS.iter().map(|c| c.to_string()).collect()),
+                trigger_characters: Some(
+                    completion::TRIGGER_CHARACTERS
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect(),
+                ),
                 ..CompletionOptions::default()
             }),
             hover_provider: Some(HoverProviderCapability::Simple(true)),
@@ -379,29 +439,68 @@ mod tests {
     #[test]
     fn lifecycle_and_errors_never_stop_the_server() {
         let mut server = Server::new(Arc::new(NoCluster));
-        let early = send(&mut server, json!({"jsonrpc": "2.0", "id": 1, "method": "textDocument/hover", "params": {}}));
+        let early = send(
+            &mut server,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "textDocument/hover", "params": {}}),
+        );
         assert_eq!(early.out[0]["error"]["code"], code::SERVER_NOT_INITIALIZED);
         assert!(server.handle(b"{not json").out.is_empty());
         assert!(send(&mut server, json!({"jsonrpc": "2.0"})).out.is_empty());
-        let init = send(&mut server, json!({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"capabilities": {}}}));
+        let init = send(
+            &mut server,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"capabilities": {}}}),
+        );
         assert_eq!(init.out[0]["result"]["capabilities"]["hoverProvider"], true);
-        let unknown = send(&mut server, json!({"jsonrpc": "2.0", "id": "x", "method": "textDocument/rename", "params": {}}));
+        let unknown = send(
+            &mut server,
+            json!({"jsonrpc": "2.0", "id": "x", "method": "textDocument/rename", "params": {}}),
+        );
         assert_eq!(unknown.out[0]["error"]["code"], code::METHOD_NOT_FOUND);
         assert_eq!(unknown.out[0]["id"], "x");
-        let bad = send(&mut server, json!({"jsonrpc": "2.0", "id": 3, "method": "textDocument/completion", "params": {"nope": 1}}));
+        let bad = send(
+            &mut server,
+            json!({"jsonrpc": "2.0", "id": 3, "method": "textDocument/completion", "params": {"nope": 1}}),
+        );
         assert_eq!(bad.out[0]["error"]["code"], code::INVALID_PARAMS);
-        assert!(send(&mut server, json!({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": 7})).out.is_empty());
-        let opened = send(&mut server, json!({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-            "uri": "file:///w/KubernetesLocalProcessConfig.yaml", "languageId": "yaml", "version": 1, "text": "volumeMount: []\n"}}}));
+        assert!(send(
+            &mut server,
+            json!({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": 7})
+        )
+        .out
+        .is_empty());
+        let opened = send(
+            &mut server,
+            json!({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": "file:///w/KubernetesLocalProcessConfig.yaml", "languageId": "yaml", "version": 1, "text": "volumeMount: []\n"}}}),
+        );
         let diagnostics = &opened.out[0]["params"]["diagnostics"];
-        assert_eq!(diagnostics[0]["range"]["end"]["character"], 11, "{diagnostics}");
-        let changed = send(&mut server, json!({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
+        assert_eq!(
+            diagnostics[0]["range"]["end"]["character"], 11,
+            "{diagnostics}"
+        );
+        let changed = send(
+            &mut server,
+            json!({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
             "textDocument": {"uri": "file:///w/KubernetesLocalProcessConfig.yaml", "version": 2},
-            "contentChanges": [{"range": {"start": {"line": 0, "character": 11}, "end": {"line": 0, "character": 11}}, "text": "s"}]}}));
+            "contentChanges": [{"range": {"start": {"line": 0, "character": 11}, "end": {"line": 0, "character": 11}}, "text": "s"}]}}),
+        );
         assert_eq!(changed.out[0]["params"]["diagnostics"], json!([]));
-        assert_eq!(send(&mut server, json!({"jsonrpc": "2.0", "id": 4, "method": "shutdown"})).out[0]["result"], Json::Null);
-        let after = send(&mut server, json!({"jsonrpc": "2.0", "id": 5, "method": "textDocument/hover", "params": {}}));
+        assert_eq!(
+            send(
+                &mut server,
+                json!({"jsonrpc": "2.0", "id": 4, "method": "shutdown"})
+            )
+            .out[0]["result"],
+            Json::Null
+        );
+        let after = send(
+            &mut server,
+            json!({"jsonrpc": "2.0", "id": 5, "method": "textDocument/hover", "params": {}}),
+        );
         assert_eq!(after.out[0]["error"]["code"], code::INVALID_REQUEST);
-        assert_eq!(send(&mut server, json!({"jsonrpc": "2.0", "method": "exit"})).exit, Some(Exit::Clean));
+        assert_eq!(
+            send(&mut server, json!({"jsonrpc": "2.0", "method": "exit"})).exit,
+            Some(Exit::Clean)
+        );
     }
 }

@@ -223,7 +223,10 @@ mod tests {
     fn explanations_say_what_a_token_becomes() {
         let token = token_at("$(services:stats-api)", Syntax::Config, 5).expect("token");
         let text = explain(&token, Syntax::Config, &Snapshot::default());
-        assert!(text.contains("Service `stats-api`") && text.contains("127.1.0.x"), "{text}");
+        assert!(
+            text.contains("Service `stats-api`") && text.contains("127.1.0.x"),
+            "{text}"
+        );
         let token = token_at("${services.ns.db}", Syntax::AzdsEnv, 3).expect("token");
         let text = explain(&token, Syntax::AzdsEnv, &Snapshot::default());
         assert!(text.contains("`db`** in namespace `ns`"), "{text}");

@@ -247,7 +247,10 @@ mod tests {
         let at = text.find("api").expect("api");
         match root.find(at) {
             Some(Found::Value { path, node }) => {
-                assert_eq!(path, [Step::Key("bridge".into()), Step::Key("service".into())]);
+                assert_eq!(
+                    path,
+                    [Step::Key("bridge".into()), Step::Key("service".into())]
+                );
                 assert_eq!(node.as_str(), Some("api"));
             }
             other => panic!("found {other:?}"),

@@ -159,7 +159,11 @@ mod tests {
         let root = tree(text);
         assert_eq!(root.entries().len(), 2);
         assert_eq!(&text[root.entries()[1].key_span.clone()], "env");
-        let version = root.get("version").expect("version").scalar().expect("scalar");
+        let version = root
+            .get("version")
+            .expect("version")
+            .scalar()
+            .expect("scalar");
         assert_eq!(version.kind, ScalarKind::Number);
         let Value::List(items) = &root.get("env").expect("env").value else {
             panic!("env is a list");
