@@ -171,6 +171,13 @@ fn token_findings(value: &Node, syntax: Syntax, cluster: &Snapshot) -> Vec<Findi
     let mut findings = Vec::new();
     for token in tokens(text, syntax) {
         let whole = &text[token.span.clone()];
+        if let (false, Some(message)) = (token.closed, refused(whole, syntax)) {
+            findings.push(Finding::error(
+                value.span_within(token.span.clone()),
+                message,
+            ));
+            continue;
+        }
         let Some(kind) = token.known_kind(syntax) else {
             let span = if token.kind.is_empty() {
                 value.span_within(token.span.clone())
@@ -180,31 +187,35 @@ fn token_findings(value: &Node, syntax: Syntax, cluster: &Snapshot) -> Vec<Findi
             findings.push(Finding::error(
                 span,
                 format!(
-                    "unknown token kind `{}` in `{whole}`{}; expected {}",
+                    "unknown token kind `{}` in `{whole}`; expected {}{}",
                     token.kind,
-                    did_you_mean(token.kind, syntax.kinds().iter().copied()),
-                    quoted_list(syntax.kinds().iter().copied())
+                    quoted_list(syntax.kinds().iter().copied()),
+                    did_you_mean(token.kind, syntax.kinds().iter().copied())
                 ),
             ));
             continue;
         };
         let span = value.span_within(token.span.clone());
-        let refused = match syntax {
-            Syntax::Config => parse_value(whole).err(),
-            Syntax::AzdsEnv => match parse_azds_env(&format!("A={whole}"), "azds-local.env") {
-                Err(ConfigError::File { message, .. }) => {
-                    Some(message.trim_start_matches("`A`: ").to_string())
-                }
-                _ => None,
-            },
-        };
-        if let Some(message) = refused {
+        if let Some(message) = refused(whole, syntax) {
             findings.push(Finding::error(span, message));
             continue;
         }
         findings.extend(cluster_finding(kind, token.argument, syntax, span, cluster));
     }
     findings
+}
+
+/// Why `kbridge-config` refuses a token on its own, if it does.
+fn refused(token: &str, syntax: Syntax) -> Option<String> {
+    match syntax {
+        Syntax::Config => parse_value(token).err(),
+        Syntax::AzdsEnv => match parse_azds_env(&format!("A={token}"), "azds-local.env") {
+            Err(ConfigError::File { message, .. }) => {
+                Some(message.trim_start_matches("`A`: ").to_string())
+            }
+            _ => None,
+        },
+    }
 }
 
 /// A warning when the cluster is known and has no Service or volume of the token's name.

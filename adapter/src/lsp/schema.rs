@@ -217,7 +217,7 @@ impl Schema {
                 .find(|c| self.fits_type(node, c));
             return match fitting {
                 Some(choice) => self.check_at(node, choice, problems),
-                None => problems.push(self.type_problem(node, &choices)),
+                None => problems.push(self.type_problem(node, choices)),
             };
         }
         if !self.fits_type(node, schema) {
@@ -255,10 +255,10 @@ impl Schema {
                     problems.push(Problem {
                         span: entry.key_span.clone(),
                         message: format!(
-                            "unknown key `{}`{}; expected one of {}",
+                            "unknown key `{}`; expected one of {}{}",
                             entry.key,
-                            did_you_mean(&entry.key, known.iter().copied()),
-                            quoted_list(known.iter().copied())
+                            quoted_list(known.iter().copied()),
+                            did_you_mean(&entry.key, known.iter().copied())
                         ),
                     });
                 }
@@ -287,9 +287,9 @@ impl Schema {
                 problems.push(Problem {
                     span: node.span.clone(),
                     message: format!(
-                        "unknown value `{value}`{}; expected one of {}",
-                        did_you_mean(value, names()),
-                        quoted_list(names())
+                        "unknown value `{value}`; expected one of {}{}",
+                        quoted_list(names()),
+                        did_you_mean(value, names())
                     ),
                 })
             }
