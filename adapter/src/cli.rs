@@ -143,6 +143,13 @@ pub enum Command {
         #[arg(long)]
         write: bool,
     },
+    /// Language server for KubernetesLocalProcessConfig.yaml, azds-local.env and the
+    /// `bridge` block of launch.json, on stdio (editors start it).
+    Lsp {
+        /// Accepted for editors that pass it; stdio is the only transport.
+        #[arg(long, hide = true)]
+        stdio: bool,
+    },
     /// Internal: run PROGRAM in a private mount namespace with FILE as /etc/hosts.
     #[command(hide = true)]
     NsExec(NsExecArgs),

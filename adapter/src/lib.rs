@@ -3,8 +3,9 @@
 //!
 //! The binary is a thin command line over these modules: [`cli`] (the command line, and
 //! the commands kbridge runs itself with), [`dap`] (the wire), [`debugger`] (real
-//! adapters), [`env`] (the debuggee's environment), [`proxy`] (`kbridge dap`) and
-//! [`session`] (the bridge session and its crash-proof teardown).
+//! adapters), [`env`] (the debuggee's environment), [`proxy`] (`kbridge dap`),
+//! [`session`] (the bridge session and its crash-proof teardown) and [`lsp`] (`kbridge lsp`,
+//! the language server for the bridge configuration).
 
 pub mod cli;
 pub mod dap;
@@ -13,6 +14,8 @@ pub mod env;
 pub mod error_kind;
 pub mod image;
 pub mod ipc;
+pub mod jsonc;
 pub mod logging;
+pub mod lsp;
 pub mod proxy;
 pub mod session;

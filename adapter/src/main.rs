@@ -130,6 +130,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             all_namespaces,
         } => commands::status::run(context.as_deref(), namespace.as_deref(), all_namespaces).await,
         Command::Migrate { dir, write } => Ok(commands::migrate::run(&dir, write)),
+        Command::Lsp { .. } => Ok(match kbridge::lsp::run_stdio().await? {
+            kbridge::lsp::Exit::Clean => ExitCode::SUCCESS,
+            kbridge::lsp::Exit::WithoutShutdown => ExitCode::FAILURE,
+        }),
         Command::NsExec(_) => unreachable!("handled before the runtime starts"),
         Command::Guard(GuardArgs { session }) => {
             kbridge::logging::init(&session);

@@ -30,3 +30,4 @@ if [ "$(id -u)" = 0 ] && [ -x "$bin_dir/kube-fixture" ] && [ -x "$bin_dir/kbridg
   export TMPDIR="$state"
 fi
 nvim --headless -u NONE -i NONE -n -c 'luafile test/e2e_test.lua'
+KBRIDGE_BIN="${KBRIDGE_BIN:-$(cd ../.. && pwd)/target/debug/kbridge}" nvim --headless -u NONE -i NONE -n -c 'luafile test/lsp_test.lua'

@@ -15,7 +15,8 @@
 pub mod b2k;
 pub mod discover;
 pub mod edit;
-pub mod jsonc;
+/// The JSONC reader, shared with `kbridge lsp` (`adapter/src/jsonc.rs`).
+pub use kbridge::jsonc;
 pub mod plan;
 pub mod report;
 pub mod translate;

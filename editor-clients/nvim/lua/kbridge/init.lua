@@ -172,6 +172,13 @@ function M.run(args, on_exit)
   })
 end
 
+--- Attaches `kbridge lsp` to KubernetesLocalProcessConfig.yaml, azds-local.env and
+--- launch.json buffers (see lua/kbridge/lsp.lua); opts as there, `path` defaulting to setup's.
+function M.lsp_setup(opts)
+  local lsp_opts = vim.tbl_extend('force', { path = M.options.path }, opts or {})
+  return require('kbridge.lsp').setup(lsp_opts)
+end
+
 function M.setup(opts)
   M.options = vim.tbl_deep_extend('force', vim.deepcopy(defaults), opts or {})
   local dap = M.options.dap or require('dap')

@@ -1,7 +1,8 @@
 //! A small JSONC reader (JSON with `//` and `/* */` comments and trailing commas, as VS
 //! Code writes `launch.json` and `tasks.json`) that keeps the byte span of every value,
-//! member and comma, so [`super::edit`] can change a file in place and leave its
-//! comments and formatting alone.
+//! member and comma, so `kbridge migrate` (`adapter/src/commands/migrate/edit.rs`) can change
+//! a file in place and leave its comments and formatting alone, and `kbridge lsp` can point
+//! at the exact key or value a diagnostic is about.
 
 use serde_json::Value;
 use std::ops::Range;

@@ -1,0 +1,130 @@
+--- `kbridge lsp` through Neovim's own LSP client (vim.lsp, Neovim 0.7), started by
+--- require('kbridge').lsp_setup() as a user's config would: a KubernetesLocalProcessConfig.yaml
+--- with a misspelt key gets its diagnostic, completion offers the token kinds after `$(`,
+--- hover explains `$(services:…)`, and the server exits 0 after shutdown. Needs the built
+--- kbridge in KBRIDGE_BIN (test/run.sh passes it).
+local here = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h')
+vim.opt.runtimepath:prepend(vim.fn.fnamemodify(here, ':h'))
+
+local passed, failed = 0, 0
+local function test(name, fn)
+  local ok, err = pcall(fn)
+  if ok then
+    passed = passed + 1
+    io.stdout:write('ok - ' .. name .. '\n')
+  else
+    failed = failed + 1
+    io.stdout:write('not ok - ' .. name .. '\n    ' .. tostring(err):gsub('\n', '\n    ') .. '\n')
+  end
+end
+
+local function check(condition, what)
+  if not condition then
+    error(what, 2)
+  end
+end
+
+local kbridge = os.getenv('KBRIDGE_BIN') or ''
+if kbridge == '' or vim.fn.executable(kbridge) ~= 1 then
+  io.stdout:write('not ok - KBRIDGE_BIN must name the built kbridge (got "' .. kbridge .. '")\n0 passed, 1 failed\n')
+  vim.cmd('cquit 1')
+end
+
+local dir = vim.fn.tempname()
+vim.fn.mkdir(dir, 'p')
+local file = dir .. '/KubernetesLocalProcessConfig.yaml'
+vim.fn.writefile({
+  'version: 0.1',
+  'volumeMount:',
+  '  - name: config',
+  'env:',
+  '  - name: STATS_URL',
+  '    value: http://$(services:stats-api)/',
+}, file)
+
+local exit_code = nil
+require('kbridge').lsp_setup({
+  path = kbridge,
+  on_exit = function(code)
+    exit_code = code
+  end,
+})
+vim.cmd('edit ' .. file)
+local bufnr = vim.api.nvim_get_current_buf()
+
+local function client()
+  return vim.lsp.get_active_clients()[1]
+end
+
+test('the server attaches to the file', function()
+  check(vim.wait(10000, function()
+    return client() ~= nil and client().initialized
+  end, 20), 'kbridge lsp did not initialize')
+  check(client().name == 'kbridge', 'client name ' .. tostring(client().name))
+  check(vim.lsp.buf_is_attached(bufnr, client().id), 'not attached to the buffer')
+end)
+
+test('a misspelt key gets a diagnostic with a suggestion, on the key', function()
+  check(vim.wait(10000, function()
+    return #vim.diagnostic.get(bufnr) > 0
+  end, 20), 'no diagnostic arrived')
+  local d = vim.diagnostic.get(bufnr)[1]
+  check(d.message:find('did you mean `volumeMounts`?', 1, true), d.message)
+  check(d.lnum == 1 and d.col == 0 and d.end_col == 11, vim.inspect(d))
+  check(d.severity == vim.diagnostic.severity.ERROR, 'severity ' .. tostring(d.severity))
+end)
+
+test('fixing the key clears the diagnostic (incremental change)', function()
+  vim.api.nvim_buf_set_text(bufnr, 1, 11, 1, 11, { 's' })
+  check(vim.wait(10000, function()
+    return #vim.diagnostic.get(bufnr) == 0
+  end, 20), vim.inspect(vim.diagnostic.get(bufnr)))
+end)
+
+local function request(method, line, character)
+  local params = {
+    textDocument = { uri = vim.uri_from_bufnr(bufnr) },
+    position = { line = line, character = character },
+  }
+  local answers = vim.lsp.buf_request_sync(bufnr, method, params, 5000) or {}
+  local answer = answers[client().id] or {}
+  check(answer.err == nil, vim.inspect(answer.err))
+  return answer.result
+end
+
+test('completion offers the token kinds after $(', function()
+  local result = request('textDocument/completion', 5, 20)
+  local items = result and (result.items or result) or {}
+  local labels = {}
+  for _, item in ipairs(items) do
+    table.insert(labels, item.label)
+  end
+  check(vim.deep_equal(labels, { 'volumeMounts', 'services', 'externalEndpoints' }), vim.inspect(labels))
+end)
+
+test('completion offers keys at the cursor level', function()
+  local result = request('textDocument/completion', 2, 4)
+  local labels = {}
+  for _, item in ipairs(result or {}) do
+    labels[item.label] = true
+  end
+  check(labels.name and labels.localPath, vim.inspect(result))
+end)
+
+test('hover explains what $(services:stats-api) becomes', function()
+  local result = request('textDocument/hover', 5, 24)
+  local text = result and result.contents and result.contents.value or ''
+  check(text:find('Service `stats-api`', 1, true) and text:find('127.1.0.x', 1, true), vim.inspect(result))
+end)
+
+test('the server exits 0 after shutdown', function()
+  client().stop()
+  check(vim.wait(10000, function()
+    return exit_code ~= nil
+  end, 20), 'the server did not exit')
+  check(exit_code == 0, 'exit code ' .. tostring(exit_code))
+end)
+
+vim.fn.delete(dir, 'rf')
+io.stdout:write(('%d passed, %d failed\n'):format(passed, failed))
+vim.cmd(failed == 0 and 'qall!' or 'cquit 1')
