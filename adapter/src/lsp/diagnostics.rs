@@ -438,6 +438,8 @@ fn at_path(configuration: &Node, error: ConfigError) -> Finding {
         ConfigError::Invalid { path, message } => (path.as_str(), message.clone()),
         ConfigError::Conflict(message) => ("bridge", message.clone()),
         ConfigError::File { message, .. } => ("", message.clone()),
+        // Only `kbridge dap`'s command line makes these; shown on the configuration if ever.
+        ConfigError::Flag { flag, message } => ("", format!("{flag}: {message}")),
     };
     let mut node = configuration;
     let mut span = configuration.span.clone();
