@@ -450,9 +450,12 @@ mod tests {
         assert!(labels(k, "version: 0.1\nvol|", &none).contains(&"volumeMounts".to_string()));
         assert_eq!(
             labels(k, "volumeMounts:\n  - name: a\n    lo|", &none),
-            ["name", "localPath"]
+            ["name", "localPath", "rewriteEnvPaths"]
         );
-        assert_eq!(labels(k, "env:\n- n|", &none), ["name", "value"]);
+        assert_eq!(
+            labels(k, "env:\n- n|", &none),
+            ["name", "value", "rewritePath"]
+        );
         assert_eq!(
             labels(k, "enableFeatures:\n  - |", &none),
             ["Probes", "LifecycleHooks", "ManagedIdentity"]
