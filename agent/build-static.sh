@@ -11,18 +11,20 @@
 # container); that is all a pod needs.
 #
 # Usage: agent/build-static.sh [OUTPUT]   (default: target/kbridge-agent-static)
+# The target is this machine's (x86_64 or aarch64 Linux, glibc); KBRIDGE_TARGET names another.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 out=${1:-$target_dir/kbridge-agent-static}
+target=${KBRIDGE_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}
 
 cd "$root"
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    cargo build --release --locked --target x86_64-unknown-linux-gnu -p kbridge-agent \
+    cargo build --release --locked --target "$target" -p kbridge-agent \
     || RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    cargo build --release --target x86_64-unknown-linux-gnu -p kbridge-agent
-bin="$target_dir/x86_64-unknown-linux-gnu/release/kbridge-agent"
+    cargo build --release --target "$target" -p kbridge-agent
+bin="$target_dir/$target/release/kbridge-agent"
 
 # Verify: no dynamic section, no interpreter.
 if command -v file >/dev/null 2>&1; then

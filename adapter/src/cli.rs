@@ -2,7 +2,8 @@
 //! runs itself with (the guardian, `ns-exec`, a background `connect`), rendered from the
 //! same types clap parses.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use crate::session::cluster::setup::DEFAULT_AGENT_IMAGE;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kbridge_config::flat::{self, FlatKey};
 use kbridge_config::{BridgeSettings, ConfigError, Preset};
 use std::ffi::OsString;
@@ -15,6 +16,32 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What `kbridge --version` prints after `kbridge `: the version, then the agent image a
+/// session runs unless told otherwise, `env_image` (`$KBRIDGE_AGENT_IMAGE`) when set, else
+/// `ghcr.io/kbridge/agent:<version>`. An upgrade shows here that sessions will ask for a
+/// new agent image.
+pub fn version_text(env_image: Option<&str>) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match env_image.map(str::trim).filter(|image| !image.is_empty()) {
+        Some(image) => format!(
+            "{version}\nagent image {image} (from KBRIDGE_AGENT_IMAGE; the built-in default is {DEFAULT_AGENT_IMAGE})"
+        ),
+        None => format!(
+            "{version}\nagent image {DEFAULT_AGENT_IMAGE} (the default; --agent-image, bridge.agentImage or KBRIDGE_AGENT_IMAGE name another)"
+        ),
+    }
+}
+
+/// Parses the command line like [`Cli::parse`], with [`version_text`] for `--version`
+/// (read from the environment, so it cannot be a derive attribute).
+pub fn parse() -> Cli {
+    let env_image = std::env::var("KBRIDGE_AGENT_IMAGE").ok();
+    // Once per process; clap keeps `&'static str` versions without its `string` feature.
+    let version: &'static str = Box::leak(version_text(env_image.as_deref()).into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
 }
 
 /// kbridge's commands.
@@ -536,6 +563,41 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_names_the_default_agent_image_of_this_version() {
+        let text = version_text(None);
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(env!("CARGO_PKG_VERSION")));
+        let image = lines.next().unwrap_or_default();
+        assert!(image.contains(DEFAULT_AGENT_IMAGE), "{text}");
+        assert!(
+            DEFAULT_AGENT_IMAGE.ends_with(&format!(":{}", env!("CARGO_PKG_VERSION"))),
+            "the default image is tagged with the version"
+        );
+        assert_eq!(version_text(Some("  ")), text, "blank is unset");
+    }
+
+    #[test]
+    fn version_names_the_image_from_the_environment() {
+        let text = version_text(Some("127.0.0.1:5000/kbridge/agent:dev"));
+        assert!(
+            text.contains("agent image 127.0.0.1:5000/kbridge/agent:dev (from KBRIDGE_AGENT_IMAGE"),
+            "{text}"
+        );
+        assert!(text.contains(DEFAULT_AGENT_IMAGE), "{text}");
+    }
+
+    #[test]
+    fn version_flag_prints_the_version_text() {
+        let version: &'static str = Box::leak(version_text(None).into_boxed_str());
+        let error = Cli::command()
+            .version(version)
+            .try_get_matches_from(["kbridge", "--version"])
+            .expect_err("--version ends parsing");
+        assert_eq!(error.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert_eq!(error.to_string(), format!("kbridge {version}\n"));
+    }
 
     /// Renders `command` and parses it back as the command line it is.
     fn round_trip(command: &SelfCommand) -> SelfCommand {

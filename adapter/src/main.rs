@@ -3,7 +3,6 @@
 mod commands;
 
 use anyhow::Context;
-use clap::Parser;
 use kbridge::cli::{AgentCommand, Cli, Command, ConnectArgs, GuardArgs, NsExecArgs, SchemaKind};
 use kbridge::proxy::{self, Outcome, ProxyOptions};
 use kbridge::session::{guardian, SessionId};
@@ -11,7 +10,7 @@ use std::process::ExitCode;
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = kbridge::cli::parse();
     // Before any thread exists: a new user namespace needs a single-threaded process.
     if let Command::NsExec(NsExecArgs { hosts, command }) = &cli.command {
         let error =

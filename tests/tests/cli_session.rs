@@ -422,3 +422,96 @@ fn doctor_checks_reachability_and_permissions() {
     assert!(!output.status.success());
     assert!(stdout.contains("cannot be reached"), "{stdout}");
 }
+
+/// An agent an older kbridge left behind: a pod whose health endpoint answers `/status` as
+/// kbridge-agent 0.0.9 would, with its token from a session's Secret, as agents have.
+const OLD_AGENT: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: kbridge-old-session}
+stringData: {token: old}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: old-agent}
+spec:
+  containers:
+  - name: api
+    image: busybox
+    command: [python3, -c, "import http.server, json\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        body = json.dumps({'health': 'ok', 'state': 'orphaned', 'idleSecs': 900, 'idleRestoreSecs': 60, 'sessions': 0, 'version': '0.0.9'}).encode()\n        self.send_response(200)\n        self.send_header('Content-Length', str(len(body)))\n        self.end_headers()\n        self.wfile.write(body)\nhttp.server.HTTPServer(('0.0.0.0', 7312), H).serve_forever()\n"]
+    env:
+    - name: KBRIDGE_SESSION_TOKEN
+      valueFrom: {secretKeyRef: {name: kbridge-old-session, key: token}}
+"#;
+
+#[test]
+fn doctor_reports_agent_versions_of_a_held_session_and_a_leftover() {
+    let fixture = TestCluster::start_demo("cli-doctor-versions");
+    let tmp = temp_dir("cli-doctor-versions");
+    let env_file = tmp.join("session.env");
+    let mut held = Command::new(kbridge_bin())
+        .arg("connect")
+        .args(fixture.todo_api_target())
+        .arg("--env-file")
+        .arg(&env_file)
+        .env("KUBECONFIG", &fixture.kubeconfig)
+        .env("TMPDIR", &tmp)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start kbridge connect");
+    let manifest = tmp.join("old-agent.yaml");
+    std::fs::write(&manifest, OLD_AGENT).expect("write manifest");
+    let manifest = manifest.to_string_lossy().into_owned();
+    fixture.kubectl(&["-n", &fixture.namespace, "apply", "-f", &manifest]);
+
+    // Until the session is up and the old agent answers (or three minutes pass).
+    let old_line = format!(
+        "mismatch pod {}/old-agent (session old-session not on this machine): agent 0.0.9 (reported), this kbridge {}",
+        fixture.namespace,
+        env!("CARGO_PKG_VERSION")
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let (output, stdout) = loop {
+        let output = kbridge(&fixture, &tmp, &["doctor", "-n", &fixture.namespace]);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if (env_file.exists() && stdout.contains(&old_line)) || std::time::Instant::now() > deadline
+        {
+            break (output, stdout);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    };
+    Command::new("kill")
+        .args(["-TERM", &held.id().to_string()])
+        .status()
+        .expect("kill");
+    let ended = held.wait().expect("wait");
+
+    assert!(stdout.contains("\nAgent versions:\n"), "{stdout}");
+    assert!(stdout.contains(&old_line), "{stdout}");
+    assert!(
+        stdout.contains("kbridge restore KIND/NAME"),
+        "says how to put it back: {stdout}"
+    );
+    let held_ok = format!("ok       pod {}/todo-api-", fixture.namespace);
+    let held_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(held_ok.trim_start()))
+        .collect();
+    assert!(
+        !held_lines.is_empty(),
+        "the held session's agents: {stdout}"
+    );
+    for line in &held_lines {
+        assert!(
+            line.contains("(held session ")
+                && line.contains(&format!("on this machine, pid {})", held.id()))
+                && line.ends_with(&format!("agent {}", env!("CARGO_PKG_VERSION"))),
+            "{line}"
+        );
+    }
+    assert!(
+        output.status.success(),
+        "a leftover of someone else's does not fail doctor: {stdout}"
+    );
+    assert!(ended.success());
+}

@@ -10,9 +10,12 @@ use kbridge::image::reference::ImageReference;
 use kbridge::image::registry::RegistryError;
 use kbridge::session::cluster::connection::Cluster;
 use kbridge::session::cluster::setup::agent_image;
+use kbridge::session::registry;
 use kbridge_config::{DebuggerChoice, Preset};
 use kube::api::{Api, PostParams};
 use std::process::ExitCode;
+
+use super::agent_versions;
 
 /// What a session does in the namespace: (verb, group, resource).
 const NEEDED: [(&str, &str, &str); 9] = [
@@ -28,16 +31,24 @@ const NEEDED: [(&str, &str, &str); 9] = [
 ];
 
 /// Checks the cluster of the current (or given) context: reachable, and may kbridge do
-/// what a session needs there? Returns whether everything passed.
-async fn cluster_checks(context: Option<&str>, namespace: Option<&str>) -> bool {
+/// what a session needs there? Returns the cluster when it answered, and whether
+/// everything passed.
+async fn cluster_checks(context: Option<&str>, namespace: Option<&str>) -> (Option<Cluster>, bool) {
     println!("\nKubernetes:");
     let cluster = match Cluster::connect(context, namespace).await {
         Ok(cluster) => cluster,
         Err(error) => {
             println!("  missing  {error}");
-            return false;
+            return (None, false);
         }
     };
+    let allowed_all = access_checks(&cluster).await;
+    (Some(cluster), allowed_all)
+}
+
+/// Reachable, and may kbridge do what a session needs in the namespace? Returns whether
+/// both hold.
+async fn access_checks(cluster: &Cluster) -> bool {
     let context = cluster
         .context
         .clone()
@@ -150,8 +161,8 @@ async fn agent_image_check(check: &ImageCheck) -> bool {
     }
 }
 
-/// Prints the checks; exit code 0 when a debugger is usable and the cluster and agent
-/// image checks pass.
+/// Prints the checks; exit code 0 when a debugger is usable, the cluster and agent image
+/// checks pass, and no session on this machine runs an agent of another version.
 pub async fn run(context: Option<&str>, namespace: Option<&str>, image: &ImageCheck) -> ExitCode {
     println!("kbridge {}", env!("CARGO_PKG_VERSION"));
     println!("\nDebuggers:");
@@ -174,8 +185,17 @@ pub async fn run(context: Option<&str>, namespace: Option<&str>, image: &ImageCh
             ),
         }
     }
-    let cluster_ok = cluster_checks(context, namespace).await;
+    let (cluster, cluster_ok) = cluster_checks(context, namespace).await;
     let image_ok = agent_image_check(image).await;
+    let sessions: Vec<_> = registry::list()
+        .await
+        .into_iter()
+        .map(|(_, info)| info)
+        .collect();
+    let versions_ok = match &cluster {
+        Some(cluster) if cluster_ok => agent_versions::check(cluster, &sessions).await,
+        _ => true,
+    };
     println!("\nLogs: {}", kbridge::session::state_root().display());
     if found == 0 {
         println!("\nNo debugger found: install one of the above.");
@@ -187,6 +207,10 @@ pub async fn run(context: Option<&str>, namespace: Option<&str>, image: &ImageCh
     }
     if !image_ok {
         println!("\nThe agent image check failed: see above.");
+        return ExitCode::FAILURE;
+    }
+    if !versions_ok {
+        println!("\nA session on this machine runs an agent of another version: see above.");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -1,6 +1,7 @@
 //! The commands of the `kbridge` binary that are more than a call into the library.
 
 pub mod agent_push;
+pub mod agent_versions;
 pub mod bridged;
 pub mod child;
 pub mod diagnostics;

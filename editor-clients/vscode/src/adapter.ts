@@ -22,8 +22,20 @@ export interface AdapterCommand {
 
 /** How to get kbridge, shown whenever it cannot be found. */
 export const INSTALL_HINT =
-  'Install it with `cargo install --path adapter` from a kbridge checkout, or download a ' +
-  'release binary, then put it on PATH or set `kbridge.path`.';
+  'Install the kbridge extension for your platform (it bundles kbridge), or install kbridge ' +
+  'with `cargo install --locked kbridge` (`cargo install --path adapter` from a kbridge ' +
+  'checkout) or from a release binary, then put it on PATH or set `kbridge.path`.';
+
+/**
+ * Where a platform-specific .vsix keeps its kbridge, relative to the extension's root
+ * (scripts/package-platform.sh puts it there).
+ */
+export const BUNDLED_DIR = 'bin';
+
+/** The kbridge a platform-specific .vsix bundles, inside the extension at `extensionPath`. */
+export function bundledKbridge(extensionPath: string, platform: NodeJS.Platform = process.platform): string {
+  return path.join(extensionPath, BUNDLED_DIR, platform === 'win32' ? 'kbridge.exe' : 'kbridge');
+}
 
 export class KbridgeNotFoundError extends Error {
   constructor(message: string) {
@@ -33,8 +45,10 @@ export class KbridgeNotFoundError extends Error {
 }
 
 export interface LocateOptions {
-  /** The `kbridge.path` setting; empty or unset means "search PATH". */
+  /** The `kbridge.path` setting; empty or unset means "the bundled kbridge, else PATH". */
   settingPath?: string;
+  /** The extension's root directory: a platform-specific .vsix has kbridge in its `bin/`. */
+  extensionPath?: string;
   /** The PATH to search (process.env.PATH in the extension). */
   envPath?: string;
   platform?: NodeJS.Platform;
@@ -56,7 +70,14 @@ function expandHome(p: string): string {
   return p === '~' || p.startsWith('~/') ? path.join(os.homedir(), p.slice(1)) : p;
 }
 
-/** The kbridge to run: the setting if given (and it must exist), else the first on PATH. */
+/**
+ * The kbridge to run, first match wins:
+ * 1. the `kbridge.path` setting, if set (and then it must exist: a deliberate choice, such as
+ *    a kbridge built from source, wins over the bundled one);
+ * 2. the kbridge bundled in a platform-specific .vsix (`<extension>/bin/kbridge`), the same
+ *    version as the extension;
+ * 3. the first `kbridge` on PATH (the universal .vsix bundles none).
+ */
 export function locateKbridge(options: LocateOptions = {}): string {
   const isExec = options.isExecutable ?? isExecutableFile;
   const platform = options.platform ?? process.platform;
@@ -71,6 +92,10 @@ export function locateKbridge(options: LocateOptions = {}): string {
     }
     return file;
   }
+  if (options.extensionPath) {
+    const bundled = bundledKbridge(options.extensionPath, platform);
+    if (isExec(bundled)) return bundled;
+  }
   const names = platform === 'win32' ? ['kbridge.exe', 'kbridge.cmd', 'kbridge'] : ['kbridge'];
   const dirs = (options.envPath ?? '').split(platform === 'win32' ? ';' : ':').filter(Boolean);
   for (const dir of dirs) {
@@ -80,7 +105,7 @@ export function locateKbridge(options: LocateOptions = {}): string {
     }
   }
   throw new KbridgeNotFoundError(
-    `kbridge was not found: \`kbridge.path\` is not set and there is no \`kbridge\` on PATH. ${INSTALL_HINT}`
+    `kbridge was not found: \`kbridge.path\` is not set, this extension bundles no kbridge, and there is no \`kbridge\` on PATH. ${INSTALL_HINT}`
   );
 }
 

@@ -11,9 +11,12 @@ import { configure, ConfigureUi, describePort, mergeConfigurations, runProcess, 
 
 type Config = { [key: string]: unknown };
 
+/** The extension's root directory (set at activation): a platform .vsix has kbridge in `bin/`. */
+let extensionPath: string | undefined;
+
 function findKbridge(): string {
   const settingPath = vscode.workspace.getConfiguration('kbridge').get<string>('path');
-  return locateKbridge({ settingPath, envPath: process.env.PATH });
+  return locateKbridge({ settingPath, extensionPath, envPath: process.env.PATH });
 }
 
 /** Shows why kbridge cannot run, with a way to fix it; never fails silently. */
@@ -121,6 +124,7 @@ async function configureCommand(context: vscode.ExtensionContext): Promise<void>
 }
 
 export function activate(context: vscode.ExtensionContext): void {
+  extensionPath = context.extensionPath;
   context.subscriptions.push(
     vscode.debug.registerDebugAdapterDescriptorFactory('bridge', factory),
     vscode.debug.registerDebugConfigurationProvider('bridge', provider),

@@ -6,7 +6,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { adapterCommand, locateKbridge, KbridgeNotFoundError } = require('../out/src/adapter.js');
+const { adapterCommand, bundledKbridge, locateKbridge, KbridgeNotFoundError } = require('../out/src/adapter.js');
 
 test('a preset becomes `kbridge dap --debugger <preset>`', () => {
   for (const preset of ['debugpy', 'lldb-dap', 'dlv', 'js-debug', 'netcoredbg', 'codelldb']) {
@@ -66,4 +66,57 @@ test('a wrong kbridge.path is an error, not a fallback to PATH', () => {
     () => locateKbridge({ settingPath: '/wrong/kbridge', envPath: '/b', isExecutable: (f) => f === '/b/kbridge' }),
     (e) => e instanceof KbridgeNotFoundError && e.message.includes('/wrong/kbridge') && /kbridge\.path/.test(e.message)
   );
+});
+
+test('the bundled kbridge (platform .vsix) wins over PATH', () => {
+  const exec = new Set(['/ext/bin/kbridge', '/b/kbridge']);
+  const isExecutable = (f) => exec.has(f);
+  assert.equal(locateKbridge({ extensionPath: '/ext', envPath: '/b', isExecutable }), '/ext/bin/kbridge');
+  assert.equal(locateKbridge({ settingPath: '  ', extensionPath: '/ext', envPath: '/b', isExecutable }), '/ext/bin/kbridge');
+});
+
+test('an explicit kbridge.path wins over the bundled kbridge', () => {
+  const exec = new Set(['/set/kbridge', '/ext/bin/kbridge']);
+  const isExecutable = (f) => exec.has(f);
+  assert.equal(
+    locateKbridge({ settingPath: '/set/kbridge', extensionPath: '/ext', envPath: '', isExecutable }),
+    '/set/kbridge'
+  );
+  // Even when the setting is wrong: an error naming it, not the bundled kbridge.
+  assert.throws(
+    () => locateKbridge({ settingPath: '/wrong/kbridge', extensionPath: '/ext', isExecutable }),
+    (e) => e instanceof KbridgeNotFoundError && e.message.includes('/wrong/kbridge')
+  );
+});
+
+test('no bundled kbridge (universal .vsix): PATH is searched', () => {
+  const isExecutable = (f) => f === '/b/kbridge';
+  assert.equal(locateKbridge({ extensionPath: '/ext', envPath: '/a:/b', isExecutable }), '/b/kbridge');
+  assert.throws(
+    () => locateKbridge({ extensionPath: '/ext', envPath: '/a', isExecutable: () => false }),
+    (e) => e instanceof KbridgeNotFoundError && /bundles no kbridge/.test(e.message) && /platform/.test(e.message)
+  );
+});
+
+test('the bundled kbridge is bin/kbridge, bin/kbridge.exe on Windows', () => {
+  assert.equal(bundledKbridge('/ext', 'linux'), path.join('/ext', 'bin', 'kbridge'));
+  assert.equal(bundledKbridge('/ext', 'darwin'), path.join('/ext', 'bin', 'kbridge'));
+  assert.equal(bundledKbridge('/ext', 'win32'), path.join('/ext', 'bin', 'kbridge.exe'));
+  const exec = new Set([path.join('/ext', 'bin', 'kbridge.exe')]);
+  assert.equal(
+    locateKbridge({ extensionPath: '/ext', platform: 'win32', envPath: '', isExecutable: (f) => exec.has(f) }),
+    path.join('/ext', 'bin', 'kbridge.exe')
+  );
+});
+
+test('a real bundled executable is found with an empty PATH', () => {
+  const ext = fs.mkdtempSync(path.join(os.tmpdir(), 'kbridge-ext-'));
+  fs.mkdirSync(path.join(ext, 'bin'));
+  const file = path.join(ext, 'bin', 'kbridge');
+  fs.writeFileSync(file, '#!/bin/sh\n', { mode: 0o755 });
+  try {
+    assert.equal(locateKbridge({ extensionPath: ext, envPath: '' }), file);
+  } finally {
+    fs.rmSync(ext, { recursive: true, force: true });
+  }
 });
