@@ -15,6 +15,25 @@ fn kbridge(fixture: &TestCluster, tmp: &std::path::Path, args: &[&str]) -> Outpu
         .expect("run kbridge")
 }
 
+/// `kbridge connect` to todo-api, writing the session's environment to `env_file`.
+fn connect(
+    fixture: &TestCluster,
+    tmp: &std::path::Path,
+    env_file: &std::path::Path,
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    Command::new(kbridge_bin())
+        .arg("connect")
+        .args(fixture.todo_api_target())
+        .arg("--env-file")
+        .arg(env_file)
+        .env("KUBECONFIG", &fixture.kubeconfig)
+        .env("TMPDIR", tmp)
+        .stderr(stderr)
+        .spawn()
+        .expect("start kbridge connect")
+}
+
 #[test]
 fn run_gives_a_command_the_cluster_and_its_exit_code() {
     let fixture = TestCluster::start_demo("cli-run");
@@ -93,16 +112,7 @@ fn connect_holds_the_session_until_sigterm() {
     let fixture = TestCluster::start_demo("cli-connect");
     let tmp = temp_dir("cli-connect");
     let env_file = tmp.join("session.env");
-    let mut child = Command::new(kbridge_bin())
-        .arg("connect")
-        .args(fixture.todo_api_target())
-        .arg("--env-file")
-        .arg(&env_file)
-        .env("KUBECONFIG", &fixture.kubeconfig)
-        .env("TMPDIR", &tmp)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start kbridge connect");
+    let mut child = connect(&fixture, &tmp, &env_file, std::process::Stdio::piped());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     while !env_file.exists() {
         if std::time::Instant::now() > deadline {
@@ -449,16 +459,7 @@ fn doctor_reports_agent_versions_of_a_held_session_and_a_leftover() {
     let fixture = TestCluster::start_demo("cli-doctor-versions");
     let tmp = temp_dir("cli-doctor-versions");
     let env_file = tmp.join("session.env");
-    let mut held = Command::new(kbridge_bin())
-        .arg("connect")
-        .args(fixture.todo_api_target())
-        .arg("--env-file")
-        .arg(&env_file)
-        .env("KUBECONFIG", &fixture.kubeconfig)
-        .env("TMPDIR", &tmp)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start kbridge connect");
+    let mut held = connect(&fixture, &tmp, &env_file, std::process::Stdio::null());
     let manifest = tmp.join("old-agent.yaml");
     std::fs::write(&manifest, OLD_AGENT).expect("write manifest");
     let manifest = manifest.to_string_lossy().into_owned();

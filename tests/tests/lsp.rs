@@ -317,7 +317,7 @@ fn completion_and_hover() {
         .flatten()
         .filter_map(|i| i["label"].as_str())
         .collect();
-    assert_eq!(labels, ["name", "localPath"], "{keys}");
+    assert_eq!(labels, ["name", "localPath", "rewriteEnvPaths"], "{keys}");
 
     let (token, _) = client.request("textDocument/hover", at(4, 24));
     let text = token["result"]["contents"]["value"]

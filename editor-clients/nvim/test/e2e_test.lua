@@ -15,16 +15,8 @@ local Client = require('dap_client')
 local dap = require('dap_stub')
 local kbridge = require('kbridge')
 
-local failures = 0
-local function test(name, fn)
-  local ok, err = xpcall(fn, debug.traceback)
-  if ok then
-    print('ok - ' .. name)
-  else
-    failures = failures + 1
-    print('not ok - ' .. name .. '\n' .. tostring(err))
-  end
-end
+local harness = dofile(vim.fn.getcwd() .. '/test/harness.lua')
+local test = harness.test
 
 --- Writes app.py under `dir`: reads the environment variable `var` into `name`, then stops
 --- twice on its BREAK line. Returns the path and that line's number.
@@ -143,11 +135,8 @@ if kubeconfig and kubeconfig ~= '' then
     assert(vim.deep_equal(template(), before), 'the pod template is exactly as it was')
   end)
 else
-  print('skip - bridged to the fixture cluster: KBRIDGE_TEST_KUBECONFIG not set (run.sh sets it as root)')
+  io.stdout:write('skip - bridged to the fixture cluster: KBRIDGE_TEST_KUBECONFIG not set (run.sh sets it as root)\n')
 end
 
 vim.fn.delete(scratch, 'rf')
-if failures > 0 then
-  vim.cmd('cquit ' .. failures)
-end
-vim.cmd('qall!')
+harness.finish()

@@ -5,17 +5,8 @@ local here = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h')
 vim.opt.runtimepath:prepend(vim.fn.fnamemodify(here, ':h'))
 package.loaded['dap'] = dofile(here .. '/dap_stub.lua')
 
-local passed, failed = 0, 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    passed = passed + 1
-    io.stdout:write('ok - ' .. name .. '\n')
-  else
-    failed = failed + 1
-    io.stdout:write('not ok - ' .. name .. '\n    ' .. tostring(err):gsub('\n', '\n    ') .. '\n')
-  end
-end
+local harness = dofile(here .. '/harness.lua')
+local test = harness.test
 
 local function eq(actual, expected, what)
   if not vim.deep_equal(actual, expected) then
@@ -164,5 +155,4 @@ test(':KbridgeStatus with the real kbridge shows its error when there is no kube
 end)
 
 vim.fn.delete(bindir, 'rf')
-io.stdout:write(('%d passed, %d failed\n'):format(passed, failed))
-vim.cmd(failed == 0 and 'qall!' or 'cquit 1')
+harness.finish()

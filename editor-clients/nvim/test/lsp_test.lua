@@ -6,17 +6,8 @@
 local here = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h')
 vim.opt.runtimepath:prepend(vim.fn.fnamemodify(here, ':h'))
 
-local passed, failed = 0, 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    passed = passed + 1
-    io.stdout:write('ok - ' .. name .. '\n')
-  else
-    failed = failed + 1
-    io.stdout:write('not ok - ' .. name .. '\n    ' .. tostring(err):gsub('\n', '\n    ') .. '\n')
-  end
-end
+local harness = dofile(here .. '/harness.lua')
+local test = harness.test
 
 local function check(condition, what)
   if not condition then
@@ -126,5 +117,4 @@ test('the server exits 0 after shutdown', function()
 end)
 
 vim.fn.delete(dir, 'rf')
-io.stdout:write(('%d passed, %d failed\n'):format(passed, failed))
-vim.cmd(failed == 0 and 'qall!' or 'cquit 1')
+harness.finish()
