@@ -297,6 +297,17 @@ impl TestCluster {
         ])
     }
 
+    /// Runs the built `kbridge ARGS` against this cluster (its kubeconfig in `KUBECONFIG`),
+    /// with `tmp` as `TMPDIR` so the session's local state stays in the test's directory.
+    pub fn kbridge(&self, tmp: &std::path::Path, args: &[&str]) -> std::process::Output {
+        Command::new(crate::kbridge_bin())
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("TMPDIR", tmp)
+            .output()
+            .expect("run kbridge")
+    }
+
     /// Runs `kubectl --kubeconfig KUBECONFIG ARGS` (pass `-n` yourself); returns stdout,
     /// panicking with stderr on failure.
     pub fn kubectl(&self, args: &[&str]) -> String {

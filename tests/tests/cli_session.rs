@@ -4,16 +4,7 @@
 
 use kbridge_tests::fixture::TestCluster;
 use kbridge_tests::{agent_image, kbridge_bin, temp_dir};
-use std::process::{Command, Output};
-
-fn kbridge(fixture: &TestCluster, tmp: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(kbridge_bin())
-        .args(args)
-        .env("KUBECONFIG", &fixture.kubeconfig)
-        .env("TMPDIR", tmp)
-        .output()
-        .expect("run kbridge")
-}
+use std::process::Command;
 
 /// `kbridge connect` to todo-api, writing the session's environment to `env_file`.
 fn connect(
@@ -49,7 +40,7 @@ sys.exit(3)\n",
     let mut args = vec!["run"];
     args.extend(target.iter().map(String::as_str));
     args.extend(["--hosts", "namespace", "--", "python3", "-c", &script]);
-    let output = kbridge(&fixture, &tmp, &args);
+    let output = fixture.kbridge(&tmp, &args);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
@@ -83,7 +74,7 @@ fn env_prints_the_rewritten_environment() {
     let mut args = vec!["env"];
     args.extend(target.iter().map(String::as_str));
     args.extend(["--format", "json"]);
-    let output = kbridge(&fixture, &tmp, &args);
+    let output = fixture.kbridge(&tmp, &args);
     assert!(
         output.status.success(),
         "{}",
@@ -145,7 +136,7 @@ fn targets_lists_services_with_their_ports() {
     let fixture = TestCluster::start_demo("cli-targets");
     let tmp = temp_dir("cli-targets");
     let ns = fixture.namespace.as_str();
-    let output = kbridge(&fixture, &tmp, &["targets", "-n", ns, "--output", "json"]);
+    let output = fixture.kbridge(&tmp, &["targets", "-n", ns, "--output", "json"]);
     assert!(
         output.status.success(),
         "{}",
@@ -165,11 +156,7 @@ fn targets_lists_services_with_their_ports() {
         serde_json::json!([{"port": 80, "name": "http", "targetPort": 8080, "targetPortName": "http"}])
     );
     // From a context whose namespace has none of them, every namespace's are listed.
-    let all = kbridge(
-        &fixture,
-        &tmp,
-        &["targets", "--all-namespaces", "--output", "json"],
-    );
+    let all = fixture.kbridge(&tmp, &["targets", "--all-namespaces", "--output", "json"]);
     assert!(
         all.status.success(),
         "{}",
@@ -182,7 +169,7 @@ fn targets_lists_services_with_their_ports() {
             .any(|t| t["service"] == "todo-api" && t["namespace"] == ns)),
         "{all}"
     );
-    let typo = kbridge(&fixture, &tmp, &["targets", "-n", ns, "--context", "nope"]);
+    let typo = fixture.kbridge(&tmp, &["targets", "-n", ns, "--context", "nope"]);
     assert!(!typo.status.success());
     assert!(
         String::from_utf8_lossy(&typo.stderr).contains("nope"),
@@ -227,7 +214,7 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
     let mut args = vec!["run"];
     args.extend(target_flags.iter().map(String::as_str));
     args.extend(["--", "true"]);
-    let refused = kbridge(&fixture, &tmp, &args);
+    let refused = fixture.kbridge(&tmp, &args);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
@@ -280,7 +267,7 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
         .await
         .expect("ghost swap");
     hold(&fixture, "ghost", 3600).await;
-    let output = kbridge(&fixture, &tmp, &args);
+    let output = fixture.kbridge(&tmp, &args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(
@@ -396,8 +383,7 @@ fn doctor_checks_reachability_and_permissions() {
     let image = real_image
         .clone()
         .unwrap_or_else(|| "127.0.0.1:9/kbridge/agent:dev".to_string());
-    let output = kbridge(
-        &fixture,
+    let output = fixture.kbridge(
         &tmp,
         &["doctor", "-n", &fixture.namespace, "--agent-image", &image],
     );
@@ -478,7 +464,7 @@ fn doctor_reports_agent_versions_of_a_held_session_and_a_leftover() {
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     let (output, stdout) = loop {
-        let output = kbridge(&fixture, &tmp, &["doctor", "-n", &fixture.namespace]);
+        let output = fixture.kbridge(&tmp, &["doctor", "-n", &fixture.namespace]);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if (env_file.exists() && stdout.contains(&old_line)) || std::time::Instant::now() > deadline
         {

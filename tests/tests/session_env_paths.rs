@@ -16,7 +16,6 @@ use kbridge_tests::fixture::TestCluster;
 use kbridge_tests::{agent_image, kbridge_bin, temp_dir};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
 
 const AUDIENCE: &str = "sts.kbridge.example";
 
@@ -69,15 +68,6 @@ spec:
     )
 }
 
-fn kbridge(fixture: &TestCluster, tmp: &Path, args: &[&str]) -> Output {
-    Command::new(kbridge_bin())
-        .args(args)
-        .env("KUBECONFIG", &fixture.kubeconfig)
-        .env("TMPDIR", tmp)
-        .output()
-        .expect("run kbridge")
-}
-
 /// `kbridge run` on deployment/paths-app running `script` under `sh -c`.
 fn run(fixture: &TestCluster, tmp: &Path, config: Option<&Path>, script: &str) -> (String, String) {
     let image = agent_image();
@@ -95,7 +85,7 @@ fn run(fixture: &TestCluster, tmp: &Path, config: Option<&Path>, script: &str) -
         args.extend(["--config", config]);
     }
     args.extend(["--", "sh", "-c", script]);
-    let out = kbridge(fixture, tmp, &args);
+    let out = fixture.kbridge(tmp, &args);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

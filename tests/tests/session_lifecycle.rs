@@ -66,15 +66,6 @@ fn connect(fixture: &TestCluster, tmp: &Path, envs: &[(&str, &str)], extra: &[&s
     cluster::connect(fixture, tmp, envs, &args)
 }
 
-fn kbridge(tmp: &Path, fixture: &TestCluster, args: &[&str]) -> std::process::Output {
-    Command::new(kbridge_bin())
-        .args(args)
-        .env("KUBECONFIG", &fixture.kubeconfig)
-        .env("TMPDIR", tmp)
-        .output()
-        .expect("run kbridge")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_stops_at_the_breakpoint_and_disconnect_restores_everything() {
     let fixture = TestCluster::start_demo("lifecycle-dap");
@@ -219,13 +210,12 @@ async fn restore_works_from_the_annotations_alone() {
         session_annotation(&client, ns).await.is_some(),
         "left bridged"
     );
-    let status = kbridge(&tmp, &fixture, &["status", "--namespace", ns]);
+    let status = fixture.kbridge(&tmp, &["status", "--namespace", ns]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("deployment/todo-api"), "{text}");
     let other_tmp = temp_dir("lifecycle-restore-cmd-elsewhere");
-    let restore = kbridge(
+    let restore = fixture.kbridge(
         &other_tmp,
-        &fixture,
         &["restore", "--namespace", ns, "deployment/todo-api"],
     );
     let out = String::from_utf8_lossy(&restore.stdout);
@@ -254,7 +244,7 @@ async fn a_held_session_is_reused_and_described() {
         .metadata
         .generation;
 
-    let diagnostics = kbridge(&tmp, &fixture, &["diagnostics", "--json"]);
+    let diagnostics = fixture.kbridge(&tmp, &["diagnostics", "--json"]);
     let described: Value = serde_json::from_slice(&diagnostics.stdout).expect("diagnostics JSON");
     let me = described
         .as_array()
@@ -275,7 +265,7 @@ async fn a_held_session_is_reused_and_described() {
     let tunnels = me["tunnels"].as_array().cloned().unwrap_or_default();
     assert_eq!(tunnels.len(), 2, "one tunnel per replica: {me}");
     assert!(tunnels.iter().all(|t| t["connected"] == true), "{me}");
-    let text = kbridge(&tmp, &fixture, &["diagnostics"]);
+    let text = fixture.kbridge(&tmp, &["diagnostics"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("Tunnels:") && !text.contains("s3cr3t"),
@@ -288,7 +278,7 @@ async fn a_held_session_is_reused_and_described() {
     let mut args = vec!["run"];
     args.extend(target.iter().map(String::as_str));
     args.extend(["--", "sh", "-c", "echo KEY=$API_KEY"]);
-    let run = kbridge(&tmp, &fixture, &args);
+    let run = fixture.kbridge(&tmp, &args);
     let took = started.elapsed();
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);

@@ -25,6 +25,10 @@ const { DebugClient } = require('@vscode/debugadapter-testsupport');
 const { adapterCommand, locateKbridge } = require('../out/src/adapter.js');
 const { applySettings } = require('../out/src/defaults.js');
 const { expandSnippet, resolveVariables } = require('./support/snippet.js');
+const fixture = require('./support/fixture-cluster.js');
+
+/** The factory's own lookup, with kbridge.path set as a user would. */
+const kbridgeBinary = () => locateKbridge({ settingPath: fixture.kbridgeBinary() });
 
 const PACKAGE_DIR = path.resolve(__dirname, '..');
 const REPO_ROOT = path.resolve(PACKAGE_DIR, '..', '..');
@@ -32,17 +36,6 @@ const PROGRAMS = path.join(REPO_ROOT, 'tests', 'programs');
 const manifest = JSON.parse(fs.readFileSync(path.join(PACKAGE_DIR, 'package.json'), 'utf8'));
 const SNIPPETS = manifest.contributes.debuggers.find((d) => d.type === 'bridge').configurationSnippets;
 const STEP_TIMEOUT_MS = 60000;
-
-function kbridgeBinary() {
-  const bin = process.env.KBRIDGE_BIN
-    ? path.resolve(process.env.KBRIDGE_BIN)
-    : path.join(REPO_ROOT, 'target', 'debug', 'kbridge');
-  if (!fs.existsSync(bin)) {
-    throw new Error(`kbridge binary not found at ${bin}: run \`cargo build -p kbridge\` first, or set KBRIDGE_BIN`);
-  }
-  // The factory's own lookup, with kbridge.path set as a user would.
-  return locateKbridge({ settingPath: bin });
-}
 
 function onPath(name) {
   return (process.env.PATH || '').split(':').some((dir) => {

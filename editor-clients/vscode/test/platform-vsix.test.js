@@ -17,20 +17,10 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { createVscodeStub, installVscodeStub } = require('./support/vscode-stub.js');
+const { kbridgeBinary } = require('./support/fixture-cluster.js');
 
 const PACKAGE_DIR = path.resolve(__dirname, '..');
-const REPO_ROOT = path.resolve(PACKAGE_DIR, '..', '..');
 const manifest = JSON.parse(fs.readFileSync(path.join(PACKAGE_DIR, 'package.json'), 'utf8'));
-
-function kbridgeBinary() {
-  const bin = process.env.KBRIDGE_BIN
-    ? path.resolve(process.env.KBRIDGE_BIN)
-    : path.join(REPO_ROOT, 'target', 'debug', 'kbridge');
-  if (!fs.existsSync(bin)) {
-    throw new Error(`kbridge binary not found at ${bin}: run \`cargo build -p kbridge\` first, or set KBRIDGE_BIN`);
-  }
-  return bin;
-}
 
 /** Packages the linux-x64 .vsix and unpacks it into a fresh directory; returns both paths. */
 function packageAndUnpack(t) {

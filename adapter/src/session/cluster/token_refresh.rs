@@ -110,7 +110,7 @@ pub fn next_check(lifetime: Option<Lifetime>, now: i64) -> Duration {
     Duration::from_secs(tenth).clamp(Duration::from_secs(1), DUE_EVERY_MAX)
 }
 
-/// The wait after `failures` failed attempts in a row: 1 s doubling to 30 s.
+/// The wait after `failures` failed attempts in a row: 2 s, doubling up to 30 s.
 fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(5)).min(DUE_EVERY_MAX)
 }

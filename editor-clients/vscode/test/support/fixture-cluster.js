@@ -19,6 +19,14 @@ const KBRIDGE = process.env.KBRIDGE_BIN
 const FIXTURE = path.join(path.dirname(KBRIDGE), 'kube-fixture');
 const AGENT = path.join(path.dirname(KBRIDGE), 'kbridge-agent');
 
+/** The built kbridge (KBRIDGE_BIN, else the workspace's debug build); throws saying how to build it. */
+function kbridgeBinary() {
+  if (!fs.existsSync(KBRIDGE)) {
+    throw new Error(`kbridge binary not found at ${KBRIDGE}: run \`cargo build -p kbridge\` first, or set KBRIDGE_BIN`);
+  }
+  return KBRIDGE;
+}
+
 /** Why the cluster tests cannot run here, or `false` when they can. */
 function whySkip() {
   if (process.getuid && process.getuid() !== 0) return 'the fixture cluster needs root';
@@ -85,4 +93,4 @@ function scratch(t, prefix) {
   return owned;
 }
 
-module.exports = { REPO_ROOT, KBRIDGE, FIXTURE, AGENT, whySkip, withTimeout, freePort, startCluster, scratch };
+module.exports = { REPO_ROOT, KBRIDGE, FIXTURE, AGENT, kbridgeBinary, whySkip, withTimeout, freePort, startCluster, scratch };
