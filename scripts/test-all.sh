@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # End-to-end tests run the built binaries (kbridge, kube-fixture, kbridge-agent).
 cargo build --workspace --bins
-cargo test --workspace
+# --no-fail-fast: one failing test binary does not hide the others' results.
+cargo test --workspace --no-fail-fast
 (cd tests/vscode-debugclient && npm test)
 bash editor-clients/test.sh
