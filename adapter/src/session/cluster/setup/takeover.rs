@@ -264,19 +264,34 @@ fn port_map(target: &ResolvedTarget, ports: &[PortMapping]) -> Result<PortMap, C
                 [only] => {
                     map.insert(*only, local);
                 }
-                _ => {
-                    return Err(ClusterError::InvalidTarget(format!(
-                        "container '{}' has {} ports ({}); map them explicitly: \"ports\": [{{\"remote\": {}, \"local\": {local}}}]",
-                        target.container.name,
-                        container_ports.len(),
-                        container_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
-                        container_ports.first().copied().unwrap_or(80)
-                    )))
-                }
+                _ => return Err(ambiguous_local_port(target, &container_ports, local)),
             },
         }
     }
     Ok(map)
+}
+
+/// A bare local port is ambiguous when the container has several ports; the error shows
+/// the explicit mapping in each form a user may be writing: the JSON `bridge` block, and
+/// the `LOCAL:REMOTE` string of flat `bridge.ports` keys (Helix) and `--ports`.
+fn ambiguous_local_port(
+    target: &ResolvedTarget,
+    container_ports: &[u16],
+    local: u16,
+) -> ClusterError {
+    let remote = container_ports.first().copied().unwrap_or(80);
+    let listed = container_ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    ClusterError::InvalidTarget(format!(
+        "container '{}' has {} ports ({listed}); say which one local port {local} replaces: \
+         \"ports\": [{{\"remote\": {remote}, \"local\": {local}}}] in the bridge block, or \
+         \"{local}:{remote}\" in \"bridge.ports\" or --ports",
+        target.container.name,
+        container_ports.len(),
+    ))
 }
 
 /// The in-cluster restorer runs unless `KBRIDGE_RESTORER=off` (for clusters where a session
@@ -300,4 +315,75 @@ fn user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "someone".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, ContainerPort};
+
+    fn target_with_ports(ports: &[i32]) -> ResolvedTarget {
+        ResolvedTarget {
+            namespace: "todo".into(),
+            kind: WorkloadKind::Deployment,
+            name: "todo-api".into(),
+            container: Container {
+                name: "api".into(),
+                ports: Some(
+                    ports
+                        .iter()
+                        .map(|&p| ContainerPort {
+                            container_port: p,
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            service: None,
+            pods: Vec::new(),
+            pod_spec: Default::default(),
+            selector: Default::default(),
+            replicas: 1,
+        }
+    }
+
+    #[test]
+    fn a_bare_local_port_replaces_the_only_container_port() {
+        let map =
+            port_map(&target_with_ports(&[8080]), &[PortMapping::Local(9000)]).expect("one port");
+        assert_eq!(map, PortMap::from([(8080, 9000)]));
+    }
+
+    #[test]
+    fn explicit_mappings_apply_and_other_ports_keep_their_number() {
+        let map = port_map(
+            &target_with_ports(&[8080, 9090]),
+            &[PortMapping::Mapped {
+                remote: 9090,
+                local: 7000,
+            }],
+        )
+        .expect("mapped");
+        assert_eq!(map, PortMap::from([(8080, 8080), (9090, 7000)]));
+    }
+
+    #[test]
+    fn an_ambiguous_local_port_shows_the_mapping_in_every_form() {
+        let err = port_map(
+            &target_with_ports(&[8080, 9090]),
+            &[PortMapping::Local(5000)],
+        )
+        .expect_err("ambiguous");
+        let text = err.to_string();
+        assert!(text.contains("has 2 ports (8080, 9090)"), "{text}");
+        assert!(
+            text.contains(r#""ports": [{"remote": 8080, "local": 5000}]"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""5000:8080" in "bridge.ports" or --ports"#),
+            "{text}"
+        );
+    }
 }
