@@ -723,15 +723,22 @@ async fn a_join_that_cannot_finish_undoes_itself() {
     let target = resolve_workload(&cluster).await;
     let mut doomed = plan("doomed", &secret);
     doomed.agent_image = "kbridge/no-such-image-anywhere:0".into();
-    doomed.ready_timeout = Duration::from_secs(8);
-    // The fixture may run any `kbridge/agent` tag, but this image does not exist at all.
+    doomed.ready_timeout = Duration::from_secs(60);
+    // The fixture may run any `kbridge/agent` tag, but this image does not exist at all:
+    // the pull error ends the wait at once, long before the ready timeout.
+    let started = std::time::Instant::now();
     let error = isolation::join(&cluster, &target, "dave", &doomed)
         .await
         .expect_err("nothing can start");
     let message = error.to_string();
     assert!(
-        message.contains("was not ready after 8s") && message.contains("kbridge undid"),
+        message.contains("cannot pull the agent image 'kbridge/no-such-image-anywhere:0'")
+            && message.contains("put back as it was"),
         "{message}"
+    );
+    assert!(
+        started.elapsed() < doomed.ready_timeout,
+        "the wait ended on the pull error, not the timeout: {message}"
     );
     assert_same(&before, &snapshot(&cluster).await, "after the failed join");
     let service_ip = cluster_ip(&cluster, "todo-api").await;

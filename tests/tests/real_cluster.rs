@@ -11,6 +11,17 @@ use std::time::Duration;
 
 /// `kbridge run` bridged to todo-api with `agent_image`, running `sh -c script`.
 fn run(fixture: &TestCluster, tag: &str, agent_image: &str, script: &str) -> Output {
+    run_with(fixture, tag, agent_image, &[], script)
+}
+
+/// [`run`] with more `kbridge run` flags (`extra`) before the command.
+fn run_with(
+    fixture: &TestCluster,
+    tag: &str,
+    agent_image: &str,
+    extra: &[&str],
+    script: &str,
+) -> Output {
     Command::new(kbridge_bin())
         .args([
             "run",
@@ -19,16 +30,9 @@ fn run(fixture: &TestCluster, tag: &str, agent_image: &str, script: &str) -> Out
             "--service",
             "todo-api",
         ])
-        .args([
-            "--agent-image",
-            agent_image,
-            "--hosts",
-            "off",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
+        .args(["--agent-image", agent_image, "--hosts", "off"])
+        .args(extra)
+        .args(["--", "sh", "-c", script])
         .env("KUBECONFIG", &fixture.kubeconfig)
         .env("TMPDIR", temp_dir(tag))
         .output()
@@ -72,6 +76,41 @@ async fn an_agent_image_the_cluster_cannot_pull_fails_at_once_and_changes_nothin
         fixture.todo_api_template_image(),
         "kbridge-samples/todo-api:1.0"
     );
+    restored_to(
+        &client,
+        &fixture.namespace,
+        &before,
+        Duration::from_secs(120),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_image_the_cluster_cannot_pull_ends_an_isolated_session_at_once() {
+    let fixture = TestCluster::start_demo("unpullable-isolated");
+    let client = client_for(&fixture).await;
+    let before = namespace_snapshot(&client, &fixture.namespace).await;
+    // The isolation router, the first pod to run the agent image, cannot be pulled.
+    let missing = "127.0.0.1:1/kbridge/agent-that-was-never-pushed:0";
+    let output = run_with(
+        &fixture,
+        "unpullable-isolated",
+        missing,
+        &["--isolate-as", "alice"],
+        "echo bridged",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the session failed: {stderr}");
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("bridged"),
+        "the command never ran"
+    );
+    assert!(
+        stderr.contains(&format!("cannot pull the agent image '{missing}'")),
+        "the error names the image: {stderr}"
+    );
+    // Not the ready timeout's wording: the wait ended on the pull error itself.
+    assert!(!stderr.contains("was not ready after"), "{stderr}");
     restored_to(
         &client,
         &fixture.namespace,

@@ -51,12 +51,52 @@ pub enum Explain<'a> {
 /// What ends the wait early when the agent cannot run (see the module doc).
 #[derive(Debug, Clone, Copy)]
 pub struct AgentChecks<'a> {
-    /// The workload whose controller creates the pods (for its `FailedCreate` events).
-    pub target: &'a ResolvedTarget,
+    /// The kind of workload whose controller creates the pods (for its `FailedCreate`
+    /// events).
+    pub kind: WorkloadKind,
+    /// Its name.
+    pub workload: &'a str,
+    /// The container that runs the agent image.
+    pub container: &'a str,
     /// The agent image.
     pub agent_image: &'a str,
-    /// The session's token Secret (tells this session's agent from an earlier one's).
-    pub token_secret: &'a str,
+    /// The session's token Secret, where the pods hold one: it tells this session's agent
+    /// from an earlier one's. `None` for pods shared by sessions (the isolation router).
+    pub token_secret: Option<&'a str>,
+}
+
+impl<'a> AgentChecks<'a> {
+    /// The checks for a session's agent pods in place of `target`'s container.
+    pub fn for_target(
+        target: &'a ResolvedTarget,
+        agent_image: &'a str,
+        token_secret: &'a str,
+    ) -> Self {
+        Self {
+            kind: target.kind,
+            workload: &target.name,
+            container: &target.container.name,
+            agent_image,
+            token_secret: Some(token_secret),
+        }
+    }
+
+    /// `kind/name` of the workload.
+    fn workload_name(&self) -> String {
+        format!("{}/{}", self.kind.name(), self.workload)
+    }
+
+    /// Whether a pod spec (a pod's, or a controller's template) runs the agent these
+    /// checks are about.
+    fn spec_matches(&self, spec: &PodSpec) -> bool {
+        match self.token_secret {
+            Some(token) => spec_runs_our_agent(spec, self.container, self.agent_image, token),
+            None => spec
+                .containers
+                .iter()
+                .any(|c| c.name == self.container && c.image.as_deref() == Some(self.agent_image)),
+        }
+    }
 }
 
 /// What to wait for.
@@ -161,20 +201,20 @@ fn refusal_advice(message: &str) -> &'static str {
 
 /// The refusal an event stands for, if it is a `FailedCreate` about this workload's pods
 /// (and, where no template can tell sessions apart, a recent one).
-fn refusal(event: &Event, target: &ResolvedTarget, since: Timestamp) -> Option<Refusal> {
+fn refusal(event: &Event, checks: &AgentChecks<'_>, since: Timestamp) -> Option<Refusal> {
     let object = &event.involved_object;
     let name = object.name.as_deref()?;
-    let replica_set = match (object.kind.as_deref()?, target.kind) {
+    let replica_set = match (object.kind.as_deref()?, checks.kind) {
         // A Deployment's pods come from its ReplicaSets, `<name>-<template hash>`.
         ("ReplicaSet", WorkloadKind::Deployment)
             if name
-                .strip_prefix(target.name.as_str())
+                .strip_prefix(checks.workload)
                 .is_some_and(|hash| hash.starts_with('-')) =>
         {
             Some(name.to_string())
         }
         ("ReplicaSet", WorkloadKind::ReplicaSet) | ("StatefulSet", WorkloadKind::StatefulSet)
-            if name == target.name && event_time(event)? >= since =>
+            if name == checks.workload && event_time(event)? >= since =>
         {
             None
         }
@@ -183,7 +223,7 @@ fn refusal(event: &Event, target: &ResolvedTarget, since: Timestamp) -> Option<R
     let message = event.message.clone().unwrap_or_default();
     Some(Refusal {
         error: ClusterError::PodsRefused {
-            workload: target.workload(),
+            workload: checks.workload_name(),
             advice: refusal_advice(&message),
             message,
         },
@@ -198,11 +238,12 @@ async fn is_ours(cluster: &Cluster, refusal: &Refusal, checks: &AgentChecks<'_>)
     let Some(name) = &refusal.replica_set else {
         return true;
     };
-    let container = checks.target.container.name.as_str();
     match cluster.get_opt::<ReplicaSet>(name).await {
-        Ok(Some(set)) => set.spec.template.and_then(|t| t.spec).is_some_and(|spec| {
-            spec_runs_our_agent(&spec, container, checks.agent_image, checks.token_secret)
-        }),
+        Ok(Some(set)) => set
+            .spec
+            .template
+            .and_then(|t| t.spec)
+            .is_some_and(|spec| checks.spec_matches(&spec)),
         Ok(None) => false,
         Err(error) => {
             tracing::debug!(%error, replica_set = %name, "cannot read the refused ReplicaSet");
@@ -364,7 +405,7 @@ pub async fn wait(
             Ok(Ok(None)) => return Err(Stopped::Failed(ClusterError::WatchEnded("pod"))),
             Ok(Err(Ok(event))) => {
                 let Some(checks) = wait.agent else { continue };
-                match refusal(&event, checks.target, since) {
+                match refusal(&event, &checks, since) {
                     Some(refused) if is_ours(cluster, &refused, &checks).await => {
                         return Err(Stopped::Failed(refused.error))
                     }
@@ -472,6 +513,10 @@ mod tests {
         }
     }
 
+    fn checks(target: &ResolvedTarget) -> AgentChecks<'_> {
+        AgentChecks::for_target(target, "registry.local/kbridge/agent:1", "kbridge-token-1")
+    }
+
     fn failed_create(kind: &str, name: &str, at: Timestamp, message: &str) -> Event {
         Event {
             involved_object: ObjectReference {
@@ -491,7 +536,8 @@ mod tests {
     fn a_deployments_refusal_names_its_replicaset_and_the_policy() {
         let now = Timestamp::now();
         let event = failed_create("ReplicaSet", "todo-api-6987f495f6", now, PSA);
-        let refused = refusal(&event, &target(WorkloadKind::Deployment), now).expect("ours");
+        let deployment = target(WorkloadKind::Deployment);
+        let refused = refusal(&event, &checks(&deployment), now).expect("ours");
         assert_eq!(refused.replica_set.as_deref(), Some("todo-api-6987f495f6"));
         let text = refused.error.to_string();
         assert!(text.contains("deployment/todo-api") && text.contains("violates PodSecurity"));
@@ -507,7 +553,8 @@ mod tests {
         let deployment = target(WorkloadKind::Deployment);
         // `todo-apix-…` is another Deployment's ReplicaSet; a Pod's event is no controller's.
         for (kind, name) in [("ReplicaSet", "todo-apix-5d4f"), ("Pod", "todo-api-5d4f-x")] {
-            assert!(refusal(&failed_create(kind, name, now, PSA), &deployment, now).is_none());
+            let event = failed_create(kind, name, now, PSA);
+            assert!(refusal(&event, &checks(&deployment), now).is_none());
         }
     }
 
@@ -517,7 +564,7 @@ mod tests {
         let since = now - SignedDuration::from_secs(5);
         let sts = target(WorkloadKind::StatefulSet);
         let recent = failed_create("StatefulSet", "todo-api", now, "exceeded quota: compute");
-        let refused = refusal(&recent, &sts, since).expect("recent");
+        let refused = refusal(&recent, &checks(&sts), since).expect("recent");
         assert!(refused.replica_set.is_none());
         assert!(refused.error.to_string().contains("ResourceQuota"));
         let old = failed_create(
@@ -526,7 +573,7 @@ mod tests {
             now - SignedDuration::from_secs(60),
             PSA,
         );
-        assert!(refusal(&old, &sts, since).is_none());
+        assert!(refusal(&old, &checks(&sts), since).is_none());
     }
 
     fn pod(ours: bool, reason: &str, message: &str) -> PodState {

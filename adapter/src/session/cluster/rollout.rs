@@ -34,11 +34,7 @@ pub async fn wait_for_agents(
         explain: Explain::Container(container),
         wanted: replicas,
         exclusive: true,
-        agent: Some(AgentChecks {
-            target,
-            agent_image,
-            token_secret,
-        }),
+        agent: Some(AgentChecks::for_target(target, agent_image, token_secret)),
         timeout,
     };
     let report = |ready: usize| progress(format!("{ready}/{replicas} agent pods ready"));

@@ -28,7 +28,7 @@ pub use routes::effective_selector;
 
 use super::connection::{Cluster, Namespaced};
 use super::errors::{is_conflict, ClusterError};
-use super::pod_wait::{self, runs_our_agent, Explain, PodWait, Stopped};
+use super::pod_wait::{self, runs_our_agent, AgentChecks, Explain, PodWait, Stopped};
 use super::rbac::Identity;
 use super::target::{choose_container, label_selector, resolve, ResolvedTarget, WorkloadKind};
 use super::workload::SwapPlan;
@@ -561,11 +561,21 @@ impl JoinSteps<'_> {
         cluster.create_or_keep(&objects.origin).await?;
         cluster.create_or_keep(&objects.deployment).await?;
         let router_labels = router::router_labels(service);
+        let router = router_name(service);
+        // The router is shared by the sessions on this Service: no session token to check.
+        let checks = AgentChecks {
+            kind: WorkloadKind::Deployment,
+            workload: &router,
+            container: router::CONTAINER,
+            agent_image: &self.plan.agent_image,
+            token_secret: None,
+        };
         wait_ready(
             cluster,
             &router_labels,
             |_| true,
-            &format!("the router deployment/{}", router_name(service)),
+            checks,
+            &format!("the router deployment/{router}"),
             self.plan.ready_timeout,
         )
         .await?;
@@ -641,12 +651,20 @@ impl JoinSteps<'_> {
         clone: &str,
         selector: &Labels,
     ) -> Result<Vec<String>, ClusterError> {
-        let container = self.source.target.container.name.clone();
+        let container = self.source.target.container.name.as_str();
         let plan = self.plan;
+        let checks = AgentChecks {
+            kind: WorkloadKind::Deployment,
+            workload: clone,
+            container,
+            agent_image: &plan.agent_image,
+            token_secret: Some(&plan.token_secret),
+        };
         wait_ready(
             self.cluster,
             selector,
-            |pod| runs_our_agent(pod, &container, &plan.agent_image, &plan.token_secret),
+            |pod| runs_our_agent(pod, container, &plan.agent_image, &plan.token_secret),
+            checks,
             &format!("the clone deployment/{clone}"),
             plan.ready_timeout,
         )
@@ -655,11 +673,14 @@ impl JoinSteps<'_> {
 }
 
 /// Watches the pods labelled `labels` until one that `wanted` accepts is Ready; returns
-/// the Ready ones. On timeout the error says what each pod waits for, with its events.
+/// the Ready ones. An agent image the cluster cannot pull, or pods their controller may not
+/// create, end the wait at once (`checks`); on timeout the error says what each pod waits
+/// for, with its events.
 async fn wait_ready(
     cluster: &Cluster,
     labels: &Labels,
     wanted: impl Fn(&Pod) -> bool + Send + Sync,
+    checks: AgentChecks<'_>,
     what: &str,
     timeout: Duration,
 ) -> Result<Vec<String>, ClusterError> {
@@ -669,7 +690,7 @@ async fn wait_ready(
         explain: Explain::AnyContainer,
         wanted: 1,
         exclusive: false,
-        agent: None,
+        agent: Some(checks),
         timeout,
     };
     match pod_wait::wait(cluster, &wait, |_| {}).await {

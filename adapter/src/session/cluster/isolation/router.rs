@@ -172,6 +172,9 @@ pub fn router_objects(
 
 /// The router's container: `kbridge-agent router`, configured by environment, with the
 /// routed ports and a health port that its probes use.
+/// The router pod's one container.
+pub const CONTAINER: &str = "router";
+
 fn router_container(
     service: &str,
     namespace: &str,
@@ -213,7 +216,7 @@ fn router_container(
         ..Default::default()
     });
     Container {
-        name: "router".into(),
+        name: CONTAINER.into(),
         image: Some(image.to_string()),
         args: Some(vec!["router".into()]),
         env: Some(vec![
