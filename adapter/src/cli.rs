@@ -106,7 +106,8 @@ pub enum Command {
         /// Namespace to check permissions in (default: the context's).
         #[arg(long, short = 'n')]
         namespace: Option<String>,
-        /// The agent image to check [default: $KBRIDGE_AGENT_IMAGE, else ghcr.io/kbridge/agent:<version>].
+        /// The agent image to check [default: those .vscode/launch.json's bridged configurations
+        /// name, else $KBRIDGE_AGENT_IMAGE, else ghcr.io/kbridge/agent:<version>].
         #[arg(long)]
         agent_image: Option<String>,
         /// Speak plain http to the image's registry (loopback registries always are).

@@ -182,7 +182,13 @@ fn static_binary(dir: &Path) -> PathBuf {
 
 /// Runs kbridge with a private HOME and DOCKER_CONFIG (no other credentials files).
 fn kbridge(home: &Path, args: &[&str]) -> Output {
+    kbridge_in(home, &std::env::current_dir().expect("cwd"), args)
+}
+
+/// [`kbridge`] run in directory `cwd` (a project with its `.vscode/launch.json`).
+fn kbridge_in(home: &Path, cwd: &Path, args: &[&str]) -> Output {
     Command::new(kbridge_bin())
+        .current_dir(cwd)
         .args(args)
         .env("HOME", home)
         .env("DOCKER_CONFIG", home.join("docker"))
@@ -366,6 +372,37 @@ fn push_without_auth_then_doctor_finds_it() {
     assert!(
         stdout.contains(&format!("missing  {missing}"))
             && stdout.contains(&format!("kbridge agent push {missing}")),
+        "{stdout}"
+    );
+
+    // Without --agent-image: the images the project's launch.json names, nested or flat.
+    let project = dir.join("project");
+    std::fs::create_dir_all(project.join(".vscode")).expect(".vscode");
+    std::fs::write(
+        project.join(".vscode/launch.json"),
+        format!(
+            r#"{{
+              // as VS Code writes it: JSONC
+              "configurations": [
+                {{"type": "bridge", "name": "api", "bridge": {{"service": "todo-api", "agentImage": "{image}"}}}},
+                {{"type": "bridge", "name": "helix", "bridge.service": "stats-api", "bridge.agentImage": "{missing}"}},
+              ]
+            }}"#
+        ),
+    )
+    .expect("launch.json");
+    let doctor = kbridge_in(&dir, &project, &["doctor"]);
+    let (stdout, _) = text(&doctor);
+    assert!(!doctor.status.success(), "one image is missing: {stdout}");
+    assert!(
+        stdout.contains(&format!("ok       {image} resolves (sha256:"))
+            && stdout.contains("(from .vscode/launch.json: 'api')"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "missing  {missing} (from .vscode/launch.json: 'helix')"
+        )),
         "{stdout}"
     );
 }

@@ -8,11 +8,14 @@ use kbridge::debugger::{self, presets::install_hint};
 use kbridge::image::push::resolve;
 use kbridge::image::reference::ImageReference;
 use kbridge::image::registry::RegistryError;
+use kbridge::jsonc;
 use kbridge::session::cluster::connection::Cluster;
 use kbridge::session::cluster::setup::agent_image;
 use kbridge::session::registry;
-use kbridge_config::{DebuggerChoice, Preset};
+use kbridge_config::{DebuggerChoice, LaunchConfig, Preset};
 use kube::api::{Api, PostParams};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitCode;
 
 use super::agent_versions;
@@ -118,44 +121,133 @@ async fn access_checks(cluster: &Cluster) -> bool {
 /// Which agent image to check, and how to reach its registry.
 #[derive(Debug, Clone, Default)]
 pub struct ImageCheck {
-    /// `--agent-image`; else `KBRIDGE_AGENT_IMAGE`, else the built-in default.
+    /// `--agent-image`; else the images `.vscode/launch.json` names, else
+    /// `KBRIDGE_AGENT_IMAGE`, else the built-in default.
     pub image: Option<String>,
-    /// `--insecure`: plain http to the registry.
+    /// `--insecure`: plain http to the image's registry.
     pub insecure: bool,
 }
 
-/// Checks that the agent image resolves in its registry (a `HEAD` of its manifest with
-/// the user's registry credentials). Returns false when the registry says it cannot be
-/// pulled; a registry this machine cannot reach is reported but passes, since the
-/// cluster may reach registries this machine does not.
-async fn agent_image_check(check: &ImageCheck) -> bool {
+/// Where the project's debug configurations are, relative to the working directory.
+const LAUNCH_JSON: &str = ".vscode/launch.json";
+
+/// The agent images a session would use: `--agent-image` if given; else each image the
+/// `type: bridge` configurations of `.vscode/launch.json` name (`bridge.agentImage`,
+/// nested or flat), with the configurations that name it, and the default image if some
+/// bridged configuration names none (or there is no launch.json).
+fn images_to_check(check: &ImageCheck, dir: &Path) -> Vec<(String, String)> {
+    if let Some(image) = &check.image {
+        return vec![(image.clone(), "--agent-image".into())];
+    }
+    let (named, unnamed) = launch_json_images(&dir.join(LAUNCH_JSON));
+    let mut images: Vec<(String, String)> = named
+        .into_iter()
+        .map(|(image, configs)| (image, format!("{LAUNCH_JSON}: {}", configs.join(", "))))
+        .collect();
+    if images.is_empty() || !unnamed.is_empty() {
+        let why = match std::env::var("KBRIDGE_AGENT_IMAGE") {
+            Ok(v) if !v.trim().is_empty() => "KBRIDGE_AGENT_IMAGE",
+            _ => "the default",
+        };
+        let why = match unnamed.is_empty() {
+            true => why.to_string(),
+            false => format!("{why}, for {LAUNCH_JSON}: {}", unnamed.join(", ")),
+        };
+        images.push((agent_image(None), why));
+    }
+    images
+}
+
+/// Configuration names by the agent image they name, and the bridged configurations that
+/// name none. A missing file is no configuration; an unreadable or invalid one is said and
+/// skipped, since doctor checks what it can.
+fn launch_json_images(path: &Path) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+    let mut named: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut unnamed = Vec::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return (named, unnamed),
+        Err(error) => {
+            println!("  unknown  {}: cannot read it ({error})", path.display());
+            return (named, unnamed);
+        }
+    };
+    let document = match jsonc::parse(&text) {
+        Ok(Some(node)) => node.to_value(),
+        Ok(None) => return (named, unnamed),
+        Err(error) => {
+            println!(
+                "  unknown  {}: {error}; its agent images are not checked",
+                path.display()
+            );
+            return (named, unnamed);
+        }
+    };
+    let configurations = document["configurations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (index, arguments) in configurations.iter().enumerate() {
+        if arguments["type"] != "bridge" {
+            continue;
+        }
+        let name = arguments["name"].as_str().map_or_else(
+            || format!("configuration {}", index + 1),
+            |n| format!("'{n}'"),
+        );
+        match LaunchConfig::from_arguments(arguments) {
+            Ok(config) => match config.bridge.and_then(|b| b.agent_image) {
+                Some(image) => named.entry(image).or_default().push(name),
+                None => unnamed.push(name),
+            },
+            Err(error) => println!("  invalid  {}: {name}: {error}", path.display()),
+        }
+    }
+    (named, unnamed)
+}
+
+/// Checks that each agent image a session would use resolves in its registry (see
+/// [`images_to_check`]); returns whether all did.
+async fn agent_image_checks(check: &ImageCheck) -> bool {
     println!("\nAgent image:");
-    let image = agent_image(check.image.as_deref());
-    let reference = match ImageReference::parse(&image) {
+    let dir = std::env::current_dir().unwrap_or_default();
+    let mut all_ok = true;
+    for (image, why) in images_to_check(check, &dir) {
+        all_ok &= agent_image_check(&image, &why, check.insecure).await;
+    }
+    all_ok
+}
+
+/// Checks that `image` (named by `why`) resolves in its registry (a `HEAD` of its manifest
+/// with the user's registry credentials). Returns false when the registry says it cannot
+/// be pulled; a registry this machine cannot reach is reported but passes, since the
+/// cluster may reach registries this machine does not.
+async fn agent_image_check(image: &str, why: &str, insecure: bool) -> bool {
+    let reference = match ImageReference::parse(image) {
         Ok(reference) => reference,
         Err(error) => {
-            println!("  invalid  {error}");
+            println!("  invalid  {error} (from {why})");
             return false;
         }
     };
     let fix = format!(
         "push it with `kbridge agent push {reference}`, or name an image the cluster can pull with --agent-image, `bridge.agentImage` or KBRIDGE_AGENT_IMAGE"
     );
-    match resolve(&reference, check.insecure).await {
+    match resolve(&reference, insecure).await {
         Ok(Some(digest)) => {
-            println!("  ok       {reference} resolves ({digest})");
+            println!("  ok       {reference} resolves ({digest}) (from {why})");
             true
         }
         Ok(None) => {
-            println!("  missing  {reference}: the registry has no such image; {fix}");
+            println!("  missing  {reference} (from {why}): the registry has no such image; {fix}");
             false
         }
         Err(error @ RegistryError::Unreachable { .. }) => {
-            println!("  unknown  {error}. The cluster may still reach it; if sessions cannot pull the agent, {fix}");
+            println!("  unknown  {error} (from {why}). The cluster may still reach it; if sessions cannot pull the agent, {fix}");
             true
         }
         Err(error) => {
-            println!("  failed   {error}");
+            println!("  failed   {error} (from {why})");
             false
         }
     }
@@ -186,7 +278,7 @@ pub async fn run(context: Option<&str>, namespace: Option<&str>, image: &ImageCh
         }
     }
     let (cluster, cluster_ok) = cluster_checks(context, namespace).await;
-    let image_ok = agent_image_check(image).await;
+    let image_ok = agent_image_checks(image).await;
     let sessions: Vec<_> = registry::list()
         .await
         .into_iter()
@@ -214,4 +306,110 @@ pub async fn run(context: Option<&str>, namespace: Option<&str>, image: &ImageCh
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory, removed when dropped.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("kbridge-doctor-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("scratch dir");
+            Scratch(dir)
+        }
+
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn project(tag: &str, launch_json: &str) -> Scratch {
+        let dir = Scratch::new(tag);
+        std::fs::create_dir_all(dir.path().join(".vscode")).expect(".vscode");
+        std::fs::write(dir.path().join(LAUNCH_JSON), launch_json).expect("launch.json");
+        dir
+    }
+
+    #[test]
+    fn the_flag_wins_over_launch_json() {
+        let dir = project(
+            "flag",
+            r#"{"configurations": [{"type": "bridge", "name": "a", "bridge": {"agentImage": "r/a:1"}}]}"#,
+        );
+        let check = ImageCheck {
+            image: Some("r/flag:1".into()),
+            insecure: false,
+        };
+        assert_eq!(
+            images_to_check(&check, dir.path()),
+            [("r/flag:1".to_string(), "--agent-image".to_string())]
+        );
+    }
+
+    #[test]
+    fn each_image_launch_json_names_is_checked_with_its_configurations() {
+        let dir = project(
+            "each",
+            r#"{
+              // JSONC, as VS Code writes it
+              "configurations": [
+                {"type": "bridge", "name": "api", "bridge": {"service": "a", "agentImage": "r/agent:1"}},
+                {"type": "bridge", "name": "helix", "bridge.service": "b", "bridge.agentImage": "r/agent:1"},
+                {"type": "bridge", "name": "worker", "bridge": {"service": "c", "agentImage": "r/agent:2"}},
+                {"type": "python", "name": "not bridged", "bridge": {"agentImage": "r/ignored:0"}},
+              ]
+            }"#,
+        );
+        let images = images_to_check(&ImageCheck::default(), dir.path());
+        assert_eq!(
+            images,
+            [
+                (
+                    "r/agent:1".to_string(),
+                    format!("{LAUNCH_JSON}: 'api', 'helix'")
+                ),
+                ("r/agent:2".to_string(), format!("{LAUNCH_JSON}: 'worker'")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_configuration_without_an_image_adds_the_default() {
+        let dir = project(
+            "default",
+            r#"{"configurations": [
+                {"type": "bridge", "name": "api", "bridge": {"agentImage": "r/agent:1"}},
+                {"type": "bridge", "name": "plain", "bridge": {"service": "a"}}
+            ]}"#,
+        );
+        let images = images_to_check(&ImageCheck::default(), dir.path());
+        assert_eq!(images.len(), 2, "{images:?}");
+        assert_eq!(images[1].0, agent_image(None));
+        assert!(
+            images[1]
+                .1
+                .ends_with(&format!("for {LAUNCH_JSON}: 'plain'")),
+            "{images:?}"
+        );
+    }
+
+    #[test]
+    fn no_launch_json_checks_the_default() {
+        let dir = Scratch::new("none");
+        let images = images_to_check(&ImageCheck::default(), dir.path());
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].0, agent_image(None));
+    }
 }
