@@ -201,8 +201,10 @@ pub struct AgentPushArgs {
     /// Where to push: REGISTRY/REPOSITORY:TAG (e.g. 127.0.0.1:5000/kbridge/agent:dev).
     pub image: String,
     /// The static kbridge-agent to put in [default: the kbridge-agent next to kbridge].
+    /// Given once per platform (an x86_64 and an aarch64 build), IMAGE becomes a
+    /// multi-platform index and each node pulls its own.
     #[arg(long, value_name = "PATH")]
-    pub agent_binary: Option<PathBuf>,
+    pub agent_binary: Vec<PathBuf>,
     /// Speak plain http to the registry (loopback registries always are).
     #[arg(long)]
     pub insecure: bool,

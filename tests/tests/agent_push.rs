@@ -626,3 +626,130 @@ fn doctor_logs_in_with_a_bearer_token() {
         "{stdout}"
     );
 }
+
+/// The media type of an OCI image index.
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// `binary` with its ELF machine field set to aarch64. It would not run, but the image
+/// built around it is an arm64 image in every field the registry and a node read; no
+/// aarch64 compiler is needed to test the multi-platform push.
+fn as_arm64(binary: &Path, dir: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(binary).expect("read agent");
+    bytes[18..20].copy_from_slice(&183u16.to_le_bytes());
+    let out = dir.join("kbridge-agent-arm64");
+    std::fs::write(&out, bytes).expect("write arm64 agent");
+    out
+}
+
+#[test]
+fn one_binary_per_platform_pushes_a_multi_platform_index() {
+    let dir = temp_dir("push-multi");
+    let Some(registry) = TestRegistry::start(&dir, false) else {
+        return;
+    };
+    let amd64 = static_binary(&dir);
+    let arm64 = as_arm64(&amd64, &dir);
+    let image = registry.image("kbridge/agent:multi");
+    let (amd64_arg, arm64_arg) = (amd64.display().to_string(), arm64.display().to_string());
+    let args = [
+        "agent",
+        "push",
+        &image,
+        "--agent-binary",
+        &amd64_arg,
+        "--agent-binary",
+        &arm64_arg,
+    ];
+    let output = kbridge(&dir, &args);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("(linux/amd64): pushed") && stderr.contains("(linux/arm64): pushed"),
+        "{stderr}"
+    );
+
+    // The tag is an index naming one manifest per platform, each pullable by digest.
+    let index = get(
+        registry.port,
+        "/v2/kbridge/agent/manifests/multi",
+        None,
+        Some(OCI_INDEX),
+    );
+    let index: serde_json::Value = serde_json::from_slice(&index.body).expect("index json");
+    assert_eq!(index["mediaType"], OCI_INDEX, "{index}");
+    let manifests = index["manifests"].as_array().expect("manifests");
+    let platforms: Vec<(String, String)> = manifests
+        .iter()
+        .map(|m| {
+            let platform = &m["platform"];
+            (
+                platform["os"].as_str().unwrap_or_default().to_string(),
+                platform["architecture"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        [
+            ("linux".to_string(), "amd64".to_string()),
+            ("linux".to_string(), "arm64".to_string())
+        ]
+    );
+    for (entry, architecture) in manifests.iter().zip(["amd64", "arm64"]) {
+        let digest = entry["digest"].as_str().expect("digest");
+        let manifest = get(
+            registry.port,
+            &format!("/v2/kbridge/agent/manifests/{digest}"),
+            None,
+            Some(OCI_MANIFEST),
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&manifest.body).expect("manifest json");
+        let config_digest = manifest["config"]["digest"].as_str().expect("config");
+        let config = get(
+            registry.port,
+            &format!("/v2/kbridge/agent/blobs/{config_digest}"),
+            None,
+            None,
+        );
+        let config: serde_json::Value = serde_json::from_slice(&config.body).expect("config");
+        assert_eq!(config["architecture"], architecture, "{config}");
+    }
+    assert!(
+        stdout.starts_with(&format!("pushed {image}@sha256:")),
+        "the index's digest: {stdout}"
+    );
+
+    // Doctor resolves the index.
+    let doctor = kbridge(&dir, &["doctor", "--agent-image", &image]);
+    let (stdout, _) = text(&doctor);
+    assert!(
+        stdout.contains(&format!("ok       {image} resolves (sha256:")),
+        "{stdout}"
+    );
+
+    // Two binaries of one platform: refused before anything is pushed.
+    let twice = registry.image("kbridge/agent:twice");
+    let output = kbridge(
+        &dir,
+        &[
+            "agent",
+            "push",
+            &twice,
+            "--agent-binary",
+            &amd64_arg,
+            "--agent-binary",
+            &amd64_arg,
+        ],
+    );
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("are both linux/amd64 agents; give one --agent-binary per platform"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("registry "), "nothing was sent: {stderr}");
+}

@@ -2,7 +2,7 @@
 //! `kbridge-agent` and pushed through the registry API (see docs/agent-image.md).
 
 use kbridge::cli::AgentPushArgs;
-use kbridge::image::agent_image::{self, BuildError};
+use kbridge::image::agent_image::{self, BuildError, Image};
 use kbridge::image::elf::ElfError;
 use kbridge::image::push;
 use kbridge::image::reference::{ImageReference, ReferenceError};
@@ -47,6 +47,16 @@ pub enum AgentPushError {
         /// What is wrong with it.
         problem: ElfError,
     },
+    /// Two binaries for one platform: which one should the index name?
+    #[error("{first} and {second} are both linux/{architecture} agents; give one --agent-binary per platform")]
+    SamePlatform {
+        /// The platform.
+        architecture: &'static str,
+        /// The first binary.
+        first: PathBuf,
+        /// The second.
+        second: PathBuf,
+    },
     /// Writing the layer failed.
     #[error("cannot build the image layer: {0}")]
     Layer(std::io::Error),
@@ -61,33 +71,56 @@ pub async fn run(args: &AgentPushArgs) -> Result<ExitCode, AgentPushError> {
     if reference.tag.is_none() {
         return Err(AgentPushError::Digest(args.image.clone()));
     }
-    let path = match &args.agent_binary {
-        Some(path) => path.clone(),
-        None => next_to_kbridge()?,
+    let paths = match args.agent_binary.as_slice() {
+        [] => vec![next_to_kbridge()?],
+        given => given.to_vec(),
     };
-    let binary = std::fs::read(&path).map_err(|error| AgentPushError::Read {
-        path: path.clone(),
-        error,
-    })?;
-    let image = agent_image::build(&binary).map_err(|error| match error {
-        BuildError::NotStatic(problem) => AgentPushError::NotStatic {
-            path: path.clone(),
-            problem,
-        },
-        BuildError::Layer(error) => AgentPushError::Layer(error),
-    })?;
-    progress(&format!(
-        "agent {} (static, linux/{}): image {}",
-        path.display(),
-        image.architecture.oci_name(),
-        image.manifest.digest
-    ));
-    let digest = push::push(&image, &reference, args.insecure, progress).await?;
+    let mut images: Vec<(PathBuf, Image)> = Vec::new();
+    for path in paths {
+        let image = build_image(&path)?;
+        if let Some((first, _)) = images
+            .iter()
+            .find(|(_, built)| built.architecture == image.architecture)
+        {
+            return Err(AgentPushError::SamePlatform {
+                architecture: image.architecture.oci_name(),
+                first: first.clone(),
+                second: path,
+            });
+        }
+        progress(&format!(
+            "agent {} (static, linux/{}): image {}",
+            path.display(),
+            image.architecture.oci_name(),
+            image.manifest.digest
+        ));
+        images.push((path, image));
+    }
+    let images: Vec<Image> = images.into_iter().map(|(_, image)| image).collect();
+    let digest = match images.as_slice() {
+        [image] => push::push(image, &reference, args.insecure, progress).await?,
+        several => push::push_multi_platform(several, &reference, args.insecure, progress).await?,
+    };
     println!("pushed {reference}@{digest}");
     println!(
         "use it with --agent-image {reference}, KBRIDGE_AGENT_IMAGE={reference}, or \"bridge\": {{\"agentImage\": \"{reference}\"}}"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The agent image around the static binary at `path`.
+fn build_image(path: &Path) -> Result<Image, AgentPushError> {
+    let binary = std::fs::read(path).map_err(|error| AgentPushError::Read {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    agent_image::build(&binary).map_err(|error| match error {
+        BuildError::NotStatic(problem) => AgentPushError::NotStatic {
+            path: path.to_path_buf(),
+            problem,
+        },
+        BuildError::Layer(error) => AgentPushError::Layer(error),
+    })
 }
 
 /// `kbridge-agent` in the directory of the running kbridge.

@@ -29,6 +29,8 @@ pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+jso
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 /// Media type of a gzip-compressed layer.
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Media type of an OCI image index (one manifest per platform).
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Why the image cannot be built from a binary.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +102,26 @@ pub fn build(binary: &[u8]) -> Result<Image, BuildError> {
         config,
         manifest,
     })
+}
+
+/// The image index naming each of `images` with its platform (`linux/amd64`,
+/// `linux/arm64`): what a multi-arch tag points at, so each node pulls its own.
+pub fn index(images: &[Image]) -> Blob {
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|image| {
+            let mut descriptor = image.manifest.descriptor();
+            descriptor["platform"] =
+                json!({"architecture": image.architecture.oci_name(), "os": "linux"});
+            descriptor
+        })
+        .collect();
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": manifests,
+    });
+    Blob::new(INDEX_MEDIA_TYPE, index.to_string().into_bytes())
 }
 
 /// `sha256:<hex>` of `bytes`.

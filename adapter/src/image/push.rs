@@ -1,7 +1,7 @@
 //! Pushing a built [`Image`] to a registry: the blobs it does not have yet, then the
 //! manifest under the reference's tag, with a progress line for each step.
 
-use super::agent_image::Image;
+use super::agent_image::{self, Blob, Image};
 use super::reference::ImageReference;
 use super::registry::{Access, Patience, Registry, RegistryError};
 use std::time::Instant;
@@ -14,6 +14,41 @@ pub async fn push(
     insecure: bool,
     report: fn(&str),
 ) -> Result<String, RegistryError> {
+    let mut registry = connect(reference, insecure, report).await?;
+    push_blobs(&mut registry, image, report).await?;
+    let tag = reference.tag.as_deref().unwrap_or("latest");
+    put_manifest(&mut registry, tag, &image.manifest, report).await
+}
+
+/// Pushes each of `images` (one per platform) by digest, then the index naming them all
+/// under the reference's tag; returns the index's digest.
+pub async fn push_multi_platform(
+    images: &[Image],
+    reference: &ImageReference,
+    insecure: bool,
+    report: fn(&str),
+) -> Result<String, RegistryError> {
+    let mut registry = connect(reference, insecure, report).await?;
+    for image in images {
+        push_blobs(&mut registry, image, report).await?;
+        let digest = &image.manifest.digest;
+        put_manifest(&mut registry, digest, &image.manifest, report).await?;
+        report(&format!(
+            "manifest {} (linux/{}): pushed",
+            short(digest),
+            image.architecture.oci_name()
+        ));
+    }
+    let tag = reference.tag.as_deref().unwrap_or("latest");
+    put_manifest(&mut registry, tag, &agent_image::index(images), report).await
+}
+
+/// The registry of `reference`, answering.
+async fn connect(
+    reference: &ImageReference,
+    insecure: bool,
+    report: fn(&str),
+) -> Result<Registry, RegistryError> {
     let mut registry = Registry::new(reference, insecure, Access::Push, Patience::PUSH, report);
     report(&format!(
         "registry {} ({})",
@@ -21,6 +56,15 @@ pub async fn push(
         registry.base_url()
     ));
     registry.ping().await?;
+    Ok(registry)
+}
+
+/// Uploads the image's layer and config, unless the registry has them already.
+async fn push_blobs(
+    registry: &mut Registry,
+    image: &Image,
+    report: fn(&str),
+) -> Result<(), RegistryError> {
     for (what, blob) in [("layer", &image.layer), ("config", &image.config)] {
         let size = human_size(blob.bytes.len());
         let digest = short(&blob.digest);
@@ -40,19 +84,29 @@ pub async fn push(
             started.elapsed().as_secs_f64()
         ));
     }
-    let tag = reference.tag.as_deref().unwrap_or("latest");
+    Ok(())
+}
+
+/// `PUT`s `manifest` (an image manifest or an index) under `reference` (a tag or its own
+/// digest); returns the digest the registry serves it by.
+async fn put_manifest(
+    registry: &mut Registry,
+    reference: &str,
+    manifest: &Blob,
+    report: fn(&str),
+) -> Result<String, RegistryError> {
     let given = registry
-        .put_manifest(tag, image.manifest.media_type, image.manifest.bytes.clone())
+        .put_manifest(reference, manifest.media_type, manifest.bytes.clone())
         .await?;
-    if let Some(given) = given.filter(|d| *d != image.manifest.digest) {
-        // A registry that rewrote the manifest: it still serves the tag.
+    if let Some(given) = given.filter(|d| *d != manifest.digest) {
+        // A registry that rewrote the manifest: it still serves the reference.
         report(&format!(
             "note: the registry stored the manifest as {given} (sent {})",
-            image.manifest.digest
+            manifest.digest
         ));
         return Ok(given);
     }
-    Ok(image.manifest.digest.clone())
+    Ok(manifest.digest.clone())
 }
 
 /// Whether `reference` resolves in its registry (a `HEAD` of its manifest with the
