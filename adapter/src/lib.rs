@@ -17,5 +17,6 @@ pub mod ipc;
 pub mod jsonc;
 pub mod logging;
 pub mod lsp;
+pub mod platform;
 pub mod proxy;
 pub mod session;
