@@ -34,8 +34,8 @@ impl Transport for Loopback {
         Ok((listener, Some(token)))
     }
 
-    fn accept(listener: &TcpListener) -> impl Future<Output = io::Result<TcpStream>> + Send {
-        async move { Ok(listener.accept().await?.0) }
+    async fn accept(listener: &TcpListener) -> io::Result<TcpStream> {
+        Ok(listener.accept().await?.0)
     }
 
     fn connect(endpoint: &Path) -> impl Future<Output = io::Result<TcpStream>> + Send {

@@ -19,8 +19,8 @@ impl Transport for UnixSocket {
         Ok((UnixListener::bind(endpoint)?, None))
     }
 
-    fn accept(listener: &UnixListener) -> impl Future<Output = io::Result<UnixStream>> + Send {
-        async move { Ok(listener.accept().await?.0) }
+    async fn accept(listener: &UnixListener) -> io::Result<UnixStream> {
+        Ok(listener.accept().await?.0)
     }
 
     fn connect(endpoint: &Path) -> impl Future<Output = io::Result<UnixStream>> + Send {
