@@ -101,7 +101,7 @@ pub fn detach_from_starter(command: &mut tokio::process::Command) -> &mut tokio:
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -144,6 +144,19 @@ mod tests {
     }
 
     #[test]
+    fn a_windows_hosts_file_keeps_its_crlf_lines() {
+        let original = "# Copyright (c) 1993-2009 Microsoft Corp.\r\n127.0.0.1 localhost\r\n";
+        let added = with_block(original, "s1", &[entry()]);
+        assert!(added.starts_with(original), "{added:?}");
+        assert_eq!(sessions_in(&added), ["s1"]);
+        // Markers are found whatever the line end, so a block written with CRLF goes too.
+        let crlf = added
+            .replace("s1 begin\n", "s1 begin\r\n")
+            .replace("s1 end\n", "s1 end\r\n");
+        assert_eq!(without_blocks(&crlf, |s| s == "s1"), original);
+    }
+
+    #[test]
     fn the_system_hosts_file_per_system() {
         assert_eq!(system_path_for("linux", None), "/etc/hosts");
         assert_eq!(system_path_for("macos", Some(r"C:\Windows")), "/etc/hosts");
