@@ -473,23 +473,22 @@ impl SelfCommand {
         &self,
         stdin: std::process::Stdio,
     ) -> std::io::Result<tokio::process::Child> {
-        self.tokio_command()?
+        let mut command = self.tokio_command()?;
+        command
             .stdin(stdin)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()
+            .stderr(std::process::Stdio::null());
+        crate::platform::detach_from_starter(&mut command).spawn()
     }
 
     /// Whether `cmdline` (a process's arguments, its program first) runs this command.
     pub fn runs_in(&self, cmdline: &[&[u8]]) -> bool {
-        use std::os::unix::ffi::OsStrExt;
         let args = self.args();
         cmdline.len() > args.len()
             && cmdline[1..=args.len()]
                 .iter()
                 .zip(&args)
-                .all(|(have, want)| *have == want.as_bytes())
+                .all(|(have, want)| *have == want.as_encoded_bytes())
     }
 }
 

@@ -5,7 +5,8 @@
 //! the commands kbridge runs itself with), [`dap`] (the wire), [`debugger`] (real
 //! adapters), [`env`] (the debuggee's environment), [`proxy`] (`kbridge dap`),
 //! [`session`] (the bridge session and its crash-proof teardown) and [`lsp`] (`kbridge lsp`,
-//! the language server for the bridge configuration).
+//! the language server for the bridge configuration); [`platform`] holds what differs
+//! between the systems kbridge runs on (`docs/portability.md`).
 
 pub mod cli;
 pub mod dap;
@@ -17,5 +18,6 @@ pub mod ipc;
 pub mod jsonc;
 pub mod logging;
 pub mod lsp;
+pub mod platform;
 pub mod proxy;
 pub mod session;

@@ -184,17 +184,14 @@ async fn dap(
     })
 }
 
-/// A flag that turns true on SIGTERM or SIGINT, so sessions end with teardown.
+/// A flag that turns true on SIGTERM or SIGINT (Ctrl-C, Ctrl-Break or a closed console on
+/// Windows), so sessions end with teardown.
 fn shutdown_on_signals() -> anyhow::Result<watch::Receiver<bool>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut signals = kbridge::platform::StopSignals::listen()?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM"),
-            _ = interrupt.recv() => tracing::info!("SIGINT"),
-        }
+        let name = signals.recv().await;
+        tracing::info!("{name}");
         let _ = tx.send(true);
     });
     Ok(rx)

@@ -37,6 +37,7 @@ impl<R: io::Read> io::Read for Counting<R> {
 }
 
 /// Creates `dir` (and parents) and makes it private (0700).
+#[cfg(unix)]
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
@@ -44,6 +45,14 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Creates `dir` (and parents). Windows has no modes: the directory is as private as the
+/// one it is made in (kbridge's state lives in the user's own `%TEMP%`; see
+/// `docs/portability.md`).
+#[cfg(not(unix))]
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)
 }
 
 /// Client side: unpacks the tar stream into `dest` (created 0700), keeping modes.

@@ -176,15 +176,11 @@ fn environment(session: &dyn BridgeSession) -> EnvVars {
     .merged()
 }
 
-/// Resolves when SIGINT or SIGTERM arrives; returns which (`kbridge connect`).
+/// Resolves when SIGINT or SIGTERM arrives (their Windows counterparts there); returns
+/// which (`kbridge connect`).
 async fn signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
+    let mut signals = kbridge::platform::StopSignals::listen()?;
+    Ok(signals.recv().await)
 }
 
 /// `kbridge run`: runs the command in the session (see [`child`] for how it is started

@@ -72,7 +72,11 @@ impl Running {
         let foreground = terminal_foreground();
         let job_control = foreground.is_some();
         let give_terminal = foreground == Some(own_group());
+        #[cfg(target_os = "linux")]
         let last_signal = libc::SIGRTMAX();
+        // macOS has no real-time signals: 31 is its last (NSIG - 1).
+        #[cfg(not(target_os = "linux"))]
+        let last_signal: libc::c_int = 31;
         // SAFETY: `prepare_child` runs in the forked child before exec and makes only
         // async-signal-safe calls, allocating nothing.
         unsafe {

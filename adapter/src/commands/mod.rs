@@ -3,6 +3,10 @@
 pub mod agent_push;
 pub mod agent_versions;
 pub mod bridged;
+#[cfg(unix)]
+pub mod child;
+#[cfg(windows)]
+#[path = "child_windows.rs"]
 pub mod child;
 pub mod diagnostics;
 pub mod doctor;

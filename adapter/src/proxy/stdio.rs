@@ -2,13 +2,31 @@
 //! and `stdout()` hand every read and write to a blocking thread, which costs a thread
 //! hop per DAP message; editors connect adapters through pipes (FIFOs) or, like Node's
 //! `child_process`, socket pairs, both of which can be polled directly.
+//!
+//! On Windows tokio's own streams are used (`docs/portability.md`).
 
+#[cfg(unix)]
 use std::os::fd::{AsFd, OwnedFd};
+#[cfg(unix)]
 use std::os::unix::fs::FileTypeExt;
 use tokio::io::{AsyncRead, AsyncWrite};
+#[cfg(unix)]
 use tokio::net::unix::pipe;
 
 /// Reader of the editor's messages.
+#[cfg(not(unix))]
+pub fn input() -> Box<dyn AsyncRead + Send + Unpin> {
+    Box::new(tokio::io::stdin())
+}
+
+/// Writer of messages to the editor.
+#[cfg(not(unix))]
+pub fn output() -> Box<dyn AsyncWrite + Send + Unpin> {
+    Box::new(tokio::io::stdout())
+}
+
+/// Reader of the editor's messages.
+#[cfg(unix)]
 pub fn input() -> Box<dyn AsyncRead + Send + Unpin> {
     let polled: Option<Box<dyn AsyncRead + Send + Unpin>> =
         match pollable(std::io::stdin().as_fd().try_clone_to_owned()) {
@@ -22,6 +40,7 @@ pub fn input() -> Box<dyn AsyncRead + Send + Unpin> {
 }
 
 /// Writer of messages to the editor.
+#[cfg(unix)]
 pub fn output() -> Box<dyn AsyncWrite + Send + Unpin> {
     let polled: Option<Box<dyn AsyncWrite + Send + Unpin>> =
         match pollable(std::io::stdout().as_fd().try_clone_to_owned()) {
@@ -35,11 +54,13 @@ pub fn output() -> Box<dyn AsyncWrite + Send + Unpin> {
 }
 
 /// A standard stream that tokio can poll without a blocking thread.
+#[cfg(unix)]
 enum Pollable {
     Fifo(OwnedFd),
     Socket(tokio::net::UnixStream),
 }
 
+#[cfg(unix)]
 fn pollable(fd: std::io::Result<OwnedFd>) -> Option<Pollable> {
     let fd = fd.ok()?;
     let file = std::fs::File::from(fd);
@@ -54,6 +75,7 @@ fn pollable(fd: std::io::Result<OwnedFd>) -> Option<Pollable> {
     }
 }
 
+#[cfg(unix)]
 fn unix_stream(fd: OwnedFd) -> Option<tokio::net::UnixStream> {
     let stream = std::os::unix::net::UnixStream::from(fd);
     stream.set_nonblocking(true).ok()?;

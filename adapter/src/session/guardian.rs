@@ -108,14 +108,64 @@ impl Guardian {
     }
 }
 
+/// What tells the guardian to tear down at once.
+struct Terminate {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    /// Kept only to ignore them.
+    #[cfg(unix)]
+    _ignored: [tokio::signal::unix::Signal; 2],
+    #[cfg(windows)]
+    close: tokio::signal::windows::CtrlClose,
+    #[cfg(windows)]
+    shutdown: tokio::signal::windows::CtrlShutdown,
+}
+
+impl Terminate {
+    fn listen() -> std::io::Result<Terminate> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            // Interrupts and hang-ups aimed at the editor or terminal are not for us: keep
+            // guarding. SIGTERM (shutdown, `kill`) means tear down now.
+            let ignored = [
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
+            ];
+            Ok(Terminate {
+                terminate: signal(SignalKind::terminate())?,
+                _ignored: ignored,
+            })
+        }
+        #[cfg(windows)]
+        {
+            // Started in a console process group of its own, the guardian gets no Ctrl-C;
+            // closing the console or shutting the system down means tear down now.
+            Ok(Terminate {
+                close: tokio::signal::windows::ctrl_close()?,
+                shutdown: tokio::signal::windows::ctrl_shutdown()?,
+            })
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            self.terminate.recv().await;
+        }
+        #[cfg(windows)]
+        {
+            tokio::select! {
+                _ = self.close.recv() => {}
+                _ = self.shutdown.recv() => {}
+            }
+        }
+    }
+}
+
 /// The guardian process itself (`kbridge guard --session ID`).
 pub async fn run(session: SessionId) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // Interrupts and hang-ups aimed at the editor or terminal are not for us: keep
-    // guarding. SIGTERM (shutdown, `kill`) means tear down now.
-    let _interrupt = signal(SignalKind::interrupt())?;
-    let _hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
+    let mut terminate = Terminate::listen()?;
 
     let mut stdout = tokio::io::stdout();
     write_line(&mut stdout, READY).await?;

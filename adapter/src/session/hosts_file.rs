@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 const BEGIN: &str = "# kbridge session ";
 const BEGIN_SUFFIX: &str = " begin";
@@ -26,6 +27,39 @@ pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
         format!("{service}.{namespace}.svc"),
         format!("{service}.{namespace}.svc.cluster.local"),
     ]
+}
+
+/// The machine's hosts file, which the `system` hosts mode edits: `/etc/hosts`, or on
+/// Windows `%SystemRoot%\System32\drivers\etc\hosts`.
+pub fn system_path() -> PathBuf {
+    let root = std::env::var("SystemRoot").ok();
+    PathBuf::from(system_path_for(std::env::consts::OS, root.as_deref()))
+}
+
+/// [`system_path`] for the system `os` (as `std::env::consts::OS` names it), with
+/// `%SystemRoot%` as given (`C:\Windows` when unset).
+pub fn system_path_for(os: &str, system_root: Option<&str>) -> String {
+    match os {
+        "windows" => {
+            let root = system_root
+                .filter(|r| !r.is_empty())
+                .unwrap_or(r"C:\Windows")
+                .trim_end_matches('\\');
+            format!(r"{root}\System32\drivers\etc\hosts")
+        }
+        _ => "/etc/hosts".to_string(),
+    }
+}
+
+/// What a user does when the system hosts file cannot be written on `os`: the elevation
+/// that system asks for, or a mode that needs none.
+pub fn write_hint(os: &str) -> &'static str {
+    match os {
+        "linux" => "run with admin rights or use \"hosts\": \"namespace\"",
+        "macos" => "run kbridge with sudo, or use \"hosts\": \"off\"",
+        "windows" => "run the terminal or editor that starts kbridge as Administrator (and clear the file's read-only attribute if it is set), or use \"hosts\": \"off\"",
+        _ => "run kbridge as root, or use \"hosts\": \"off\"",
+    }
 }
 
 /// The marked block for a session.
@@ -107,6 +141,54 @@ mod tests {
         assert_eq!(sessions_in(&added), ["s1"]);
         let removed = without_blocks(&added, |s| s == "s1");
         assert_eq!(removed, format!("{original}\n"));
+    }
+
+    #[test]
+    fn a_windows_hosts_file_keeps_its_crlf_lines() {
+        let original = "# Copyright (c) 1993-2009 Microsoft Corp.\r\n127.0.0.1 localhost\r\n";
+        let added = with_block(original, "s1", &[entry()]);
+        assert!(added.starts_with(original), "{added:?}");
+        assert_eq!(sessions_in(&added), ["s1"]);
+        // Markers are found whatever the line end, so a block written with CRLF goes too.
+        let crlf = added
+            .replace("s1 begin\n", "s1 begin\r\n")
+            .replace("s1 end\n", "s1 end\r\n");
+        assert_eq!(without_blocks(&crlf, |s| s == "s1"), original);
+    }
+
+    #[test]
+    fn the_system_hosts_file_per_system() {
+        assert_eq!(system_path_for("linux", None), "/etc/hosts");
+        assert_eq!(system_path_for("macos", Some(r"C:\Windows")), "/etc/hosts");
+        assert_eq!(
+            system_path_for("windows", Some(r"D:\WINNT\")),
+            r"D:\WINNT\System32\drivers\etc\hosts"
+        );
+        assert_eq!(
+            system_path_for("windows", None),
+            r"C:\Windows\System32\drivers\etc\hosts"
+        );
+        assert_eq!(
+            system_path_for("windows", Some("")),
+            r"C:\Windows\System32\drivers\etc\hosts"
+        );
+        assert_eq!(
+            system_path().to_string_lossy(),
+            system_path_for(
+                std::env::consts::OS,
+                std::env::var("SystemRoot").ok().as_deref()
+            )
+        );
+    }
+
+    #[test]
+    fn a_hosts_file_that_cannot_be_written_says_which_elevation_helps() {
+        assert!(write_hint("macos").contains("sudo"));
+        assert!(write_hint("windows").contains("as Administrator"));
+        assert!(write_hint("linux").contains("\"namespace\""));
+        for os in ["macos", "windows", "freebsd"] {
+            assert!(write_hint(os).contains("\"hosts\": \"off\""), "{os}");
+        }
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl BridgeSession for LocalSession {
 }
 
 /// Creates `dir` (and parents) readable by the owner only.
+#[cfg(unix)]
 pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -57,4 +58,11 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .create(dir)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Creates `dir` (and parents). Windows has no modes: kbridge's state directory is in the
+/// user's own `%TEMP%`, which other users cannot read (`docs/portability.md`).
+#[cfg(not(unix))]
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
 }

@@ -1,9 +1,9 @@
 //! Live sessions on this machine, findable by other kbridge processes: each cluster session
-//! serves a Unix socket `<state>/live/<id>.sock` (in a 0700 directory) that answers one JSON
-//! request per connection — `describe` for `kbridge diagnostics` and `kbridge status`, and
+//! serves a Unix socket `<state>/live/<id>.sock` (in a 0700 directory; on Windows an
+//! endpoint file `<id>.endpoint` for a loopback port, see [`crate::ipc`]) that answers one
+//! JSON request per connection — `describe` for `kbridge diagnostics` and `kbridge status`, and
 //! `attach` for a launch that reuses a session held by `kbridge connect`.
 
-use crate::cli::{GuardArgs, SelfCommand};
 use crate::ipc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -73,9 +73,9 @@ pub fn live_dir() -> PathBuf {
     super::state_root().join("live")
 }
 
-/// Where session `id` serves its card: `<live>/<id>.sock`.
+/// Where session `id` serves its card: `<live>/<id>.sock` (`.endpoint` on Windows).
 pub fn socket_path(id: &str) -> PathBuf {
-    live_dir().join(format!("{id}.sock"))
+    live_dir().join(format!("{id}.{}", ipc::ENDPOINT_EXTENSION))
 }
 
 /// Serves `view` on `<live>/<id>.sock` until `cancel`; the socket is removed at the end
@@ -124,7 +124,7 @@ pub async fn list() -> Vec<(PathBuf, SessionInfo)> {
     let mut found = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("sock") {
+        if path.extension().and_then(|e| e.to_str()) != Some(ipc::ENDPOINT_EXTENSION) {
             continue;
         }
         match ask(&path, "info").await {
@@ -155,7 +155,9 @@ pub fn sweep_private_dirs() {
         let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() && !guarded(&name) {
+        // Where kbridge cannot tell whether the pid lives (Windows), the files are kept.
+        let dead = crate::platform::process_alive(pid) == Some(false);
+        if dead && !guarded(&name) {
             match std::fs::remove_dir_all(entry.path()) {
                 Ok(()) => tracing::info!(session = %name, "removed a crashed session's files"),
                 Err(error) => tracing::debug!(%error, session = %name, "cannot remove"),
@@ -166,7 +168,9 @@ pub fn sweep_private_dirs() {
 
 /// Whether a guardian still holds session `id` (`kbridge guard --session ID`): it removes
 /// the session's files itself when it tears down.
+#[cfg(target_os = "linux")]
 fn guarded(id: &str) -> bool {
+    use crate::cli::{GuardArgs, SelfCommand};
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
     };
@@ -179,6 +183,14 @@ fn guarded(id: &str) -> bool {
             guard.runs_in(&args)
         })
     })
+}
+
+/// Without `/proc` kbridge cannot look for the guardian, so it assumes one: a crashed
+/// session's files then stay until removed by hand (`docs/portability.md`).
+#[cfg(not(target_os = "linux"))]
+fn guarded(id: &str) -> bool {
+    let _ = id;
+    true
 }
 
 /// The held session for `key`, if one is live, with what a launch needs to reuse it.

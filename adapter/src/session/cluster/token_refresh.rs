@@ -204,18 +204,16 @@ async fn refresh_once(
 /// The directory must exist: after teardown removed it, nothing is recreated.
 pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = path.with_file_name(format!(".{name}.kbridge-new"));
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(&temp)?;
     out.write_all(bytes)?;
     out.sync_all()?;
     drop(out);
@@ -292,6 +290,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn a_replaced_token_is_a_private_file_and_leaves_no_temporary_behind() {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("kbridge-token-test-{}", std::process::id()));

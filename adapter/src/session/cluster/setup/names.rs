@@ -7,6 +7,7 @@ use super::progress::{notice, step};
 use crate::cli::{NsExecArgs, SelfCommand};
 use crate::session::cluster::outbound::ForwardedService;
 use crate::session::hosts_file::{self as hosts, HostsEntry};
+use crate::session::hosts_namespace;
 use crate::session::{EventSink, Guardian, SessionError, UndoStep};
 use kbridge_config::HostsMode;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,15 @@ async fn apply_hosts_mode(
 ) -> Result<Option<PathBuf>, SessionError> {
     match mode {
         HostsMode::Namespace => {
+            if !hosts_namespace::AVAILABLE {
+                return Err(SessionError::io(
+                    "hosts mode `namespace`",
+                    std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        hosts_namespace::UNAVAILABLE,
+                    ),
+                ));
+            }
             // The debugger's private /etc/hosts: the machine's, plus the session's block.
             let path = private_dir.join("hosts");
             let system = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -114,7 +124,7 @@ async fn apply_hosts_mode(
             Ok(Some(path))
         }
         HostsMode::System => {
-            let path = PathBuf::from("/etc/hosts");
+            let path = hosts::system_path();
             guardian
                 .record(UndoStep::RemoveHostsBlock {
                     path: path.clone(),
@@ -127,8 +137,9 @@ async fn apply_hosts_mode(
             std::fs::write(&path, hosts::with_block(&cleaned, session, entries)).map_err(|e| {
                 SessionError::io(
                     format!(
-                        "cannot write {} (run with admin rights or use \"hosts\": \"namespace\")",
-                        path.display()
+                        "cannot write {} ({})",
+                        path.display(),
+                        hosts::write_hint(std::env::consts::OS)
                     ),
                     e,
                 )
@@ -165,6 +176,9 @@ pub fn resolve_hosts_mode(asked: HostsMode, env_vars_only: bool) -> HostsMode {
 
 /// Tries `kbridge ns-exec` once: user namespaces can be disabled by the kernel or a sandbox.
 fn namespace_supported() -> bool {
+    if !hosts_namespace::AVAILABLE {
+        return false;
+    }
     let probe = SelfCommand::NsExec(NsExecArgs {
         hosts: "/etc/hosts".into(),
         command: vec!["echo".into(), "kbridge-ns-ok".into()],
@@ -181,7 +195,7 @@ fn namespace_supported() -> bool {
 fn hosts_writable() -> bool {
     std::fs::OpenOptions::new()
         .append(true)
-        .open("/etc/hosts")
+        .open(hosts::system_path())
         .is_ok()
 }
 
@@ -191,5 +205,6 @@ fn session_alive(session: &str) -> bool {
         .rsplit('-')
         .next()
         .and_then(|pid| pid.parse::<u32>().ok())
-        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        // Where kbridge cannot tell (Windows), the block is kept.
+        .is_some_and(|pid| crate::platform::process_alive(pid).unwrap_or(true))
 }
