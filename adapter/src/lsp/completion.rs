@@ -34,6 +34,9 @@ pub fn complete(document: &Document, offset: usize, cluster: &Snapshot) -> Vec<C
             yaml_items(&text[..line_start], prefix, cluster)
         }
         DocumentKind::AzdsEnv => {
+            if !prefix.contains('=') && !prefix.trim_start().starts_with('#') {
+                return env_name_items(cluster);
+            }
             token_items(prefix, line, "${", '.', &at, document, cluster).unwrap_or_default()
         }
         DocumentKind::LaunchJson => json_items(&text[..offset], cluster),
@@ -159,6 +162,20 @@ fn volume_names(
     names
 }
 
+/// The target container's environment variable names (an entry of the config file with
+/// the same name replaces the pod's value).
+fn env_name_items(cluster: &Snapshot) -> Vec<CompletionItem> {
+    cluster
+        .env_names
+        .iter()
+        .flatten()
+        .map(|name| CompletionItem {
+            detail: Some("set in the target container".into()),
+            ..item(name, None, CompletionItemKind::VARIABLE)
+        })
+        .collect()
+}
+
 /// Keys, or allowed values, at a YAML line being typed.
 fn yaml_items(before: &str, prefix: &str, cluster: &Snapshot) -> Vec<CompletionItem> {
     let schema = Schema::local_process_config();
@@ -177,8 +194,17 @@ fn yaml_items(before: &str, prefix: &str, cluster: &Snapshot) -> Vec<CompletionI
                 .volumes
                 .iter()
                 .flatten()
-                .map(|v| item(&v.name, None, CompletionItemKind::VALUE))
+                .map(|v| {
+                    let detail = format!("mounted at {} ({})", v.mount_path, v.source);
+                    CompletionItem {
+                        detail: Some(detail),
+                        ..item(&v.name, None, CompletionItemKind::VALUE)
+                    }
+                })
                 .collect();
+        }
+        if key.trim() == "name" && path.first() == Some(&Step::Key("env".into())) {
+            return env_name_items(cluster);
         }
         return allowed_items(schema.values(&path), CompletionItemKind::ENUM_MEMBER, "");
     }
@@ -486,6 +512,33 @@ mod tests {
         assert_eq!(
             labels(DocumentKind::AzdsEnv, "A=${|", &cluster()),
             ["volumes", "services"]
+        );
+    }
+
+    #[test]
+    fn env_names_and_mounted_volumes_come_from_the_cluster() {
+        let known = Snapshot {
+            env_names: Some(vec!["API_KEY".into(), "LOG_LEVEL".into()]),
+            volumes: Some(vec![crate::lsp::cluster::VolumeInfo {
+                name: "config".into(),
+                mount_path: "/etc/todo".into(),
+                source: "configMap `todo-config`".into(),
+            }]),
+            ..Snapshot::default()
+        };
+        let k = DocumentKind::LocalProcessConfig;
+        assert_eq!(
+            labels(k, "env:\n  - name: |", &known),
+            ["API_KEY", "LOG_LEVEL"]
+        );
+        assert_eq!(labels(k, "volumeMounts:\n  - name: |", &known), ["config"]);
+        assert_eq!(
+            labels(DocumentKind::AzdsEnv, "A=1\nLO|", &known),
+            ["API_KEY", "LOG_LEVEL"]
+        );
+        assert_eq!(
+            labels(k, "env:\n  - name: |", &Snapshot::default()),
+            Vec::<String>::new()
         );
     }
 
