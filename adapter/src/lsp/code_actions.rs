@@ -264,8 +264,13 @@ mod tests {
                 let CodeActionOrCommand::CodeAction(action) = action else {
                     panic!("an action");
                 };
-                let edits = action.edit.expect("edit").changes.expect("changes");
-                let edit = &edits[&u][0];
+                let (file, edits) = action
+                    .edit
+                    .and_then(|e| e.changes)
+                    .and_then(|c| c.into_iter().next())
+                    .expect("an edit of one file");
+                assert_eq!(file, u);
+                let edit = &edits[0];
                 let start = document.index.offset(text, edit.range.start);
                 let end = document.index.offset(text, edit.range.end);
                 let mut out = text.to_string();

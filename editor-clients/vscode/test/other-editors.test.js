@@ -231,3 +231,16 @@ test('Emacs: kbridge-eglot.el gives the bridge files modes of their own, served 
   assert.match(answer, /"codeActionProvider":true/);
   assert.match(answer, /"name":"kbridge"/);
 });
+
+test('Zed: the extension registers the `kbridge` language server for YAML and JSON, running a real `kbridge lsp`', () => {
+  const manifestText = fs.readFileSync(path.join(CLIENTS, 'zed', 'extension', 'extension.toml'), 'utf8');
+  const section = manifestText.split('[language_servers.kbridge]')[1];
+  assert.ok(section, 'extension.toml has no [language_servers.kbridge]');
+  const languages = JSON.parse(section.match(/^languages\s*=\s*(\[.*\])$/m)[1]);
+  assert.deepEqual(languages, ['YAML', 'JSON', 'JSONC']);
+  // src/lib.rs builds `kbridge lsp` (its unit test checks the arguments).
+  const lib = fs.readFileSync(path.join(CLIENTS, 'zed', 'extension', 'src', 'lib.rs'), 'utf8');
+  assert.match(lib, /fn language_server_command/);
+  assert.match(lib, /vec!\["lsp"\.to_string\(\)\]/);
+  assertCommandLine(['kbridge', 'lsp'], 'Zed language server');
+});
