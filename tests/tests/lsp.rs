@@ -486,7 +486,7 @@ fn live_cluster_completion_hover_and_diagnostics() {
     let typing = uri_of(&dir.join("api/dev.KubernetesLocalProcessConfig.yaml"));
     client.open(
         &typing,
-        "volumeMounts:\n  - name: \nenv:\n  - name: \n    value: $(services:\n",
+        "volumeMounts:\n  - name: \nenv:\n  - name: \n    value: $(services:stats-api:\n",
     );
     client.diagnostics(&typing);
     let (services, _) = client.completion(&typing, 4, 22);
@@ -494,6 +494,8 @@ fn live_cluster_completion_hover_and_diagnostics() {
         services.contains(&"stats-api".to_string()) && services.contains(&"todo-api".to_string()),
         "{services:?}"
     );
+    let (ports, response) = client.completion(&typing, 4, 32);
+    assert_eq!(ports, ["80"], "{response}");
     let (volumes, response) = client.completion(&typing, 1, 10);
     assert_eq!(volumes, ["config"], "{response}");
     assert!(

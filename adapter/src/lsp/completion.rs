@@ -94,6 +94,13 @@ fn token_items(
         return Some(items);
     };
     let argument_start = start + kind.len() + 1;
+    if kind.eq_ignore_ascii_case("services") {
+        let argument = &prefix[argument_start..];
+        let at_port = |at_byte: usize| at(argument_start + at_byte);
+        if let Some(items) = port_items(argument, separator, cluster, &at_port) {
+            return Some(items);
+        }
+    }
     let names: Vec<(String, Option<String>)> = match kind.to_ascii_lowercase().as_str() {
         "services" => cluster
             .services
@@ -120,6 +127,42 @@ fn token_items(
             .map(|(name, detail)| CompletionItem {
                 detail,
                 ..edit_item(&name, &name, at(argument_start), CompletionItemKind::VALUE)
+            })
+            .collect(),
+    )
+}
+
+/// After `$(services:NAME:` (or a `,` in the port list): the Service's ports, from the
+/// cluster (none when the Service is unknown). `None` when the cursor is not in a port
+/// list.
+fn port_items(
+    argument: &str,
+    separator: char,
+    cluster: &Snapshot,
+    at: &dyn Fn(usize) -> lsp_types::Range,
+) -> Option<Vec<CompletionItem>> {
+    if separator != ':' {
+        return None;
+    }
+    let (service, ports) = argument.split_once(':')?;
+    let name = service.split('.').next().unwrap_or_default();
+    let typed_from = argument.len() - ports.len() + ports.rfind(',').map_or(0, |i| i + 1);
+    let known = cluster.services.iter().flatten().find(|s| s.name == name);
+    let Some(known) = known else {
+        return Some(Vec::new()); // Ports of a Service nobody knows: nothing to offer.
+    };
+    Some(
+        known
+            .ports
+            .iter()
+            .map(|(port, port_name)| CompletionItem {
+                detail: port_name.as_ref().map(|n| format!("port `{n}` of {name}")),
+                ..edit_item(
+                    &port.to_string(),
+                    &port.to_string(),
+                    at(typed_from),
+                    CompletionItemKind::VALUE,
+                )
             })
             .collect(),
     )
@@ -504,6 +547,26 @@ mod tests {
         assert_eq!(
             labels(k, &text.replace("$(|", "$(volumeMounts:|"), &cluster()),
             ["config"]
+        );
+        assert_eq!(
+            labels(
+                k,
+                &text.replace("$(|", "$(services:stats-api:|"),
+                &cluster()
+            ),
+            ["80"]
+        );
+        assert_eq!(
+            labels(
+                k,
+                &text.replace("$(|", "$(services:stats-api.todo:8|"),
+                &cluster()
+            ),
+            ["80"]
+        );
+        assert_eq!(
+            labels(k, &text.replace("$(|", "$(services:nope:|"), &cluster()),
+            Vec::<String>::new()
         );
         assert_eq!(
             labels(DocumentKind::AzdsEnv, "A=${services.|", &cluster()),
