@@ -436,6 +436,61 @@ def project_flags_bridge_every_template():
     debug_bridged(dbg, template, [""])
 
 
+def lsp_exchange(command, messages, timeout=10):
+    """Runs the language server `command` and sends `messages` (LSP, Content-Length framed);
+    returns the messages it answered with, in order."""
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "KUBECONFIG": "/nonexistent/kubeconfig"})
+    payload = b""
+    for message in messages:
+        body = json.dumps(message).encode()
+        payload += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    out, _ = proc.communicate(payload, timeout=timeout)
+    answers = []
+    while out:
+        head, _, rest = out.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        answers.append(json.loads(rest[:length]))
+        out = rest[length:]
+    return answers, proc.returncode
+
+
+@test
+def language_server_entry():
+    """the `kbridge` language server is `kbridge lsp`, attached to yaml, json and azds-local.env, and answers as Helix starts it"""
+    config = load()
+    server = config["language-server"]["kbridge"]
+    assert server["command"] == "kbridge" and server["args"] == ["lsp"], server
+    assert server["args"][0] in subcommands(), f"`kbridge {server['args'][0]}` is not a subcommand"
+    languages = {lang["name"]: lang for lang in config["language"]}
+    # Helix replaces a language's server list: the default servers must stay in it.
+    assert languages["yaml"]["language-servers"] == ["yaml-language-server", "kbridge"], languages["yaml"]
+    assert languages["json"]["language-servers"] == ["vscode-json-language-server", "kbridge"], languages["json"]
+    env = languages["azds-env"]
+    # A language Helix does not have needs these keys (helix-core's LanguageConfiguration).
+    for key in ("scope", "file-types", "roots"):
+        assert key in env, f"azds-env: no `{key}`"
+    assert {"glob": "azds-local.env"} in env["file-types"], env["file-types"]
+    assert env["language-servers"] == ["kbridge"], env
+    # Start it as Helix would (the command and args of the entry, kbridge from KBRIDGE_BIN)
+    # and play a session: initialize, open azds-local.env with a misspelt token, shutdown.
+    uri = "file:///work/azds-local.env"
+    answers, code = lsp_exchange([str(KBRIDGE), *server["args"]], [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {}}},
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "azds-env", "version": 1, "text": "DB=${service.db}\n"}}},
+        {"jsonrpc": "2.0", "id": 2, "method": "shutdown"},
+        {"jsonrpc": "2.0", "method": "exit"},
+    ])
+    assert code == 0, f"kbridge lsp exited with {code}"
+    assert answers[0]["result"]["serverInfo"]["name"] == "kbridge", answers[0]
+    published = next(a for a in answers if a.get("method") == "textDocument/publishDiagnostics")
+    assert published["params"]["uri"] == uri, published
+    message = published["params"]["diagnostics"][0]["message"]
+    assert "did you mean `services`?" in message, message
+
+
 if __name__ == "__main__":
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")

@@ -12,20 +12,21 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 const HEADER_NAME: &[u8] = b"content-length:";
 
-/// Why some bytes on the wire were not a message.
+/// Why some bytes on the wire were not a message. The first field names the protocol
+/// the reader speaks (`DAP`, `LSP`: both use this framing), so messages say which it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The header block had no usable `Content-Length`.
     #[error(
-        "malformed DAP header {0:?}: expected `Content-Length: <bytes>` followed by an empty line"
+        "malformed {0} header {1:?}: expected `Content-Length: <bytes>` followed by an empty line"
     )]
-    BadHeader(String),
+    BadHeader(&'static str, String),
     /// The announced body is larger than [`MAX_BODY_BYTES`].
-    #[error("DAP message of {0} bytes refused (limit {MAX_BODY_BYTES} bytes)")]
-    TooLarge(u64),
+    #[error("{0} message of {1} bytes refused (limit {MAX_BODY_BYTES} bytes)")]
+    TooLarge(&'static str, u64),
     /// Bytes that are not a header at all were skipped.
-    #[error("skipped {0} bytes of garbage between DAP messages")]
-    Garbage(usize),
+    #[error("skipped {1} bytes of garbage between {0} messages")]
+    Garbage(&'static str, usize),
 }
 
 /// One read result: a complete body, or a framing error the reader recovered from.
@@ -37,9 +38,12 @@ pub enum Frame {
     Error(FrameError),
 }
 
-/// Reads DAP frames from a byte stream.
+/// Reads `Content-Length` frames (DAP's, or LSP's: [`FrameReader::for_protocol`]) from a
+/// byte stream.
 pub struct FrameReader<R> {
     inner: R,
+    /// The protocol named in errors.
+    protocol: &'static str,
     buf: BytesMut,
     /// Set after an oversized length: discard input until the next header.
     resyncing: bool,
@@ -47,10 +51,16 @@ pub struct FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    /// Wraps a byte stream.
+    /// Wraps a byte stream of DAP messages.
     pub fn new(inner: R) -> Self {
+        Self::for_protocol(inner, "DAP")
+    }
+
+    /// Wraps a byte stream of `protocol`'s messages (`"LSP"`), named so in errors.
+    pub fn for_protocol(inner: R, protocol: &'static str) -> Self {
         FrameReader {
             inner,
+            protocol,
             buf: BytesMut::with_capacity(16 * 1024),
             resyncing: false,
             eof: false,
@@ -79,7 +89,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
                 let leftover = self.buf.len();
                 self.buf.clear();
-                return Ok(Some(Frame::Error(FrameError::Garbage(leftover))));
+                return Ok(Some(Frame::Error(FrameError::Garbage(
+                    self.protocol,
+                    leftover,
+                ))));
             }
             if self.inner.read_buf(&mut self.buf).await? == 0 {
                 self.eof = true;
@@ -122,7 +135,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     return None;
                 }
                 self.buf.advance(skip);
-                return Some(Frame::Error(FrameError::Garbage(skip)));
+                return Some(Frame::Error(FrameError::Garbage(self.protocol, skip)));
             }
         }
         // A header block longer than the limit is refused whether or not its end has
@@ -134,12 +147,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     let header = String::from_utf8_lossy(&self.buf[..64]).into_owned();
                     self.buf.advance(1);
                     self.resyncing = true;
-                    return Some(Frame::Error(FrameError::BadHeader(header)));
+                    return Some(Frame::Error(FrameError::BadHeader(self.protocol, header)));
                 }
                 return None;
             }
         };
-        let length = match parse_content_length(&self.buf[..header_end]) {
+        let length = match parse_content_length(self.protocol, &self.buf[..header_end]) {
             Ok(length) => length,
             Err(error) => {
                 // Garbage glued to the front of a real header (`noteContent-Length: 9`, or
@@ -153,7 +166,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if length > MAX_BODY_BYTES as u64 {
             self.buf.advance(header_end + 4);
             self.resyncing = true;
-            return Some(Frame::Error(FrameError::TooLarge(length)));
+            return Some(Frame::Error(FrameError::TooLarge(self.protocol, length)));
         }
         let length = length as usize;
         let total = header_end + 4 + length;
@@ -167,8 +180,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 /// Parses the header block (without its final empty line).
-fn parse_content_length(header: &[u8]) -> Result<u64, FrameError> {
-    let bad = || FrameError::BadHeader(String::from_utf8_lossy(header).into_owned());
+fn parse_content_length(protocol: &'static str, header: &[u8]) -> Result<u64, FrameError> {
+    let bad = || FrameError::BadHeader(protocol, String::from_utf8_lossy(header).into_owned());
     let text = std::str::from_utf8(header).map_err(|_| bad())?;
     let mut length = None;
     for line in text.split("\r\n") {
@@ -302,8 +315,28 @@ mod tests {
         let mut input = b"Content-Length: abc\r\n\r\n".to_vec();
         input.extend(frame(r#"{"seq":2}"#));
         let frames = read_all(input).await;
-        assert!(matches!(frames[0], Frame::Error(FrameError::BadHeader(_))));
+        assert!(matches!(
+            frames[0],
+            Frame::Error(FrameError::BadHeader("DAP", _))
+        ));
         assert_eq!(bodies(&frames), [r#"{"seq":2}"#]);
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_protocol_the_reader_speaks() {
+        let input = b"hello\r\nContent-Length: x\r\n\r\n".to_vec();
+        let mut reader = FrameReader::for_protocol(&input[..], "LSP");
+        let mut messages = Vec::new();
+        while let Some(Frame::Error(error)) = reader.next_frame().await.expect("read") {
+            messages.push(error.to_string());
+        }
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].contains("between LSP messages"), "{messages:?}");
+        assert!(
+            messages[1].starts_with("malformed LSP header"),
+            "{messages:?}"
+        );
+        assert!(!messages.concat().contains("DAP"), "{messages:?}");
     }
 
     #[tokio::test]
@@ -311,7 +344,10 @@ mod tests {
         let mut input = b"hello there\r\n".to_vec();
         input.extend(frame(r#"{"seq":3}"#));
         let frames = read_all(input).await;
-        assert!(matches!(frames[0], Frame::Error(FrameError::Garbage(13))));
+        assert!(matches!(
+            frames[0],
+            Frame::Error(FrameError::Garbage("DAP", 13))
+        ));
         assert_eq!(bodies(&frames), [r#"{"seq":3}"#]);
     }
 
@@ -320,7 +356,10 @@ mod tests {
         let mut input = b"warning: no newline".to_vec();
         input.extend(frame(r#"{"seq":7}"#));
         let frames = read_all(input).await;
-        assert!(matches!(frames[0], Frame::Error(FrameError::BadHeader(_))));
+        assert!(matches!(
+            frames[0],
+            Frame::Error(FrameError::BadHeader("DAP", _))
+        ));
         assert_eq!(bodies(&frames), [r#"{"seq":7}"#]);
     }
 
@@ -331,7 +370,7 @@ mod tests {
         let frames = read_all(input).await;
         assert!(matches!(
             frames[0],
-            Frame::Error(FrameError::TooLarge(99999999999))
+            Frame::Error(FrameError::TooLarge("DAP", 99999999999))
         ));
         assert_eq!(bodies(&frames), [r#"{"seq":4}"#]);
     }
@@ -382,7 +421,10 @@ mod tests {
         let input = b"Content-Length: 50\r\n\r\n{\"seq\":".to_vec();
         let frames = read_all(input).await;
         assert_eq!(frames.len(), 1);
-        assert!(matches!(frames[0], Frame::Error(FrameError::Garbage(_))));
+        assert!(matches!(
+            frames[0],
+            Frame::Error(FrameError::Garbage("DAP", _))
+        ));
     }
 
     #[tokio::test]

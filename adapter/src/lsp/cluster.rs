@@ -5,9 +5,9 @@
 //! An implementation answers from what it already has and fetches in the background:
 //! [`ClusterData::snapshot`] returns at once (possibly knowing nothing), [`ClusterData::refresh`]
 //! asks for fresher data without waiting for it, and [`ClusterData::changes`] tells the server
-//! when something new arrived, so it can check open documents again. This slice has
-//! [`NoCluster`], which knows nothing; the live implementation (kubeconfig, a cache per
-//! scope, watches) plugs in here.
+//! when something new arrived, so it can check open documents again. [`NoCluster`] knows
+//! nothing; [`super::live::LiveCluster`] reads the current kubeconfig's cluster in the
+//! background (docs/lsp.md, "Cluster data").
 
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -48,6 +48,22 @@ pub struct VolumeInfo {
     pub source: String,
 }
 
+/// A Service as a live session on this machine forwards it: the local address its name
+/// resolves to there (`kbridge connect` holding the target, or a debug session running).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionService {
+    /// The Service's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The local address, e.g. `127.1.0.3`.
+    pub address: String,
+    /// (Service port, local port) pairs.
+    pub ports: Vec<(u16, u16)>,
+    /// The session's id.
+    pub session: String,
+}
+
 /// What is known about one scope at one moment. `None` means unknown (not fetched yet,
 /// or the cluster unreachable): checks that need it stay quiet.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +79,9 @@ pub struct Snapshot {
     pub namespaces: Option<Vec<String>>,
     /// Contexts of the kubeconfig.
     pub contexts: Option<Vec<String>>,
+    /// Services that a live session on this machine, in the scope's cluster and
+    /// namespace, forwards (empty when none runs).
+    pub session_services: Vec<SessionService>,
 }
 
 /// Cluster knowledge for the language server. Every method returns at once: the server

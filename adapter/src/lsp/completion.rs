@@ -34,6 +34,9 @@ pub fn complete(document: &Document, offset: usize, cluster: &Snapshot) -> Vec<C
             yaml_items(&text[..line_start], prefix, cluster)
         }
         DocumentKind::AzdsEnv => {
+            if !prefix.contains('=') && !prefix.trim_start().starts_with('#') {
+                return env_name_items(cluster);
+            }
             token_items(prefix, line, "${", '.', &at, document, cluster).unwrap_or_default()
         }
         DocumentKind::LaunchJson => json_items(&text[..offset], cluster),
@@ -91,6 +94,13 @@ fn token_items(
         return Some(items);
     };
     let argument_start = start + kind.len() + 1;
+    if kind.eq_ignore_ascii_case("services") {
+        let argument = &prefix[argument_start..];
+        let at_port = |at_byte: usize| at(argument_start + at_byte);
+        if let Some(items) = port_items(argument, separator, cluster, &at_port) {
+            return Some(items);
+        }
+    }
     let names: Vec<(String, Option<String>)> = match kind.to_ascii_lowercase().as_str() {
         "services" => cluster
             .services
@@ -117,6 +127,42 @@ fn token_items(
             .map(|(name, detail)| CompletionItem {
                 detail,
                 ..edit_item(&name, &name, at(argument_start), CompletionItemKind::VALUE)
+            })
+            .collect(),
+    )
+}
+
+/// After `$(services:NAME:` (or a `,` in the port list): the Service's ports, from the
+/// cluster (none when the Service is unknown). `None` when the cursor is not in a port
+/// list.
+fn port_items(
+    argument: &str,
+    separator: char,
+    cluster: &Snapshot,
+    at: &dyn Fn(usize) -> lsp_types::Range,
+) -> Option<Vec<CompletionItem>> {
+    if separator != ':' {
+        return None;
+    }
+    let (service, ports) = argument.split_once(':')?;
+    let name = service.split('.').next().unwrap_or_default();
+    let typed_from = argument.len() - ports.len() + ports.rfind(',').map_or(0, |i| i + 1);
+    let known = cluster.services.iter().flatten().find(|s| s.name == name);
+    let Some(known) = known else {
+        return Some(Vec::new()); // Ports of a Service nobody knows: nothing to offer.
+    };
+    Some(
+        known
+            .ports
+            .iter()
+            .map(|(port, port_name)| CompletionItem {
+                detail: port_name.as_ref().map(|n| format!("port `{n}` of {name}")),
+                ..edit_item(
+                    &port.to_string(),
+                    &port.to_string(),
+                    at(typed_from),
+                    CompletionItemKind::VALUE,
+                )
             })
             .collect(),
     )
@@ -159,6 +205,20 @@ fn volume_names(
     names
 }
 
+/// The target container's environment variable names (an entry of the config file with
+/// the same name replaces the pod's value).
+fn env_name_items(cluster: &Snapshot) -> Vec<CompletionItem> {
+    cluster
+        .env_names
+        .iter()
+        .flatten()
+        .map(|name| CompletionItem {
+            detail: Some("set in the target container".into()),
+            ..item(name, None, CompletionItemKind::VARIABLE)
+        })
+        .collect()
+}
+
 /// Keys, or allowed values, at a YAML line being typed.
 fn yaml_items(before: &str, prefix: &str, cluster: &Snapshot) -> Vec<CompletionItem> {
     let schema = Schema::local_process_config();
@@ -177,8 +237,17 @@ fn yaml_items(before: &str, prefix: &str, cluster: &Snapshot) -> Vec<CompletionI
                 .volumes
                 .iter()
                 .flatten()
-                .map(|v| item(&v.name, None, CompletionItemKind::VALUE))
+                .map(|v| {
+                    let detail = format!("mounted at {} ({})", v.mount_path, v.source);
+                    CompletionItem {
+                        detail: Some(detail),
+                        ..item(&v.name, None, CompletionItemKind::VALUE)
+                    }
+                })
                 .collect();
+        }
+        if key.trim() == "name" && path.first() == Some(&Step::Key("env".into())) {
+            return env_name_items(cluster);
         }
         return allowed_items(schema.values(&path), CompletionItemKind::ENUM_MEMBER, "");
     }
@@ -480,12 +549,59 @@ mod tests {
             ["config"]
         );
         assert_eq!(
+            labels(
+                k,
+                &text.replace("$(|", "$(services:stats-api:|"),
+                &cluster()
+            ),
+            ["80"]
+        );
+        assert_eq!(
+            labels(
+                k,
+                &text.replace("$(|", "$(services:stats-api.todo:8|"),
+                &cluster()
+            ),
+            ["80"]
+        );
+        assert_eq!(
+            labels(k, &text.replace("$(|", "$(services:nope:|"), &cluster()),
+            Vec::<String>::new()
+        );
+        assert_eq!(
             labels(DocumentKind::AzdsEnv, "A=${services.|", &cluster()),
             ["stats-api"]
         );
         assert_eq!(
             labels(DocumentKind::AzdsEnv, "A=${|", &cluster()),
             ["volumes", "services"]
+        );
+    }
+
+    #[test]
+    fn env_names_and_mounted_volumes_come_from_the_cluster() {
+        let known = Snapshot {
+            env_names: Some(vec!["API_KEY".into(), "LOG_LEVEL".into()]),
+            volumes: Some(vec![crate::lsp::cluster::VolumeInfo {
+                name: "config".into(),
+                mount_path: "/etc/todo".into(),
+                source: "configMap `todo-config`".into(),
+            }]),
+            ..Snapshot::default()
+        };
+        let k = DocumentKind::LocalProcessConfig;
+        assert_eq!(
+            labels(k, "env:\n  - name: |", &known),
+            ["API_KEY", "LOG_LEVEL"]
+        );
+        assert_eq!(labels(k, "volumeMounts:\n  - name: |", &known), ["config"]);
+        assert_eq!(
+            labels(DocumentKind::AzdsEnv, "A=1\nLO|", &known),
+            ["API_KEY", "LOG_LEVEL"]
+        );
+        assert_eq!(
+            labels(k, "env:\n  - name: |", &Snapshot::default()),
+            Vec::<String>::new()
         );
     }
 

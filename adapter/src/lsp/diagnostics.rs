@@ -48,16 +48,16 @@ impl Finding {
     }
 }
 
-/// The diagnostics to publish for `document`, with what is known of the cluster.
+/// The diagnostics to publish for `document`, with what is known of the cluster: about
+/// `scope` for a config file, about each configuration's own scope in a `launch.json`.
 pub fn diagnostics(
     document: &Document,
+    scope: &Scope,
     cluster: &dyn Fn(&Scope) -> std::sync::Arc<Snapshot>,
 ) -> Vec<Diagnostic> {
     let findings = match document.kind {
-        DocumentKind::LocalProcessConfig => {
-            local_process_config(document, &cluster(&Scope::default()))
-        }
-        DocumentKind::AzdsEnv => azds_env(document, &cluster(&Scope::default())),
+        DocumentKind::LocalProcessConfig => local_process_config(document, &cluster(scope)),
+        DocumentKind::AzdsEnv => azds_env(document, &cluster(scope)),
         DocumentKind::LaunchJson => launch_json(document, cluster),
     };
     findings
@@ -112,6 +112,19 @@ pub fn local_process_config(document: &Document, cluster: &Snapshot) -> Vec<Find
         if let Some(path) = mount.get("localPath").filter(|p| p.as_str().is_some()) {
             if let Err(message) = check_local_path(path.as_str().unwrap_or_default()) {
                 findings.push(Finding::error(path.span.clone(), message));
+            }
+        }
+        if let (Some(name), Some(volumes)) = (mount.get("name"), cluster.volumes.as_ref()) {
+            let written = name.as_str().unwrap_or_default();
+            let names = || volumes.iter().map(|v| v.name.as_str());
+            if !written.is_empty() && !names().any(|n| wildcard_match(written, n)) {
+                findings.push(Finding::warning(
+                    name.span.clone(),
+                    format!(
+                        "the target container mounts no volume `{written}`{}",
+                        did_you_mean(written, names())
+                    ),
+                ));
             }
         }
     }
@@ -228,25 +241,49 @@ fn cluster_finding(
 ) -> Option<Finding> {
     match kind {
         "services" => {
+            let (name, namespace, ports) = service_parts(argument, syntax);
+            if let Some(namespace) = namespace {
+                // Another namespace: only whether it exists is known.
+                let known = cluster.namespaces.as_ref()?;
+                return (!known.iter().any(|n| n == namespace)).then(|| {
+                    Finding::warning(
+                        span,
+                        format!(
+                            "no namespace `{namespace}` in the cluster{}",
+                            did_you_mean(namespace, known.iter().map(String::as_str))
+                        ),
+                    )
+                });
+            }
             let services = cluster.services.as_ref()?;
-            let name = match syntax {
-                Syntax::Config => {
-                    let service = argument.split(':').next().unwrap_or_default();
-                    if service.contains('.') {
-                        return None; // Another namespace: the next slice looks there.
-                    }
-                    service
-                }
-                Syntax::AzdsEnv if argument.contains('.') => return None,
-                Syntax::AzdsEnv => argument,
-            };
             let names = || services.iter().map(|s| s.name.as_str());
-            (!names().any(|n| n == name)).then(|| {
-                Finding::warning(
+            let Some(service) = services.iter().find(|s| s.name == name) else {
+                return Some(Finding::warning(
                     span,
                     format!(
                         "no Service `{name}` in the namespace{}",
                         did_you_mean(name, names())
+                    ),
+                ));
+            };
+            let has = |port: u16| service.ports.iter().any(|(p, _)| *p == port);
+            let missing: Vec<String> = ports
+                .into_iter()
+                .filter(|p| !has(*p))
+                .map(|p| p.to_string())
+                .collect();
+            (!missing.is_empty()).then(|| {
+                let its: Vec<String> = service.ports.iter().map(|(p, _)| p.to_string()).collect();
+                Finding::warning(
+                    span,
+                    format!(
+                        "Service `{name}` has no port {}; its ports: {}",
+                        missing.join(", "),
+                        if its.is_empty() {
+                            "none".to_string()
+                        } else {
+                            its.join(", ")
+                        }
                     ),
                 )
             })
@@ -267,6 +304,28 @@ fn cluster_finding(
             })
         }
         _ => None,
+    }
+}
+
+/// A services token's Service name, namespace (when it names one) and ports:
+/// `SVC[.NS][:PORT,…]` in the config file, `[NS.]SVC` in `azds-local.env`.
+fn service_parts(argument: &str, syntax: Syntax) -> (&str, Option<&str>, Vec<u16>) {
+    match syntax {
+        Syntax::Config => {
+            let (service, ports) = argument.split_once(':').unwrap_or((argument, ""));
+            let ports = ports
+                .split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect();
+            match service.split_once('.') {
+                Some((name, namespace)) => (name, Some(namespace), ports),
+                None => (service, None, ports),
+            }
+        }
+        Syntax::AzdsEnv => match argument.split_once('.') {
+            Some((namespace, name)) => (name, Some(namespace), Vec::new()),
+            None => (argument, None, Vec::new()),
+        },
     }
 }
 
@@ -371,7 +430,14 @@ fn bridge_configuration(configuration: &Node) -> Vec<Finding> {
 
 /// Where a `bridge` block points in the cluster.
 pub fn scope_of(bridge: &Node) -> Scope {
-    let get = |key: &str| bridge.get(key).and_then(Node::as_str).map(str::to_string);
+    // An empty value (being typed) names nothing.
+    let get = |key: &str| {
+        bridge
+            .get(key)
+            .and_then(Node::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
     let target = get("service")
         .map(|s| format!("service/{s}"))
         .or_else(|| get("workload"))
@@ -417,7 +483,9 @@ fn bridge_cluster_findings(bridge: &Node, cluster: &Snapshot) -> Vec<Finding> {
         let (Some(node), Some(known)) = (bridge.get(key), known) else {
             continue;
         };
-        let Some(name) = node.as_str() else { continue };
+        let Some(name) = node.as_str().filter(|n| !n.is_empty()) else {
+            continue;
+        };
         if !known.contains(&name) {
             findings.push(Finding::warning(
                 node.span.clone(),
@@ -559,6 +627,40 @@ mod tests {
             found[0].1.contains("did you mean `stats-api`?") && !found[0].2,
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn cluster_facts_are_checked_only_when_known() {
+        let text = "volumeMounts:\n  - name: confg\n  - name: conf*\nenv:\n  - name: A\n    value: $(services:stats-api:8080) $(services:db.prodution) $(services:stats-api:80)\n";
+        let mut known = cluster();
+        known.namespaces = Some(vec!["todo".into(), "production".into()]);
+        let quiet = found(DocumentKind::LocalProcessConfig, text, &Snapshot::default());
+        let found = found(DocumentKind::LocalProcessConfig, text, &known);
+        let spans: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(
+            spans,
+            [
+                "confg",
+                "$(services:stats-api:8080)",
+                "$(services:db.prodution)"
+            ],
+            "{found:?}"
+        );
+        assert!(found[0].1.contains("did you mean `config`?"), "{found:?}");
+        assert!(
+            found[1].1.contains("has no port 8080; its ports: 80"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].1.contains("did you mean `production`?"),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().all(|f| !f.2),
+            "warnings, not errors: {found:?}"
+        );
+        // Nothing known: nothing said.
+        assert_eq!(quiet, []);
     }
 
     #[test]

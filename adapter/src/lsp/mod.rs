@@ -6,16 +6,21 @@
 //! - [`documents`]: the open documents and their kinds; [`position`]: offsets ↔ positions;
 //! - [`tree`], [`yaml`]: the documents as positioned trees; [`schema`]: what kbridge accepts,
 //!   from `kbridge-config`'s JSON Schemas; [`tokens`]: `$(…)` / `${…}` tokens;
-//! - [`diagnostics`], [`completion`], [`hover`]: the features;
-//! - [`cluster`]: what is known of the cluster, behind a trait that never blocks.
+//! - [`diagnostics`], [`completion`], [`hover`], [`code_actions`]: the features;
+//! - [`cluster`]: what is known of the cluster, behind a trait that never blocks;
+//!   [`live`]: that knowledge from the current kubeconfig, refreshed in the background;
+//!   [`scope`]: which part of the cluster a document is about.
 
 pub mod cluster;
+pub mod code_actions;
 pub mod completion;
 pub mod diagnostics;
 pub mod documents;
 pub mod hover;
+pub mod live;
 pub mod position;
 pub mod schema;
+pub mod scope;
 pub mod server;
 pub mod tokens;
 pub mod tree;
@@ -35,7 +40,7 @@ pub async fn run_stdio() -> Result<Exit, LspError> {
         .with_writer(std::io::stderr)
         .try_init();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "kbridge lsp");
-    let cluster = Arc::new(cluster::NoCluster);
+    let cluster = Arc::new(live::LiveCluster::start());
     serve(
         crate::proxy::stdio::input(),
         crate::proxy::stdio::output(),

@@ -6,8 +6,8 @@
 //! an error response, an unknown request `MethodNotFound`.
 
 use super::cluster::{ClusterData, Scope};
-use super::documents::Documents;
-use super::{completion, diagnostics, hover};
+use super::documents::{DocumentKind, Documents};
+use super::{code_actions, completion, diagnostics, hover, scope};
 use crate::dap::codec::{Frame, FrameReader, FrameWriter};
 use lsp_types::notification::{
     DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Notification,
@@ -23,6 +23,7 @@ use lsp_types::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value as Json};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -83,6 +84,8 @@ pub struct Server {
     state: State,
     documents: Documents,
     cluster: Arc<dyn ClusterData>,
+    /// The scope of each open config file (`scope::for_config_file`), by URI.
+    scopes: HashMap<String, Scope>,
 }
 
 /// What handling one message produced.
@@ -100,7 +103,7 @@ pub async fn serve(
     output: impl AsyncWrite + Unpin,
     cluster: Arc<dyn ClusterData>,
 ) -> Result<Exit, LspError> {
-    let mut reader = FrameReader::new(input);
+    let mut reader = FrameReader::for_protocol(input, "LSP");
     let mut writer = FrameWriter::new(output);
     let mut changes = cluster.changes();
     let mut server = Server::new(cluster);
@@ -117,7 +120,7 @@ pub async fn serve(
         let body = match frame {
             None => return Ok(server.exit_on_end()),
             Some(Frame::Error(error)) => {
-                tracing::warn!(%error, "skipped bytes that are not an LSP message");
+                tracing::warn!(%error, "skipped bytes");
                 continue;
             }
             Some(Frame::Body(body)) => body,
@@ -155,6 +158,7 @@ impl Server {
             state: State::Uninitialized,
             documents: Documents::default(),
             cluster,
+            scopes: HashMap::new(),
         }
     }
 
@@ -224,8 +228,9 @@ impl Server {
             (State::Running, HoverRequest::METHOD) => {
                 self.with_params::<HoverRequest>(params, |s, p| s.hover(p))
             }
-            // The next slice fills this (add a missing volumeMounts entry, azds → YAML).
-            (State::Running, CodeActionRequest::METHOD) => Ok(json!([])),
+            (State::Running, CodeActionRequest::METHOD) => {
+                self.with_params::<CodeActionRequest>(params, |s, p| s.code_actions(p))
+            }
             (State::Running, _) => Err((
                 code::METHOD_NOT_FOUND,
                 format!("kbridge lsp does not handle {method}"),
@@ -293,7 +298,7 @@ impl Server {
         {
             return Vec::new();
         }
-        self.cluster.refresh(&Scope::default());
+        self.rescope();
         self.publish(&document.uri).into_iter().collect()
     }
 
@@ -309,6 +314,9 @@ impl Server {
             return Vec::new();
         };
         document.apply(params.text_document.version, params.content_changes);
+        if document.kind == DocumentKind::LaunchJson {
+            self.rescope();
+        }
         self.publish(&uri).into_iter().collect()
     }
 
@@ -323,6 +331,7 @@ impl Server {
         if !self.documents.close(&uri) {
             return Vec::new();
         }
+        self.rescope();
         // Clear what was shown for it.
         vec![publish_message(PublishDiagnosticsParams::new(
             uri,
@@ -331,11 +340,50 @@ impl Server {
         ))]
     }
 
+    /// Works out again which scope each open document is about (a document was opened
+    /// or closed, or a `launch.json` changed), and asks the cluster data for each.
+    fn rescope(&mut self) {
+        let mut scopes = HashMap::new();
+        for uri in self.documents.uris() {
+            let Some(document) = self.documents.get(&uri) else {
+                continue;
+            };
+            if document.kind == DocumentKind::LaunchJson {
+                for configuration in scope::bridge_configurations(&document.text) {
+                    self.cluster.refresh(&configuration.scope);
+                }
+                continue;
+            }
+            let documents = &self.documents;
+            let open = |path: &std::path::Path| {
+                let uri: Uri = format!("file://{}", path.display()).parse().ok()?;
+                Some(documents.get(&uri)?.text.clone())
+            };
+            let found = scope::file_path(uri.as_str())
+                .map(|path| scope::for_config_file(&path, &open))
+                .unwrap_or_default();
+            self.cluster.refresh(&found);
+            scopes.insert(uri.as_str().to_string(), found);
+        }
+        self.scopes = scopes;
+    }
+
+    /// The scope of the document at `uri` at byte `offset`.
+    fn scope_at(&self, uri: &Uri, offset: usize) -> Scope {
+        match self.documents.get(uri) {
+            Some(document) if document.kind == DocumentKind::LaunchJson => {
+                scope::in_launch_json(&document.text, offset)
+            }
+            _ => self.scopes.get(uri.as_str()).cloned().unwrap_or_default(),
+        }
+    }
+
     /// The diagnostics of the document at `uri`, as a notification.
     fn publish(&self, uri: &Uri) -> Option<Json> {
         let document = self.documents.get(uri)?;
         let cluster = &self.cluster;
-        let found = diagnostics::diagnostics(document, &|scope| cluster.snapshot(scope));
+        let own = self.scope_at(uri, 0);
+        let found = diagnostics::diagnostics(document, &own, &|scope| cluster.snapshot(scope));
         Some(publish_message(PublishDiagnosticsParams::new(
             uri.clone(),
             found,
@@ -357,7 +405,9 @@ impl Server {
             return Json::Null;
         };
         let offset = document.index.offset(&document.text, at.position);
-        let snapshot = self.cluster.snapshot(&Scope::default());
+        let snapshot = self
+            .cluster
+            .snapshot(&self.scope_at(&at.text_document.uri, offset));
         let items = completion::complete(document, offset, &snapshot);
         serde_json::to_value(CompletionResponse::Array(items)).unwrap_or_default()
     }
@@ -368,8 +418,23 @@ impl Server {
             return Json::Null;
         };
         let offset = document.index.offset(&document.text, at.position);
-        let snapshot = self.cluster.snapshot(&Scope::default());
+        let snapshot = self
+            .cluster
+            .snapshot(&self.scope_at(&at.text_document.uri, offset));
         serde_json::to_value(hover::hover(document, offset, &snapshot)).unwrap_or_default()
+    }
+}
+
+impl Server {
+    fn code_actions(&mut self, params: lsp_types::CodeActionParams) -> Json {
+        let uri = params.text_document.uri;
+        let Some(document) = self.documents.get(&uri) else {
+            return json!([]);
+        };
+        let start = document.index.offset(&document.text, params.range.start);
+        let end = document.index.offset(&document.text, params.range.end);
+        let actions = code_actions::actions(&uri, document, start..end.max(start));
+        serde_json::to_value(actions).unwrap_or_else(|_| json!([]))
     }
 }
 

@@ -157,6 +157,27 @@ fn explain_service(argument: &str, syntax: Syntax, cluster: &Snapshot) -> String
             .iter()
             .find(|s| s.name == name && (namespace.is_empty() || s.namespace == namespace))
     });
+    for forwarded in cluster
+        .session_services
+        .iter()
+        .filter(|s| s.name == name && (namespace.is_empty() || s.namespace == namespace))
+    {
+        let ports: Vec<String> = forwarded
+            .ports
+            .iter()
+            .map(|(service, local)| format!("`{}:{local}` (port {service})", forwarded.address))
+            .collect();
+        text.push_str(&format!(
+            "\n\nIn live session `{}`: **`{}`** — {}.",
+            forwarded.session,
+            forwarded.address,
+            if ports.is_empty() {
+                "all ports".to_string()
+            } else {
+                ports.join(", ")
+            }
+        ));
+    }
     if let Some(service) = known {
         let ports: Vec<String> = service
             .ports
@@ -225,6 +246,21 @@ mod tests {
         let text = explain(&token, Syntax::Config, &Snapshot::default());
         assert!(
             text.contains("Service `stats-api`") && text.contains("127.1.0.x"),
+            "{text}"
+        );
+        let live = Snapshot {
+            session_services: vec![crate::lsp::cluster::SessionService {
+                name: "stats-api".into(),
+                namespace: "todo".into(),
+                address: "127.1.0.3".into(),
+                ports: vec![(80, 80)],
+                session: "s-1".into(),
+            }],
+            ..Snapshot::default()
+        };
+        let text = explain(&token, Syntax::Config, &live);
+        assert!(
+            text.contains("**`127.1.0.3`**") && text.contains("`127.1.0.3:80`"),
             "{text}"
         );
         let token = token_at("${services.ns.db}", Syntax::AzdsEnv, 3).expect("token");

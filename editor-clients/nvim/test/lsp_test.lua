@@ -1,8 +1,11 @@
 --- `kbridge lsp` through Neovim's own LSP client (vim.lsp, Neovim 0.7), started by
 --- require('kbridge').lsp_setup() as a user's config would: a KubernetesLocalProcessConfig.yaml
 --- with a misspelt key gets its diagnostic, completion offers the token kinds after `$(`,
---- hover explains `$(services:…)`, and the server exits 0 after shutdown. Needs the built
---- kbridge in KBRIDGE_BIN (test/run.sh passes it).
+--- hover explains `$(services:…)`, and the server exits 0 after shutdown. Then, with the
+--- fixture cluster's kubeconfig (KBRIDGE_TEST_KUBECONFIG, which test/run.sh sets when it
+--- starts the fixture cluster as root), a second server gives live completion — the
+--- namespace's Services after `$(services:` — and a code action whose edit Neovim applies.
+--- Needs the built kbridge in KBRIDGE_BIN (test/run.sh passes it).
 local here = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h')
 vim.opt.runtimepath:prepend(vim.fn.fnamemodify(here, ':h'))
 
@@ -115,6 +118,76 @@ test('the server exits 0 after shutdown', function()
   end, 20), 'the server did not exit')
   check(exit_code == 0, 'exit code ' .. tostring(exit_code))
 end)
+
+-- Live cluster data: a workspace whose launch.json bridges todo-api.
+local kubeconfig = os.getenv('KBRIDGE_TEST_KUBECONFIG') or ''
+if kubeconfig == '' then
+  io.stdout:write('# skipped: live completion (no KBRIDGE_TEST_KUBECONFIG: run as root through test/run.sh)\n')
+else
+  local live = vim.fn.tempname()
+  vim.fn.mkdir(live .. '/.vscode', 'p')
+  vim.fn.writefile({
+    '{"configurations": [{"type": "bridge", "name": "api", "debugger": "debugpy",',
+    '  "bridge": {"namespace": "todo", "service": "todo-api"}}]}',
+  }, live .. '/.vscode/launch.json')
+  local live_file = live .. '/KubernetesLocalProcessConfig.yaml'
+  vim.fn.writefile({
+    'env:',
+    '  - name: CA',
+    '    value: $(volumeMounts:certs)/ca.pem',
+    '  - name: STATS',
+    '    value: $(services:s',
+  }, live_file)
+  exit_code = nil
+  require('kbridge').lsp_setup({
+    path = kbridge,
+    cmd_env = { KUBECONFIG = kubeconfig },
+    on_exit = function(code)
+      exit_code = code
+    end,
+  })
+  vim.cmd('edit ' .. live_file)
+  bufnr = vim.api.nvim_get_current_buf()
+
+  test('live completion lists the namespace\'s Services from the cluster', function()
+    check(vim.wait(10000, function()
+      return client() ~= nil and client().initialized
+    end, 20), 'kbridge lsp did not initialize')
+    local labels = {}
+    -- The cluster is read in the background: ask until its Services are there.
+    check(vim.wait(30000, function()
+      labels = {}
+      for _, item in ipairs(request('textDocument/completion', 4, 23) or {}) do
+        labels[item.label] = true
+      end
+      return labels['stats-api'] ~= nil
+    end, 200), 'no stats-api in ' .. vim.inspect(labels))
+    check(labels['todo-api'], vim.inspect(labels))
+  end)
+
+  test('a code action adds the missing volumeMounts entry, applied by Neovim', function()
+    local params = {
+      textDocument = { uri = vim.uri_from_bufnr(bufnr) },
+      range = { start = { line = 2, character = 15 }, ['end'] = { line = 2, character = 15 } },
+      context = { diagnostics = {} },
+    }
+    local answers = vim.lsp.buf_request_sync(bufnr, 'textDocument/codeAction', params, 5000) or {}
+    local actions = (answers[client().id] or {}).result or {}
+    check(#actions == 1 and actions[1].title == 'Add `certs` to volumeMounts', vim.inspect(actions))
+    vim.lsp.util.apply_workspace_edit(actions[1].edit, 'utf-16')
+    local text = table.concat(vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), '\n')
+    check(text:find('$(services:s\nvolumeMounts:\n  - name: certs', 1, true), text)
+  end)
+
+  test('the live server exits 0 after shutdown', function()
+    client().stop()
+    check(vim.wait(10000, function()
+      return exit_code ~= nil
+    end, 20), 'the server did not exit')
+    check(exit_code == 0, 'exit code ' .. tostring(exit_code))
+  end)
+  vim.fn.delete(live, 'rf')
+end
 
 vim.fn.delete(dir, 'rf')
 harness.finish()

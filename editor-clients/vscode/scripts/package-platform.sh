@@ -42,6 +42,7 @@ mkdir bin
 trap 'rm -rf "$package_dir/bin"' EXIT
 cp "$binary" "bin/$name"
 chmod 0755 "bin/$name"
-node_modules/.bin/vsce package --target "$target" --no-dependencies \
+# Without --no-dependencies: the runtime dependency (vscode-languageclient) ships too.
+node_modules/.bin/vsce package --target "$target" \
     --allow-missing-repository --skip-license -o "$out"
 echo "packaged $out ($target, bin/$name from $binary)"

@@ -8,6 +8,7 @@ import * as vscode from 'vscode';
 import { adapterCommand, KbridgeNotFoundError, locateKbridge } from './adapter';
 import { applySettings } from './defaults';
 import { configure, ConfigureUi, describePort, mergeConfigurations, runProcess, Target } from './configure';
+import { startLanguageClient } from './lsp';
 
 type Config = { [key: string]: unknown };
 
@@ -130,6 +131,27 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.debug.registerDebugConfigurationProvider('bridge', provider),
     vscode.commands.registerCommand('kbridge.configure', () => configureCommand(context))
   );
+  startLsp(context);
+}
+
+/** Starts `kbridge lsp` for the bridge files unless `kbridge.lsp.enabled` is off. */
+function startLsp(context: vscode.ExtensionContext): void {
+  if (!vscode.workspace.getConfiguration('kbridge').get<boolean>('lsp.enabled', true)) return;
+  let kbridge: string;
+  try {
+    kbridge = findKbridge();
+  } catch (error) {
+    // No kbridge: the debug side reports it with a way to fix it when it is used.
+    if (error instanceof KbridgeNotFoundError) return;
+    throw error;
+  }
+  try {
+    const client = startLanguageClient(kbridge);
+    context.subscriptions.push({ dispose: () => void client.stop() });
+  } catch (error) {
+    // The debug side keeps working; say why the language features are missing.
+    void vscode.window.showErrorMessage(`kbridge lsp could not start: ${String(error)}`);
+  }
 }
 
 export function deactivate(): void {

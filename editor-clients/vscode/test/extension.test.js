@@ -14,6 +14,24 @@ const { fakeKbridge } = require('./support/fake-kbridge.js');
 
 const EXTENSION = path.resolve(__dirname, '..', 'out', 'src', 'extension.js');
 const manifest = require(path.resolve(__dirname, '..', 'package.json'));
+const lsp = require(path.resolve(__dirname, '..', 'out', 'src', 'lsp.js'));
+
+// vscode-languageclient needs the real `vscode` module: a recording stand-in for it.
+const clients = [];
+lsp.setClientLoader(() => ({
+  LanguageClient: class {
+    constructor(id, name, serverOptions, clientOptions) {
+      Object.assign(this, { id, name, serverOptions, clientOptions, started: false, stopped: false });
+      clients.push(this);
+    }
+    async start() {
+      this.started = true;
+    }
+    async stop() {
+      this.stopped = true;
+    }
+  },
+}));
 
 /** Loads extension.js against a fresh stub and activates it. */
 function activate(options) {
@@ -31,11 +49,43 @@ function activate(options) {
 }
 
 test('activate registers the bridge factory, provider and the Configure command', () => {
-  const { record, context } = activate();
+  const { record, context } = activate({ settings: { 'kbridge.lsp.enabled': false } });
   assert.ok(record.factories.bridge);
   assert.ok(record.providers.bridge);
   assert.ok(record.commands['kbridge.configure']);
   assert.equal(context.subscriptions.length, 3);
+});
+
+test('activate starts `kbridge lsp` for the bridge files, stopped with the extension', (t) => {
+  const kb = fakeKbridge('[]');
+  t.after(kb.cleanup);
+  clients.length = 0;
+  const { context } = activate({ settings: { 'kbridge.path': kb.file } });
+  assert.equal(clients.length, 1);
+  const client = clients[0];
+  assert.equal(client.id, 'kbridge');
+  assert.deepEqual(client.serverOptions, { command: kb.file, args: ['lsp'] });
+  assert.ok(client.started);
+  assert.equal(context.subscriptions.length, 4);
+  context.subscriptions[3].dispose();
+  assert.ok(client.stopped);
+  // The selector is the server's file names (VS Code matches `**` across dot folders).
+  const { minimatch } = require('minimatch');
+  const matches = (file) => client.clientOptions.documentSelector.some((s) => s.scheme === 'file' && minimatch(file, s.pattern, { dot: true }));
+  for (const file of ['/w/api/KubernetesLocalProcessConfig.yaml', '/w/api/dev.KubernetesLocalProcessConfig.yaml', '/w/azds-local.env', '/w/.vscode/launch.json']) {
+    assert.ok(matches(file), file);
+  }
+  for (const file of ['/w/other.yaml', '/w/package.json', '/w/.env']) {
+    assert.ok(!matches(file), file);
+  }
+});
+
+test('kbridge.lsp.enabled off, or no kbridge: no language client, no error', () => {
+  clients.length = 0;
+  activate({ settings: { 'kbridge.lsp.enabled': false } });
+  const { record } = activate({ settings: { 'kbridge.path': '/nonexistent/kbridge' } });
+  assert.equal(clients.length, 0);
+  assert.deepEqual(record.errors, []);
 });
 
 test('the factory runs `kbridge dap --debugger <preset>` from kbridge.path', (t) => {
@@ -127,4 +177,17 @@ test('the Configure command shows kbridge\'s error instead of failing silently',
   await record.commands['kbridge.configure']();
   assert.equal(record.launchWrites.length, 0);
   assert.match(record.errors[0].message, /no kubeconfig found/);
+});
+
+test('a language client that cannot load is reported; debugging still works', (t) => {
+  const kb = fakeKbridge('[]');
+  t.after(kb.cleanup);
+  const previous = lsp.setClientLoader(() => {
+    throw new Error('no vscode-languageclient');
+  });
+  t.after(() => lsp.setClientLoader(previous));
+  const { record } = activate({ settings: { 'kbridge.path': kb.file } });
+  assert.ok(record.factories.bridge);
+  assert.equal(record.errors.length, 1);
+  assert.match(record.errors[0].message, /kbridge lsp could not start: Error: no vscode-languageclient/);
 });

@@ -200,3 +200,47 @@ test('Emacs: every kbridge-* dape-configs entry runs a real kbridge command and 
     assertValid(resolved, `dape entry ${entry.name}`);
   }
 });
+
+test('Emacs: kbridge-eglot.el gives the bridge files modes of their own, served by a real `kbridge lsp`', { skip: emacsAvailable() ? false : 'emacs is not installed (apt-get install emacs-nox)' }, () => {
+  const emacsDir = path.join(CLIENTS, 'emacs');
+  const out = execFileSync('emacs', ['--batch', '-Q', '-L', emacsDir, '-L', path.join(emacsDir, 'test'), '-l', path.join(emacsDir, 'test', 'print-eglot.el')], { encoding: 'utf8' });
+  const files = JSON.parse(out.trim().split('\n').pop());
+  const expected = {
+    '/w/api/KubernetesLocalProcessConfig.yaml': 'kbridge-config-mode',
+    '/w/api/azds-local.env': 'kbridge-azds-env-mode',
+    '/w/.vscode/launch.json': 'kbridge-launch-json-mode',
+  };
+  for (const [file, mode] of Object.entries(expected)) {
+    assert.equal(files[file].mode, mode, file);
+    // The mode really is defined and switches the buffer to itself.
+    assert.equal(files[file].derived, mode, file);
+    assertCommandLine(files[file].server, `eglot server for ${file}`);
+    assert.deepEqual(files[file].server, ['kbridge', 'lsp'], file);
+  }
+  // Other YAML and JSON files keep their modes (and their own servers).
+  assert.notEqual(files['/w/package.json'].mode, 'kbridge-launch-json-mode');
+  assert.equal(files['/w/other.yaml'].mode, null);
+  // The command answers LSP as eglot starts it: initialize, then shutdown and exit.
+  const frame = (m) => { const b = JSON.stringify(m); return `Content-Length: ${Buffer.byteLength(b)}\r\n\r\n${b}`; };
+  const input = [
+    frame({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { processId: null, rootUri: null, capabilities: {} } }),
+    frame({ jsonrpc: '2.0', id: 2, method: 'shutdown' }),
+    frame({ jsonrpc: '2.0', method: 'exit' }),
+  ].join('');
+  const answer = execFileSync(kbridgeBinary(), ['lsp'], { input, encoding: 'utf8', env: { ...process.env, KUBECONFIG: '/nonexistent/kubeconfig' } });
+  assert.match(answer, /"codeActionProvider":true/);
+  assert.match(answer, /"name":"kbridge"/);
+});
+
+test('Zed: the extension registers the `kbridge` language server for YAML and JSON, running a real `kbridge lsp`', () => {
+  const manifestText = fs.readFileSync(path.join(CLIENTS, 'zed', 'extension', 'extension.toml'), 'utf8');
+  const section = manifestText.split('[language_servers.kbridge]')[1];
+  assert.ok(section, 'extension.toml has no [language_servers.kbridge]');
+  const languages = JSON.parse(section.match(/^languages\s*=\s*(\[.*\])$/m)[1]);
+  assert.deepEqual(languages, ['YAML', 'JSON', 'JSONC']);
+  // src/lib.rs builds `kbridge lsp` (its unit test checks the arguments).
+  const lib = fs.readFileSync(path.join(CLIENTS, 'zed', 'extension', 'src', 'lib.rs'), 'utf8');
+  assert.match(lib, /fn language_server_command/);
+  assert.match(lib, /vec!\["lsp"\.to_string\(\)\]/);
+  assertCommandLine(['kbridge', 'lsp'], 'Zed language server');
+});

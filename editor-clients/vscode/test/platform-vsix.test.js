@@ -39,7 +39,8 @@ function packageAndUnpack(t) {
 /** Activates the unpacked extension.js against the vscode stub, as VS Code would. */
 function activateUnpacked(extensionRoot) {
   const entry = path.join(extensionRoot, 'out', 'src', 'extension.js');
-  const stub = createVscodeStub({});
+  // The language client needs the real `vscode` module; the stub runs the debug side only.
+  const stub = createVscodeStub({ settings: { 'kbridge.lsp.enabled': false } });
   const uninstall = installVscodeStub(stub.vscode);
   try {
     const extension = require(entry);
@@ -60,6 +61,10 @@ test(
     const { extension, unpacked } = packageAndUnpack(t);
     const vsixManifest = fs.readFileSync(path.join(unpacked, 'extension.vsixmanifest'), 'utf8');
     assert.match(vsixManifest, /TargetPlatform="linux-x64"/);
+
+    // The language client ships with its dependencies and resolves from the extension's code.
+    const client = require.resolve('vscode-languageclient/node', { paths: [path.join(extension, 'out', 'src')] });
+    assert.ok(client.startsWith(path.join(extension, 'node_modules')), client);
 
     const bundled = path.join(extension, 'bin', 'kbridge');
     assert.ok(fs.statSync(bundled).mode & 0o100, 'bin/kbridge is executable once unpacked');

@@ -1,5 +1,6 @@
---- `kbridge lsp` for Neovim's built-in LSP client: diagnostics, completion and hover in
---- KubernetesLocalProcessConfig.yaml, azds-local.env and launch.json. Uses only what
+--- `kbridge lsp` for Neovim's built-in LSP client: diagnostics, completion, hover and code
+--- actions in KubernetesLocalProcessConfig.yaml, azds-local.env and launch.json, with live
+--- data from the cluster of the current kubeconfig (docs/lsp.md). Uses only what
 --- Neovim 0.7 has (vim.lsp.start_client, nvim_create_autocmd), so nvim-lspconfig is not
 --- needed:
 ---
@@ -14,7 +15,7 @@ function M.is_bridge_file(path)
     or name == 'launch.json'
 end
 
-M.options = { path = nil, on_exit = nil }
+M.options = { path = nil, on_exit = nil, cmd_env = nil }
 local client_id = nil
 
 --- Starts the server once per Neovim; returns its client id, or nil and why not.
@@ -32,6 +33,7 @@ function M.start()
   client_id = vim.lsp.start_client({
     name = 'kbridge',
     cmd = { exe, 'lsp' },
+    cmd_env = M.options.cmd_env,
     root_dir = vim.fn.getcwd(),
     on_exit = function(code, signal, id)
       client_id = nil
@@ -60,7 +62,8 @@ end
 
 --- Attaches the server to those files as they are opened (and to those already open).
 --- opts.path: the kbridge executable (default: as require('kbridge') finds it);
---- opts.on_exit: called with the server's exit code.
+--- opts.on_exit: called with the server's exit code;
+--- opts.cmd_env: extra environment for the server, e.g. { KUBECONFIG = '/path/config' }.
 function M.setup(opts)
   M.options = vim.tbl_extend('force', M.options, opts or {})
   local group = vim.api.nvim_create_augroup('kbridge_lsp', { clear = true })

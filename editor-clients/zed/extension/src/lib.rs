@@ -1,7 +1,9 @@
-//! Zed debug adapter extension for kbridge: the `kbridge` adapter in `.zed/debug.json`
-//! starts `kbridge dap --debugger <preset>` (stdio) and hands Zed the scenario unchanged as
-//! the launch/attach arguments. kbridge does everything else; this only finds it and
-//! builds its command line.
+//! Zed extension for kbridge: the `kbridge` adapter in `.zed/debug.json` starts `kbridge
+//! dap --debugger <preset>` (stdio) and hands Zed the scenario unchanged as the
+//! launch/attach arguments; the `kbridge` language server is `kbridge lsp` (stdio) for
+//! YAML and JSON files, of which it reads KubernetesLocalProcessConfig.yaml and
+//! .vscode/launch.json. kbridge does everything else; this only finds it and builds its
+//! command lines.
 
 use zed_extension_api::{
     self as zed, serde_json, DebugAdapterBinary, DebugTaskDefinition,
@@ -9,6 +11,7 @@ use zed_extension_api::{
 };
 
 const ADAPTER: &str = "kbridge";
+const LANGUAGE_SERVER: &str = "kbridge";
 const INSTALL_HINT: &str =
     "kbridge was not found on PATH. Install it with `cargo install --path adapter` \
 from a kbridge checkout, or download a release binary, then put it on PATH or set \
@@ -52,6 +55,11 @@ fn working_directory(config: &serde_json::Value, root: String) -> String {
     }
 }
 
+/// `kbridge lsp`'s arguments.
+fn language_server_arguments() -> Vec<String> {
+    vec!["lsp".to_string()]
+}
+
 struct KbridgeExtension;
 
 impl zed::Extension for KbridgeExtension {
@@ -91,6 +99,31 @@ impl zed::Extension for KbridgeExtension {
         })
     }
 
+    fn language_server_command(
+        &mut self,
+        language_server_id: &zed::LanguageServerId,
+        worktree: &Worktree,
+    ) -> zed::Result<zed::Command> {
+        if language_server_id.as_ref() != LANGUAGE_SERVER {
+            return Err(format!(
+                "the kbridge extension has no language server {language_server_id:?}"
+            ));
+        }
+        // `lsp.kbridge.binary.path` in Zed's settings wins over PATH.
+        let configured = zed::settings::LspSettings::for_worktree(LANGUAGE_SERVER, worktree)
+            .ok()
+            .and_then(|s| s.binary)
+            .and_then(|b| b.path);
+        let command = configured
+            .or_else(|| worktree.which("kbridge"))
+            .ok_or_else(|| INSTALL_HINT.to_string())?;
+        Ok(zed::Command {
+            command,
+            args: language_server_arguments(),
+            env: worktree.shell_env(),
+        })
+    }
+
     fn dap_request_kind(
         &mut self,
         _adapter_name: String,
@@ -106,6 +139,11 @@ zed::register_extension!(KbridgeExtension);
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_language_server_is_kbridge_lsp() {
+        assert_eq!(language_server_arguments(), ["lsp"]);
+    }
 
     #[test]
     fn preset_becomes_debugger_flag() {
