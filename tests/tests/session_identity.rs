@@ -1,0 +1,191 @@
+//! Workload identity from the local process as in the pod (issue 17, parts 2 and 3):
+//!
+//! - a fake metadata server reachable only from inside the pod (a sidecar bound to the
+//!   pod's loopback, as a node-local metadata server is reachable only from the node's
+//!   pods) answers the local process through the agent, at the local addresses
+//!   `AWS_CONTAINER_CREDENTIALS_FULL_URI` (EKS Pod Identity) and `GCE_METADATA_HOST` (GKE)
+//!   now name; the credentials endpoint accepts only the pod's projected token, which the
+//!   local process reads through the rewritten `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`;
+//!   nothing of the token is left after teardown;
+//! - `enableFeatures: [Probes]` keeps the container's readiness probe tied to the local
+//!   process: when it stops answering, the pod leaves the Service's endpoints.
+
+use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::{agent_image, require_tool, temp_dir};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TOKEN_DIR: &str = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
+
+fn manifest(ns: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: identity-app, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: identity-app}}}}
+  template:
+    metadata: {{labels: {{app: identity-app}}}}
+    spec:
+      containers:
+      - name: app
+        image: kbridge-samples/stats-api:1.0
+        ports: [{{name: http, containerPort: 8081}}]
+        env:
+        - {{name: AWS_CONTAINER_CREDENTIALS_FULL_URI, value: 'http://127.0.0.1:8099/v1/credentials'}}
+        - {{name: AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, value: {TOKEN_DIR}/eks-pod-identity-token}}
+        - {{name: GCE_METADATA_HOST, value: '127.0.0.1:8099'}}
+        volumeMounts:
+        - {{name: eks-pod-identity-token, mountPath: {TOKEN_DIR}, readOnly: true}}
+      - name: metadata
+        image: kbridge-samples/stats-api:1.0
+        env:
+        - {{name: PORT, value: '8099'}}
+        - {{name: BIND, value: 127.0.0.1}}
+        - {{name: METADATA_TOKEN_FILE, value: {TOKEN_DIR}/eks-pod-identity-token}}
+        volumeMounts:
+        - {{name: eks-pod-identity-token, mountPath: {TOKEN_DIR}, readOnly: true}}
+      volumes:
+      - name: eks-pod-identity-token
+        projected:
+          sources:
+          - serviceAccountToken: {{audience: pods.eks.amazonaws.com, expirationSeconds: 3600, path: eks-pod-identity-token}}
+"
+    )
+}
+
+/// `kbridge run` on `workload`'s container `app` running `script` under `sh -c`.
+fn run(
+    fixture: &TestCluster,
+    tmp: &Path,
+    workload: &str,
+    config: Option<&Path>,
+    script: &str,
+) -> (String, String, bool) {
+    let image = agent_image();
+    let mut args = vec![
+        "run",
+        "--namespace",
+        &fixture.namespace,
+        "--workload",
+        workload,
+        "--container",
+        "app",
+        "--agent-image",
+        &image,
+    ];
+    let config = config.map(|c| c.to_string_lossy().into_owned());
+    if let Some(config) = &config {
+        args.extend(["--config", config]);
+    }
+    args.extend(["--", "sh", "-c", script]);
+    let out = fixture.kbridge(tmp, &args);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// The value after `KEY=` on a line of `output`.
+fn field<'a>(output: &'a str, key: &str) -> Option<&'a str> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn apply(fixture: &TestCluster, tmp: &Path, name: &str, yaml: &str) {
+    let path = tmp.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).expect("write manifest");
+    fixture.kubectl(&["apply", "-f", &path.to_string_lossy()]);
+    fixture.rollout_status(name);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_endpoints_only_the_pod_reaches_answer_the_local_process() {
+    require_tool("curl", "apt-get install -y curl");
+    let fixture = TestCluster::start_demo("identity");
+    let tmp = temp_dir("identity");
+    apply(
+        &fixture,
+        &tmp,
+        "identity-app",
+        &manifest(&fixture.namespace),
+    );
+
+    // The endpoint is the pod's own loopback: from here nothing answers there.
+    let direct = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .arg("http://127.0.0.1:8099/v1/credentials")
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&direct.stdout),
+        "000",
+        "something on this machine answers at 127.0.0.1:8099; the test needs that port free"
+    );
+
+    let script = r#"echo "URI=$AWS_CONTAINER_CREDENTIALS_FULL_URI"
+echo "GCE=$GCE_METADATA_HOST"
+echo "TOKEN_FILE=$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
+echo "TOKEN_MODE=$(stat -c %a "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")"
+echo "DIR_MODE=$(stat -c %a "${AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE%%/mounts/*}")"
+echo "CREDS=$(curl -s --max-time 20 -H "Authorization: $(cat "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")" "$AWS_CONTAINER_CREDENTIALS_FULL_URI")"
+echo "WRONG=$(curl -s --max-time 20 -o /dev/null -w '%{http_code}' -H 'Authorization: not-the-token' "$AWS_CONTAINER_CREDENTIALS_FULL_URI")"
+echo "GKE=$(curl -s --max-time 20 -H 'Metadata-Flavor: Google' "http://$GCE_METADATA_HOST/computeMetadata/v1/instance/service-accounts/default/token")"
+echo "TOKEN=$(cat "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")""#;
+    let (stdout, stderr, ok) = run(&fixture, &tmp, "deployment/identity-app", None, script);
+    assert!(ok, "kbridge run failed:\n{stdout}\n{stderr}");
+
+    // The variables SDKs read point at local addresses.
+    let uri = field(&stdout, "URI").expect("URI");
+    assert!(
+        uri.starts_with("http://127.1.") && uri.ends_with("/v1/credentials"),
+        "{stdout}"
+    );
+    let gce = field(&stdout, "GCE").expect("GCE");
+    assert!(gce.starts_with("127.1."), "{stdout}");
+    // The token file is a local copy in the private directory.
+    let token_file = field(&stdout, "TOKEN_FILE").expect("TOKEN_FILE");
+    assert!(token_file.starts_with(&*tmp.to_string_lossy()), "{stdout}");
+    assert_eq!(field(&stdout, "TOKEN_MODE"), Some("600"), "{stdout}");
+    assert_eq!(field(&stdout, "DIR_MODE"), Some("700"), "{stdout}");
+
+    // The sidecar answered through the agent: with the pod's token only.
+    assert!(
+        field(&stdout, "CREDS").is_some_and(|c| c.contains("ASIAKBRIDGEFAKE")),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(field(&stdout, "WRONG"), Some("401"), "{stdout}");
+    assert!(
+        field(&stdout, "GKE").is_some_and(|g| g.contains("fake-gke-token-for-identity-app-")),
+        "{stdout}\n{stderr}"
+    );
+
+    // Said at start; no token material in kbridge's output.
+    assert!(
+        stderr.contains("identity endpoints reached through the agent")
+            && stderr.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI → http://127.1."),
+        "{stderr}"
+    );
+    let token = field(&stdout, "TOKEN").expect("TOKEN");
+    assert!(token.len() > 20, "{stdout}");
+    assert!(!stderr.contains(token), "the token is in kbridge's output");
+
+    // Teardown leaves no token file behind.
+    assert!(!Path::new(token_file).exists(), "{token_file} left behind");
+    let sessions = tmp.join("kbridge").join("sessions");
+    let left: Vec<_> = std::fs::read_dir(&sessions)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "session directories left: {left:?}");
+}
