@@ -4,7 +4,7 @@
 //! `AWS_WEB_IDENTITY_TOKEN_FILE` are read by the local process through the rewritten paths;
 //! the token is replaced before it expires, at the same path; `rewritePath: false` and
 //! `rewriteEnvPaths: false` keep the pod's paths; nothing of it outlives the session. An
-//! `enableFeatures` entry the session does not act on is said (issue 17, part 3).
+//! `enableFeatures` entry that cannot apply to the container says why (issue 17, part 3).
 //!
 //! On a real cluster (`KBRIDGE_TEST_KUBECONFIG`) the token lives 600 s, the least the API
 //! server allows, so watching the kubelet rotate it and kbridge follow takes about ten
@@ -183,9 +183,9 @@ env:
             && stderr.contains("`rewriteEnvPaths: false` on volume `aws-iam-token`"),
         "{stderr}"
     );
-    // A feature the session does not act on is said, not ignored.
+    // A known feature that cannot apply to this container says why.
     assert!(
-        stderr.contains("`enableFeatures: Probes` is not acted on by kbridge yet"),
+        stderr.contains("enableFeatures Probes: container 'app' has no readiness probe"),
         "{stderr}"
     );
     no_session_left(tmp);

@@ -11,7 +11,7 @@
 //!   process: when it stops answering, the pod leaves the Service's endpoints.
 
 use kbridge_tests::fixture::TestCluster;
-use kbridge_tests::{agent_image, require_tool, temp_dir};
+use kbridge_tests::{agent_image, require_tool, temp_dir, workspace_bin};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -188,4 +188,159 @@ echo "TOKEN=$(cat "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")""#;
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "session directories left: {left:?}");
+}
+
+/// The port of the probed app, here and in the pod: unusual, so that nothing else on this
+/// machine answers there.
+const PROBED_PORT: u16 = 18417;
+
+fn probed_manifest(ns: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: probed-app, namespace: {ns}}}
+spec:
+  selector: {{app: probed-app}}
+  ports: [{{port: 80, targetPort: http}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: probed-app, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: probed-app}}}}
+  template:
+    metadata: {{labels: {{app: probed-app}}}}
+    spec:
+      containers:
+      - name: app
+        image: kbridge-samples/stats-api:1.0
+        env: [{{name: PORT, value: '{PROBED_PORT}'}}]
+        ports: [{{name: http, containerPort: {PROBED_PORT}}}]
+        readinessProbe:
+          httpGet: {{path: /healthz, port: http}}
+          periodSeconds: 1
+          failureThreshold: 1
+        livenessProbe:
+          httpGet: {{path: /healthz, port: http}}
+          periodSeconds: 5
+"
+    )
+}
+
+/// The ready addresses of Service `name`'s Endpoints.
+fn ready_addresses(fixture: &TestCluster, name: &str) -> String {
+    fixture
+        .kubectl(&[
+            "-n",
+            &fixture.namespace,
+            "get",
+            "endpoints",
+            name,
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ])
+        .trim()
+        .to_string()
+}
+
+/// Waits until `ready(addresses)` holds, or panics after `timeout` naming `what`.
+fn wait_for_endpoints(
+    fixture: &TestCluster,
+    what: &str,
+    timeout: Duration,
+    ready: impl Fn(&str) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        let addresses = ready_addresses(fixture, "probed-app");
+        if ready(&addresses) {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{what} did not happen within {timeout:?} (ready addresses: '{addresses}')"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn wait_for_file(path: &Path, timeout: Duration) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < timeout,
+            "{} not written within {timeout:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_keep_readiness_tied_to_the_local_process() {
+    let fixture = std::sync::Arc::new(TestCluster::start_demo("probes"));
+    let tmp = temp_dir("probes");
+    apply(
+        &fixture,
+        &tmp,
+        "probed-app",
+        &probed_manifest(&fixture.namespace),
+    );
+    let config = tmp.join("KubernetesLocalProcessConfig.yaml");
+    std::fs::write(&config, "version: 0.1\nenableFeatures: [Probes]\n").expect("write config");
+    let sync = tmp.join("sync");
+    std::fs::create_dir_all(&sync).expect("sync dir");
+
+    // The local process: stats-api on the container's port until told to stop; the
+    // session then holds on until the test has seen the pod leave the endpoints.
+    let script = format!(
+        r#"PORT={PROBED_PORT} BIND=127.0.0.1 "{stats}" & pid=$!
+touch "{sync}/started"
+while [ ! -e "{sync}/stop" ]; do sleep 0.2; done
+kill $pid; wait $pid
+touch "{sync}/stopped"
+while [ ! -e "{sync}/done" ]; do sleep 0.2; done"#,
+        stats = workspace_bin("stats-api").display(),
+        sync = sync.display(),
+    );
+    let session = {
+        let (fixture, tmp, config) = (fixture.clone(), tmp.clone(), config.clone());
+        std::thread::spawn(move || {
+            run(
+                &fixture,
+                &tmp,
+                "deployment/probed-app",
+                Some(&config),
+                &script,
+            )
+        })
+    };
+    let done = || std::fs::write(sync.join("done"), "").expect("done");
+
+    wait_for_file(&sync.join("started"), Duration::from_secs(300));
+    wait_for_endpoints(
+        &fixture,
+        "the pod becoming Ready with the local process up",
+        Duration::from_secs(60),
+        |a| !a.is_empty(),
+    );
+    std::fs::write(sync.join("stop"), "").expect("stop");
+    wait_for_file(&sync.join("stopped"), Duration::from_secs(30));
+    wait_for_endpoints(
+        &fixture,
+        "the pod leaving the endpoints once the local process stopped",
+        Duration::from_secs(30),
+        str::is_empty,
+    );
+    done();
+
+    let (stdout, stderr, ok) = session.join().expect("session thread");
+    assert!(ok, "kbridge run failed:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("readiness follows your process"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("liveness probe is not kept"), "{stderr}");
+    assert!(!stderr.contains("not acted on"), "{stderr}");
 }

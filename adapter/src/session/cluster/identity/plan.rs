@@ -315,7 +315,9 @@ mod tests {
         assert_eq!(azure.endpoint.to_string(), "169.254.169.254:80");
         assert_eq!(azure.value_at("127.1.0.2:80"), "http://127.1.0.2:80");
         assert_eq!(plan.endpoints().len(), 2);
-        assert!(plan(&BTreeMap::new(), false, &[]).rewrites.is_empty());
+        assert!(super::plan(&BTreeMap::new(), false, &[])
+            .rewrites
+            .is_empty());
     }
 
     #[test]
