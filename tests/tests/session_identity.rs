@@ -8,7 +8,9 @@
 //!   local process reads through the rewritten `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`;
 //!   nothing of the token is left after teardown;
 //! - `enableFeatures: [Probes]` keeps the container's readiness probe tied to the local
-//!   process: when it stops answering, the pod leaves the Service's endpoints.
+//!   process: when it stops answering, the pod leaves the Service's endpoints; with
+//!   `ManagedIdentity` the SDKs' metadata variables name a local address for the pod's
+//!   169.254.169.254.
 
 use kbridge_tests::fixture::TestCluster;
 use kbridge_tests::{agent_image, require_tool, temp_dir, workspace_bin};
@@ -288,7 +290,11 @@ async fn probes_keep_readiness_tied_to_the_local_process() {
         &probed_manifest(&fixture.namespace),
     );
     let config = tmp.join("KubernetesLocalProcessConfig.yaml");
-    std::fs::write(&config, "version: 0.1\nenableFeatures: [Probes]\n").expect("write config");
+    std::fs::write(
+        &config,
+        "version: 0.1\nenableFeatures: [Probes, ManagedIdentity]\n",
+    )
+    .expect("write config");
     let sync = tmp.join("sync");
     std::fs::create_dir_all(&sync).expect("sync dir");
 
@@ -296,6 +302,8 @@ async fn probes_keep_readiness_tied_to_the_local_process() {
     // session then holds on until the test has seen the pod leave the endpoints.
     let script = format!(
         r#"PORT={PROBED_PORT} BIND=127.0.0.1 "{stats}" & pid=$!
+echo "AZURE_IMDS=$AZURE_POD_IDENTITY_AUTHORITY_HOST"
+echo "GCE=$GCE_METADATA_HOST"
 touch "{sync}/started"
 while [ ! -e "{sync}/stop" ]; do sleep 0.2; done
 kill $pid; wait $pid
@@ -343,4 +351,17 @@ while [ ! -e "{sync}/done" ]; do sleep 0.2; done"#,
     );
     assert!(stderr.contains("liveness probe is not kept"), "{stderr}");
     assert!(!stderr.contains("not acted on"), "{stderr}");
+    // ManagedIdentity: the SDKs' metadata variables name a local address for the pod's
+    // 169.254.169.254 (no metadata server answers on this cluster; the address is there).
+    let imds = field(&stdout, "AZURE_IMDS").expect("AZURE_IMDS");
+    assert!(imds.starts_with("http://127.1."), "{stdout}");
+    assert_eq!(
+        field(&stdout, "GCE"),
+        imds.strip_prefix("http://"),
+        "one local address for the metadata server: {stdout}"
+    );
+    assert!(
+        stderr.contains("(169.254.169.254:80 from the pod, added for ManagedIdentity)"),
+        "{stderr}"
+    );
 }
