@@ -58,6 +58,9 @@ pub(crate) async fn serve(
 }
 
 async fn answer(mut sock: TcpStream, clock: &IdleClock, readiness: Option<&Readiness>) {
+    let peer = sock
+        .peer_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut buf = Vec::with_capacity(512);
     let head = tokio::time::timeout(READ_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
@@ -78,7 +81,9 @@ async fn answer(mut sock: TcpStream, clock: &IdleClock, readiness: Option<&Readi
     .await;
     let (code, body) = match head {
         Ok(Some(())) if asks_local_readiness(&buf) => match readiness {
-            Some(readiness) if readiness.ready().await => (200, "{\"local\":\"ready\"}\n".into()),
+            Some(readiness) if readiness.ready(peer).await => {
+                (200, "{\"local\":\"ready\"}\n".into())
+            }
             Some(_) => (503, "{\"local\":\"not ready\"}\n".into()),
             None => (
                 404,

@@ -8,6 +8,7 @@
 //! the session only starts the local process once every replica runs the agent and is
 //! Ready, so a probe that needed the local process from the start would stop the rollout.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,8 +32,9 @@ pub(crate) struct Readiness {
 
 impl Readiness {
     /// Whether the local process is ready: the probe through the current session, or
-    /// `true` while no session is connected.
-    pub(crate) async fn ready(&self) -> bool {
+    /// `true` while no session is connected. `peer` is the kubelet's address, which kbridge
+    /// is told as for any inbound connection.
+    pub(crate) async fn ready(&self, peer: SocketAddr) -> bool {
         let Some(opener) = self.sessions.current() else {
             return true;
         };
@@ -40,7 +42,7 @@ impl Readiness {
             let mut stream = opener.open().await.ok()?;
             let header = StreamHeader::Inbound {
                 port: self.check.port,
-                peer: "kubelet readiness probe".into(),
+                peer: peer.to_string(),
             };
             write_frame(&mut stream, &header).await.ok()?;
             Some(match &self.check.http {
@@ -114,6 +116,10 @@ mod tests {
                 http: None,
             },
         };
-        assert!(readiness.ready().await);
+        assert!(
+            readiness
+                .ready(SocketAddr::from(([10, 0, 0, 1], 40000)))
+                .await
+        );
     }
 }

@@ -298,10 +298,13 @@ async fn probes_keep_readiness_tied_to_the_local_process() {
     let sync = tmp.join("sync");
     std::fs::create_dir_all(&sync).expect("sync dir");
 
-    // The local process: stats-api on the container's port until told to stop; the
-    // session then holds on until the test has seen the pod leave the endpoints.
+    // The local process: started once the test has seen the pod out of the endpoints with
+    // nothing listening, stats-api on the container's port until told to stop; the session
+    // then holds on until the test has seen the pod leave the endpoints again.
     let script = format!(
-        r#"PORT={PROBED_PORT} BIND=127.0.0.1 "{stats}" & pid=$!
+        r#"touch "{sync}/session"
+while [ ! -e "{sync}/go" ]; do sleep 0.2; done
+PORT={PROBED_PORT} BIND=127.0.0.1 "{stats}" & pid=$!
 echo "AZURE_IMDS=$AZURE_POD_IDENTITY_AUTHORITY_HOST"
 echo "GCE=$GCE_METADATA_HOST"
 touch "{sync}/started"
@@ -326,7 +329,16 @@ while [ ! -e "{sync}/done" ]; do sleep 0.2; done"#,
     };
     let done = || std::fs::write(sync.join("done"), "").expect("done");
 
-    wait_for_file(&sync.join("started"), Duration::from_secs(300));
+    // The session is up, nothing listens locally yet: the pod is not Ready.
+    wait_for_file(&sync.join("session"), Duration::from_secs(300));
+    wait_for_endpoints(
+        &fixture,
+        "the pod leaving the endpoints while no local process answers",
+        Duration::from_secs(30),
+        str::is_empty,
+    );
+    std::fs::write(sync.join("go"), "").expect("go");
+    wait_for_file(&sync.join("started"), Duration::from_secs(30));
     wait_for_endpoints(
         &fixture,
         "the pod becoming Ready with the local process up",
