@@ -267,6 +267,17 @@ fn wait_for_endpoints(
     }
 }
 
+/// Lets the session's script run to its end when dropped: starts, stops and ends it.
+struct Release(std::path::PathBuf);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        for step in ["go", "stop", "done"] {
+            let _ = std::fs::write(self.0.join(step), "");
+        }
+    }
+}
+
 fn wait_for_file(path: &Path, timeout: Duration) {
     let start = Instant::now();
     while !path.exists() {
@@ -297,6 +308,10 @@ async fn probes_keep_readiness_tied_to_the_local_process() {
     .expect("write config");
     let sync = tmp.join("sync");
     std::fs::create_dir_all(&sync).expect("sync dir");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", PROBED_PORT)).is_err(),
+        "something on this machine listens on 127.0.0.1:{PROBED_PORT}; the test needs that port free"
+    );
 
     // The local process: started once the test has seen the pod out of the endpoints with
     // nothing listening, stats-api on the container's port until told to stop; the session
@@ -327,7 +342,9 @@ while [ ! -e "{sync}/done" ]; do sleep 0.2; done"#,
             )
         })
     };
-    let done = || std::fs::write(sync.join("done"), "").expect("done");
+    // Whatever happens below, the session is let go: a failed assertion must not leave
+    // it (and a local server on the port) behind for the next run.
+    let release = Release(sync.clone());
 
     // The session is up, nothing listens locally yet: the pod is not Ready.
     wait_for_file(&sync.join("session"), Duration::from_secs(300));
@@ -353,7 +370,7 @@ while [ ! -e "{sync}/done" ]; do sleep 0.2; done"#,
         Duration::from_secs(30),
         str::is_empty,
     );
-    done();
+    drop(release);
 
     let (stdout, stderr, ok) = session.join().expect("session thread");
     assert!(ok, "kbridge run failed:\n{stdout}\n{stderr}");
