@@ -15,7 +15,7 @@ CLUSTER_TESTS=(
     bridge_session cli_session cluster_swap cluster_target session_lifecycle session_targets
     isolation isolation_crash isolation_grpc isolation_outbound isolation_sessions real_cluster
     chaos_agent_loss chaos_drift chaos_kill chaos_leaks chaos_outage chaos_paused chaos_teardown
-    chaos_unreachable_teardown run_signals session_env_paths
+    chaos_unreachable_teardown run_signals session_env_paths session_identity
 )
 
 out=$(mktemp)

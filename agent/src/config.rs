@@ -47,6 +47,9 @@ pub struct AgentConfig {
     pub mounts: Option<Vec<Mount>>,
     /// Snapshot of the process environment taken at start, which `env` reports from.
     pub environment: Vec<(String, String)>,
+    /// The container's readiness probe, to carry out against the local process
+    /// (`KBRIDGE_READINESS`, JSON; set with `enableFeatures: [Probes]`).
+    pub readiness: Option<kbridge_protocol::contract::readiness::LocalReadiness>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -99,6 +102,7 @@ impl AgentConfig {
             env_exclude: BTreeSet::new(),
             mounts: None,
             environment: Vec::new(),
+            readiness: None,
         }
     }
 
@@ -163,6 +167,14 @@ impl AgentConfig {
             })?),
             None => None,
         };
+        let readiness = match get(kbridge_protocol::contract::readiness::READINESS_ENV) {
+            Some(v) => Some(serde_json::from_str(v).map_err(|e| {
+                ServerError::Config(format!(
+                    "KBRIDGE_READINESS is not a JSON readiness check {{port, http}}: {e}"
+                ))
+            })?),
+            None => None,
+        };
         let namespace = get("KBRIDGE_POD_NAMESPACE")
             .map(str::to_string)
             .or_else(|| {
@@ -186,6 +198,7 @@ impl AgentConfig {
             env_exclude: list(get("KBRIDGE_ENV_EXCLUDE")),
             mounts,
             environment,
+            readiness,
         })
     }
 }
@@ -212,6 +225,28 @@ mod tests {
         assert_eq!(c.bind, IpAddr::from([0, 0, 0, 0]));
         assert_eq!(c.idle_restore, Duration::from_secs(60));
         assert!(!format!("{c:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn readiness_check_is_read_and_a_bad_one_explained() {
+        let c = AgentConfig::from_vars(vars(&[
+            ("KBRIDGE_SESSION_TOKEN", "t"),
+            (
+                "KBRIDGE_READINESS",
+                r#"{"port": 8080, "http": {"path": "/ready"}}"#,
+            ),
+        ]))
+        .unwrap();
+        let check = c.readiness.expect("readiness");
+        assert_eq!(check.port, 8080);
+        assert_eq!(check.http.map(|h| h.path).as_deref(), Some("/ready"));
+        let e = AgentConfig::from_vars(vars(&[
+            ("KBRIDGE_SESSION_TOKEN", "t"),
+            ("KBRIDGE_READINESS", "8080"),
+        ]))
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("KBRIDGE_READINESS"));
     }
 
     #[test]

@@ -164,6 +164,7 @@ mod tests {
                 ("TODO_DB".into(), "postgres://db:5432/todo".into()),
                 ("KBRIDGE_SESSION_TOKEN".into(), SECRET.into()),
             ],
+            readiness: None,
         };
         handler(Arc::new(ControlState {
             clock: Arc::new(IdleClock::new(config.idle_restore)),

@@ -14,16 +14,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::idle::IdleClock;
+use crate::readiness::Readiness;
+use kbridge_protocol::contract::readiness::READINESS_PATH;
 
 /// Requests larger than this are not probes.
 const MAX_REQUEST: usize = 8 * 1024;
 /// A probe that does not send its request in this time is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves health requests until `cancel` fires.
+/// Serves health requests until `cancel` fires; with `readiness`, also the local process's
+/// readiness (`crate::readiness`).
 pub(crate) async fn serve(
     listener: TcpListener,
     clock: Arc<IdleClock>,
+    readiness: Option<Arc<Readiness>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -36,10 +40,11 @@ pub(crate) async fn serve(
             Ok((sock, _)) => {
                 let clock = clock.clone();
                 let cancel = cancel.clone();
+                let readiness = readiness.clone();
                 tracker.spawn(async move {
                     tokio::select! {
                         _ = cancel.cancelled() => {}
-                        _ = answer(sock, &clock) => {}
+                        _ = answer(sock, &clock, readiness.as_deref()) => {}
                     }
                 });
             }
@@ -52,7 +57,10 @@ pub(crate) async fn serve(
     }
 }
 
-async fn answer(mut sock: TcpStream, clock: &IdleClock) {
+async fn answer(mut sock: TcpStream, clock: &IdleClock, readiness: Option<&Readiness>) {
+    let peer = sock
+        .peer_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut buf = Vec::with_capacity(512);
     let head = tokio::time::timeout(READ_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
@@ -72,11 +80,22 @@ async fn answer(mut sock: TcpStream, clock: &IdleClock) {
     })
     .await;
     let (code, body) = match head {
+        Ok(Some(())) if asks_local_readiness(&buf) => match readiness {
+            Some(readiness) if readiness.ready(peer).await => {
+                (200, "{\"local\":\"ready\"}\n".into())
+            }
+            Some(_) => (503, "{\"local\":\"not ready\"}\n".into()),
+            None => (
+                404,
+                "{\"error\":\"no readiness check configured\"}\n".into(),
+            ),
+        },
         Ok(Some(())) => route(&buf, clock),
         _ => (400, "{\"error\":\"bad request\"}\n".to_string()),
     };
     let reason = match code {
         200 => "OK",
+        503 => "Service Unavailable",
         404 => "Not Found",
         405 => "Method Not Allowed",
         _ => "Bad Request",
@@ -87,6 +106,15 @@ async fn answer(mut sock: TcpStream, clock: &IdleClock) {
     );
     let _ = sock.write_all(resp.as_bytes()).await;
     let _ = sock.shutdown().await;
+}
+
+/// Whether the request is `GET` of the local process's readiness path.
+fn asks_local_readiness(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    parts.next() == Some("GET")
+        && parts.next().map(|p| p.split('?').next().unwrap_or(p)) == Some(READINESS_PATH)
 }
 
 /// Picks the response for a request head.

@@ -6,7 +6,7 @@
 //! serves the control channel ([`control`], answering from [`env`](mod@env), [`mounts`] and
 //! [`idle`]), dials [`outbound`] streams, tunnels [`inbound`] connections and sends
 //! [`files`], moving bytes with [`splice`]; [`health`]/[`idle`] serve probes and the
-//! dead-man switch.
+//! dead-man switch, and [`readiness`] the local process's readiness (`Probes`).
 //! [`restore_watch`] is the restorer (`kbridge-agent restore-watch`), which applies the
 //! cluster contract ([`kbridge_protocol::contract`]) when kbridge is gone, and [`router`] is
 //! the isolation router (`kbridge-agent router`; see `docs/architecture.md`, "Isolation").
@@ -23,6 +23,7 @@ pub mod idle;
 pub mod inbound;
 pub mod mounts;
 pub mod outbound;
+pub mod readiness;
 pub mod restore_watch;
 pub mod router;
 pub mod server;

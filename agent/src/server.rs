@@ -124,6 +124,12 @@ impl Agent {
         let tracker = TaskTracker::new();
         let sessions = Arc::new(Sessions::default());
         let token: Arc<[u8]> = config.token.as_bytes().into();
+        let readiness = config.readiness.clone().map(|check| {
+            Arc::new(crate::readiness::Readiness {
+                sessions: sessions.clone(),
+                check,
+            })
+        });
         let rpc = Arc::new(crate::control::handler(Arc::new(ControlState {
             config,
             clock: clock.clone(),
@@ -132,6 +138,7 @@ impl Agent {
         tracker.spawn(crate::health::serve(
             health,
             clock.clone(),
+            readiness,
             cancel.clone(),
             tracker.clone(),
         ));

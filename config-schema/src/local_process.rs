@@ -27,11 +27,16 @@ pub struct LocalProcessConfig {
 /// Optional features of the file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Feature {
-    /// Keep the container's probes instead of the agent's health endpoint.
+    /// Keep the container's readiness probe, carried out by the agent against the local
+    /// process (liveness and startup probes stay the agent's own; exec probes cannot run in
+    /// the agent image).
     Probes,
-    /// Keep the container's lifecycle hooks.
+    /// Keep the container's lifecycle hooks the agent can run: `sleep`, and `preStop`
+    /// `httpGet` (exec hooks cannot run in the agent image).
     LifecycleHooks,
-    /// Make Azure managed identity requests work from the local process.
+    /// Reach the cloud metadata server (169.254.169.254: Azure IMDS, GKE metadata server,
+    /// AWS IMDS) from the local process through the agent, and point the SDKs' variables
+    /// at it.
     ManagedIdentity,
 }
 
@@ -42,22 +47,6 @@ impl Feature {
             Feature::Probes => "Probes",
             Feature::LifecycleHooks => "LifecycleHooks",
             Feature::ManagedIdentity => "ManagedIdentity",
-        }
-    }
-
-    /// What a session does instead, while kbridge does not act on this feature: said to
-    /// the user rather than ignoring the entry silently.
-    pub fn not_acted_on(self) -> &'static str {
-        match self {
-            Feature::Probes => {
-                "the container's probes are replaced by the agent's health endpoint, so readiness does not follow the local process (and a process paused on a breakpoint never gets the pod restarted)"
-            }
-            Feature::LifecycleHooks => {
-                "the container's postStart and preStop hooks are removed while the agent stands in for it"
-            }
-            Feature::ManagedIdentity => {
-                "no metadata endpoint is reached through the agent; token files the pod's environment names (e.g. AZURE_FEDERATED_TOKEN_FILE) are copied locally and kept fresh"
-            }
         }
     }
 }

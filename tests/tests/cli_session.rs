@@ -249,6 +249,7 @@ async fn a_live_holder_is_refused_and_a_stale_one_restored_first() {
         agent_image: agent_image(),
         token_secret: "kbridge-ghost".into(),
         idle_restore_secs: 60,
+        kept: Default::default(),
     };
     // Its agents ran (their token Secret existed) when it died.
     let secret = k8s_openapi::api::core::v1::Secret {

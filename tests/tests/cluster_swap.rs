@@ -45,6 +45,7 @@ async fn take_over(fixture: &TestCluster, session: &str) -> (Cluster, ResolvedTa
         agent_image: agent_image(),
         token_secret: format!("kbridge-{session}"),
         idle_restore_secs: 60,
+        kept: Default::default(),
     };
     workload::swap(&cluster, &target, &plan)
         .await
@@ -101,6 +102,7 @@ async fn swap_refuse_second_session_and_restore_with_the_cli() {
         agent_image: agent_image(),
         token_secret: "kbridge-session-two".into(),
         idle_restore_secs: 60,
+        kept: Default::default(),
     };
     let refused = workload::swap(&cluster, &target, &second)
         .await

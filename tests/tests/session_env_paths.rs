@@ -4,7 +4,7 @@
 //! `AWS_WEB_IDENTITY_TOKEN_FILE` are read by the local process through the rewritten paths;
 //! the token is replaced before it expires, at the same path; `rewritePath: false` and
 //! `rewriteEnvPaths: false` keep the pod's paths; nothing of it outlives the session. An
-//! `enableFeatures` entry the session does not act on is said (issue 17, part 3).
+//! `enableFeatures` entry that cannot apply to the container says why (issue 17, part 3).
 //!
 //! On a real cluster (`KBRIDGE_TEST_KUBECONFIG`) the token lives 600 s, the least the API
 //! server allows, so watching the kubelet rotate it and kbridge follow takes about ten
@@ -104,6 +104,17 @@ fn field<'a>(output: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// Where `name` is on this process's PATH (the bridged process gets the pod's PATH).
+fn on_path(name: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| panic!("`{name}` is not on PATH"))
+}
+
 /// A JWT's claims (signature not checked).
 fn claims(token: &str) -> Value {
     let payload = token.trim().split('.').nth(1).expect("a JWT");
@@ -183,9 +194,9 @@ env:
             && stderr.contains("`rewriteEnvPaths: false` on volume `aws-iam-token`"),
         "{stderr}"
     );
-    // A feature the session does not act on is said, not ignored.
+    // A known feature that cannot apply to this container says why.
     assert!(
-        stderr.contains("`enableFeatures: Probes` is not acted on by kbridge yet"),
+        stderr.contains("enableFeatures Probes: container 'app' has no readiness probe"),
         "{stderr}"
     );
     no_session_left(tmp);
@@ -208,6 +219,10 @@ echo "TOKEN_MODE=$(stat -c %a "$AWS_WEB_IDENTITY_TOKEN_FILE")"
 "{kbridge}" diagnostics --json > "{diagnostics}"
 first=$(cat "$AWS_WEB_IDENTITY_TOKEN_FILE")
 echo "TOKEN1=$first"
+printf '{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"%s","audiences":["{audience}"]}}}}' "$first" \
+  | "{kubectl}" --kubeconfig "{kubeconfig}" create -f - -o jsonpath='REVIEW={{.status.authenticated}} {{.status.user.username}} {{.status.audiences}}{{"\n"}}'
+printf '{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"%s","audiences":["another.example"]}}}}' "$first" \
+  | "{kubectl}" --kubeconfig "{kubeconfig}" create -f - -o jsonpath='OTHER={{.status.authenticated}}{{"\n"}}'
 i=0
 while [ $i -lt {wait} ]; do
   now=$(cat "$AWS_WEB_IDENTITY_TOKEN_FILE")
@@ -220,6 +235,9 @@ while [ $i -lt {wait} ]; do
 done"#,
         kbridge = kbridge_bin().display(),
         diagnostics = diagnostics.display(),
+        audience = AUDIENCE,
+        kubectl = on_path("kubectl").display(),
+        kubeconfig = fixture.kubeconfig.display(),
         wait = if watch_rotation { ttl + 30 } else { 0 },
     );
     let (stdout, stderr) = run(fixture, tmp, None, &script);
@@ -254,9 +272,27 @@ done"#,
         "no token in the output"
     );
 
-    // The token: a JWT for the audience asked, replaced before it expired, at that path.
+    // The token: a JWT for the audience asked — the API server's TokenReview takes it as
+    // the pod's ServiceAccount for that audience and no other —, replaced before it
+    // expired, at that path.
     let first = claims(field(&stdout, "TOKEN1").expect("TOKEN1"));
     assert_eq!(first["aud"], serde_json::json!([AUDIENCE]), "{first}");
+    assert_eq!(
+        field(&stdout, "REVIEW"),
+        Some(
+            format!(
+                "true system:serviceaccount:{}:default [\"{AUDIENCE}\"]",
+                fixture.namespace
+            )
+            .as_str()
+        ),
+        "{stdout}\n{stderr}"
+    );
+    // Refused for another audience (a real API server leaves `authenticated` out then).
+    assert!(
+        matches!(field(&stdout, "OTHER"), Some("" | "false")),
+        "{stdout}"
+    );
     if watch_rotation {
         the_token_was_replaced_before_it_expired(&stdout, &first, ttl);
     } else {

@@ -12,6 +12,8 @@
 //!   and the restorer's decision;
 //! - [`restore_merge`]: the three-way merge that undoes only kbridge's own changes to the
 //!   container;
+//! - [`readiness`]: the readiness check the agent carries out against the local process
+//!   (`enableFeatures: [Probes]`);
 //! - [`isolation_record`] (feature `kube`): the isolated Service's record and the patches
 //!   that join and leave it.
 
@@ -19,6 +21,7 @@ pub mod agent_pod;
 #[cfg(feature = "kube")]
 pub mod isolation_record;
 pub mod labels;
+pub mod readiness;
 pub mod restore;
 pub mod restore_merge;
 pub mod workload;

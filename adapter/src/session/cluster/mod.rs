@@ -12,6 +12,7 @@ pub mod connection;
 pub mod drift;
 pub mod env_paths;
 pub mod errors;
+pub mod identity;
 pub mod isolation;
 pub mod lease;
 pub mod live;

@@ -1,6 +1,7 @@
 //! Taking a workload over and giving it back. The target container in the pod template
 //! is replaced by the agent (same name, env, envFrom, volume mounts, ports, resources;
-//! probes and lifecycle hooks swapped for the agent's health endpoint), and the original
+//! probes and lifecycle hooks swapped for the agent's health endpoint, unless
+//! `enableFeatures` keeps them: [`KeptHandlers`], `docs/identity.md`), and the original
 //! container is kept in `kbridge.dev/*` annotations on the workload, so anyone — this
 //! session's guardian, `kbridge restore`, the in-cluster restorer — can put it back.
 
@@ -8,12 +9,14 @@ use super::connection::Cluster;
 use super::errors::{is_conflict, is_not_found, ClusterError};
 use super::target::{ResolvedTarget, WorkloadKind};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Probe, SecretKeySelector,
+    Container, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, ObjectFieldSelector, Probe,
+    SecretKeySelector,
 };
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kbridge_protocol::contract::agent_pod;
 use kbridge_protocol::contract::labels::ANNOTATION_ORIGINAL_POD;
+use kbridge_protocol::contract::readiness::{LocalReadiness, READINESS_ENV, READINESS_PATH};
 use kbridge_protocol::contract::restore::{
     agent_pod, original_pod, recreatable_pod, restore_patch, RestoreRecord,
 };
@@ -47,6 +50,20 @@ pub struct SwapPlan {
     pub token_secret: String,
     /// Seconds without kbridge before the cluster restores by itself.
     pub idle_restore_secs: u64,
+    /// The container's own probes and hooks the agent keeps (`enableFeatures`).
+    pub kept: KeptHandlers,
+}
+
+/// What of the original container's probes and lifecycle hooks the agent keeps, as
+/// `enableFeatures: [Probes, LifecycleHooks]` ask and the agent image allows
+/// (`session/cluster/setup/features.rs` decides; `docs/identity.md` says why).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeptHandlers {
+    /// The readiness check the agent carries out against the local process, with the
+    /// original probe (for its timing).
+    pub readiness: Option<(LocalReadiness, Probe)>,
+    /// The lifecycle hooks kept.
+    pub lifecycle: Option<Lifecycle>,
 }
 
 /// The agent container that stands in for `original`.
@@ -122,6 +139,13 @@ pub fn agent_container(original: &Container, plan: &SwapPlan) -> Container {
             ..Default::default()
         },
     ];
+    if let Some((check, _)) = &plan.kept.readiness {
+        kbridge_env.push(EnvVar {
+            name: READINESS_ENV.into(),
+            value: serde_json::to_string(check).ok(),
+            ..Default::default()
+        });
+    }
     env.append(&mut kbridge_env);
     let health = Probe {
         http_get: Some(HTTPGetAction {
@@ -142,8 +166,30 @@ pub fn agent_container(original: &Container, plan: &SwapPlan) -> Container {
         resources: original.resources.clone(),
         // What the namespace's PodSecurity level accepted for the app is kept for the agent.
         security_context: original.security_context.clone(),
-        readiness_probe: Some(health.clone()),
+        readiness_probe: Some(readiness_probe(&plan.kept, &health)),
         liveness_probe: Some(health),
+        lifecycle: plan.kept.lifecycle.clone(),
+        ..Default::default()
+    }
+}
+
+/// The agent's health, or — with a kept readiness check — the agent's path that carries it
+/// out against the local process, at the original probe's pace.
+fn readiness_probe(kept: &KeptHandlers, health: &Probe) -> Probe {
+    let Some((_, original)) = &kept.readiness else {
+        return health.clone();
+    };
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(READINESS_PATH.into()),
+            port: IntOrString::Int(AGENT_HEALTH_PORT),
+            ..Default::default()
+        }),
+        initial_delay_seconds: original.initial_delay_seconds,
+        period_seconds: original.period_seconds,
+        timeout_seconds: original.timeout_seconds,
+        success_threshold: original.success_threshold,
+        failure_threshold: original.failure_threshold,
         ..Default::default()
     }
 }
@@ -565,6 +611,7 @@ mod tests {
             agent_image: "kbridge/agent:dev".into(),
             token_secret: "kbridge-s1".into(),
             idle_restore_secs: 60,
+            kept: KeptHandlers::default(),
         }
     }
 
@@ -631,6 +678,60 @@ mod tests {
                 .and_then(|v| v.secret_key_ref.as_ref())
                 .map(|s| s.name.as_str()),
             Some("kbridge-s1")
+        );
+    }
+
+    #[test]
+    fn kept_readiness_and_hooks_reach_the_agent_container() {
+        let original = original();
+        let check = LocalReadiness {
+            port: 8080,
+            http: None,
+        };
+        let probe = Probe {
+            period_seconds: Some(3),
+            failure_threshold: Some(2),
+            ..Default::default()
+        };
+        let hooks = Lifecycle {
+            pre_stop: Some(k8s_openapi::api::core::v1::LifecycleHandler {
+                sleep: Some(k8s_openapi::api::core::v1::SleepAction { seconds: 5 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let plan = SwapPlan {
+            kept: KeptHandlers {
+                readiness: Some((check.clone(), probe)),
+                lifecycle: Some(hooks.clone()),
+            },
+            ..plan()
+        };
+        let agent = agent_container(&original, &plan);
+        let readiness = agent.readiness_probe.expect("readiness");
+        let get = readiness.http_get.expect("http");
+        assert_eq!(get.path.as_deref(), Some(READINESS_PATH));
+        assert_eq!(get.port, IntOrString::Int(AGENT_HEALTH_PORT));
+        assert_eq!(
+            (readiness.period_seconds, readiness.failure_threshold),
+            (Some(3), Some(2))
+        );
+        let liveness = agent.liveness_probe.expect("liveness");
+        assert_eq!(
+            liveness.http_get.and_then(|g| g.path).as_deref(),
+            Some("/healthz"),
+            "liveness stays the agent's own"
+        );
+        assert_eq!(agent.lifecycle, Some(hooks));
+        let env = agent.env.expect("env");
+        let value = env
+            .iter()
+            .find(|e| e.name == READINESS_ENV)
+            .and_then(|e| e.value.clone())
+            .expect("readiness check for the agent");
+        assert_eq!(
+            serde_json::from_str::<LocalReadiness>(&value).expect("json"),
+            check
         );
     }
 

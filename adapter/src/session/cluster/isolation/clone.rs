@@ -255,6 +255,7 @@ mod tests {
             agent_image: "kbridge/agent:dev".into(),
             token_secret: "kbridge-s1".into(),
             idle_restore_secs: 60,
+            kept: Default::default(),
         };
         let source = CloneSource {
             target: &target,

@@ -86,6 +86,7 @@ impl IsolationPlan {
             agent_image: self.agent_image.clone(),
             token_secret: self.token_secret.clone(),
             idle_restore_secs: self.idle_restore_secs,
+            kept: Default::default(),
         }
     }
 }

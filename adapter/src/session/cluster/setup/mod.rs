@@ -4,8 +4,9 @@
 //!
 //! 1. [`prepare`] — read the config file, connect, resolve the target; create the
 //!    session's token Secret (the first change).
-//! 2. [`takeover`] — swap the workload's container for the agent (Lease, restorer), or
-//!    join an isolation (router, clone).
+//! 2. [`takeover`] — swap the workload's container for the agent (Lease, restorer; the
+//!    container's probes and hooks `enableFeatures` keeps: [`features`]), or join an
+//!    isolation (router, clone).
 //! 3. [`agents`] — wait for the agent pods, open their tunnels, read the pod's
 //!    environment and mounts.
 //! 4. [`running`] — start the session's own tasks: Lease heartbeat, drift watch, notices.
@@ -17,6 +18,7 @@
 //! `docs/architecture.md` puts these phases in the path of a whole `launch`.
 
 mod agents;
+mod features;
 mod names;
 mod prepare;
 mod progress;

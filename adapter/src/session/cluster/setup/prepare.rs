@@ -3,7 +3,7 @@
 //! session's token Secret (its undo step recorded first). Deleting that Secret later takes
 //! everything the cluster garbage-collects with it.
 
-use super::progress::{notice, step};
+use super::progress::step;
 use crate::session::cluster::connection::Cluster;
 use crate::session::cluster::isolation;
 use crate::session::cluster::target::ResolvedTarget;
@@ -58,9 +58,6 @@ pub(super) async fn prepare(
         .as_deref()
         .map(read_config_file)
         .transpose()?;
-    if let (Some(file), Some(config)) = (settings.config.as_deref(), &config_file) {
-        tell_features_not_acted_on(file, config, events);
-    }
 
     step(events, "connecting to the cluster");
     let kubeconfig = std::env::var_os("KUBECONFIG")
@@ -106,26 +103,6 @@ pub(super) async fn prepare(
         secret,
         secret_name,
     })
-}
-
-/// `enableFeatures` entries kbridge does not act on yet are said, once each, with what the
-/// session does instead — never ignored silently.
-fn tell_features_not_acted_on(file: &str, config: &LocalProcessConfig, events: &EventSink) {
-    let mut told = Vec::new();
-    for feature in &config.enable_features {
-        if told.contains(feature) {
-            continue;
-        }
-        told.push(*feature);
-        notice(
-            events,
-            format!(
-                "{file}: `enableFeatures: {}` is not acted on by kbridge yet: {}",
-                feature.name(),
-                feature.not_acted_on()
-            ),
-        );
-    }
 }
 
 /// `KubernetesLocalProcessConfig.yaml`, or an `azds.yaml`-style env file.

@@ -40,6 +40,9 @@ pub(super) fn publish(
     if let Some(text) = env_paths_summary(outbound) {
         notice(&running.events, text);
     }
+    if let Some(text) = identity_summary(outbound) {
+        notice(&running.events, text);
+    }
     let view = ClusterView {
         info: registry::SessionInfo {
             id: request.id.0.clone(),
@@ -63,6 +66,7 @@ pub(super) fn publish(
         forwarded: outbound.forwarded.clone(),
         env_paths: outbound.env_paths.clone(),
         kept_paths: outbound.kept_paths.clone(),
+        identity: outbound.identity.clone(),
         hosts_mode: hosts_mode_name(names.mode),
         hosts_file: names.hosts_file.clone(),
         inbound: taken.ports.clone(),
@@ -179,6 +183,17 @@ fn env_paths_summary(outbound: &Outbound) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// "identity endpoints reached through the agent: AWS_CONTAINER_CREDENTIALS_FULL_URI →
+/// http://127.1.…/v1/credentials (169.254.170.23:80 from the pod), …", with what was kept.
+fn identity_summary(outbound: &Outbound) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(line) = crate::session::cluster::identity::summary(&outbound.identity) {
+        parts.push(line);
+    }
+    parts.extend(outbound.identity_notes.iter().cloned());
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// Variables whose values come from Secrets (`secretKeyRef`), redacted in diagnostics along
 /// with any whose name looks secret.
 fn secret_env_names(container: &k8s_openapi::api::core::v1::Container) -> BTreeSet<String> {
@@ -203,6 +218,7 @@ struct ClusterView {
     forwarded: Vec<ForwardedService>,
     env_paths: Vec<crate::session::cluster::env_paths::EnvPath>,
     kept_paths: Vec<crate::session::cluster::env_paths::KeptPath>,
+    identity: Vec<crate::session::cluster::identity::IdentityEndpoint>,
     hosts_mode: &'static str,
     hosts_file: Option<PathBuf>,
     inbound: PortMap,
@@ -248,6 +264,7 @@ impl registry::SessionView for ClusterView {
             "services": services,
             "envPaths": self.env_paths,
             "keptPaths": self.kept_paths,
+            "identityEndpoints": self.identity,
             "inbound": self.inbound.iter().map(|(remote, local)| serde_json::json!({"containerPort": remote, "local": local})).collect::<Vec<_>>(),
             "tunnels": self.agents.traffic(),
         })

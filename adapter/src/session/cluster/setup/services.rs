@@ -3,7 +3,9 @@
 //! pointing there; `KubernetesLocalProcessConfig.yaml`, when given, downloads its volumes
 //! and adds its `env` entries (forwarding the Services of other namespaces it names);
 //! variables whose values are paths into the container's volumes point at local copies,
-//! projected tokens among them kept fresh (`session/cluster/env_paths.rs`).
+//! projected tokens among them kept fresh (`session/cluster/env_paths.rs`); identity
+//! endpoints the pod's environment names (or `ManagedIdentity` asks for) get local
+//! addresses the agents carry into the pod's network (`session/cluster/identity/`).
 
 use super::agents::Reached;
 use super::progress::step;
@@ -13,12 +15,13 @@ use crate::session::cluster::addresses::AddressBook;
 use crate::session::cluster::config_file;
 use crate::session::cluster::connection::Cluster;
 use crate::session::cluster::env_paths::{self, ContainerMount, EnvPath, KeptPath};
+use crate::session::cluster::identity::{self, IdentityEndpoint};
 use crate::session::cluster::outbound::{self, ForwardedService};
 use crate::session::cluster::token_refresh::{self, TokenFile};
 use crate::session::hosts_file::HostsEntry;
 use crate::session::{EventSink, SessionError};
 use k8s_openapi::api::core::v1::Service;
-use kbridge_config::local_process::LocalProcessConfig;
+use kbridge_config::local_process::{Feature, LocalProcessConfig};
 use kbridge_config::EnvVars;
 use kube::api::ListParams;
 use std::collections::BTreeMap;
@@ -36,6 +39,10 @@ pub(crate) struct Outbound {
     pub env_paths: Vec<EnvPath>,
     /// Variables with such paths left as the pod has them, and why.
     pub kept_paths: Vec<KeptPath>,
+    /// Identity endpoint variables pointing at local addresses now.
+    pub identity: Vec<IdentityEndpoint>,
+    /// Identity variables left as the pod has them, or endpoints not reachable, with why.
+    pub identity_notes: Vec<String>,
 }
 
 /// What the services phase works with.
@@ -134,6 +141,12 @@ pub(super) async fn forward(
             running.cancel.clone(),
         );
     }
+
+    // Identity endpoints (metadata servers): local addresses the agents carry.
+    let identity = identity_endpoints(&input, &mut forwarder, &config_layer).await;
+    for endpoint in &identity.endpoints {
+        pod_layer.set(endpoint.name.clone(), Some(endpoint.local_value.clone()));
+    }
     Ok(Outbound {
         forwarded,
         env: EnvLayers {
@@ -144,7 +157,33 @@ pub(super) async fn forward(
         external_hosts,
         env_paths: fetched.rewrites,
         kept_paths: fetched.kept,
+        identity: identity.endpoints,
+        identity_notes: identity.notes,
     })
+}
+
+/// The pod's identity endpoints, and the metadata address with `enableFeatures:
+/// [ManagedIdentity]`, forwarded; a variable the config file's `env` sets is its own.
+async fn identity_endpoints(
+    input: &ServicesInput<'_>,
+    forwarder: &mut outbound::Forwarder,
+    config_layer: &EnvVars,
+) -> identity::Forwarded {
+    let managed = input
+        .config_file
+        .is_some_and(|(_, c)| c.enable_features.contains(&Feature::ManagedIdentity));
+    let owned: Vec<&str> = config_layer.iter().map(|(name, _)| name).collect();
+    let plan = identity::plan::plan(&input.reached.pod_env, managed, &owned);
+    identity::forward(
+        &plan,
+        identity::Session {
+            book: &mut forwarder.book,
+            agents: forwarder.agents.clone(),
+            tasks: &forwarder.tasks,
+            cancel: forwarder.cancel.clone(),
+        },
+    )
+    .await
 }
 
 /// Plans and downloads the local copies of the pod's env paths.

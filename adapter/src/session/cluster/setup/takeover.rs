@@ -15,6 +15,7 @@ use crate::session::cluster::tunnels::PortMap;
 use crate::session::cluster::undo::ClusterStep;
 use crate::session::cluster::workload::{self, SwapPlan};
 use crate::session::{EventSink, Guardian, SessionError};
+use kbridge_config::local_process::Feature;
 use kbridge_config::{BridgeSettings, IsolateAs, PortMapping};
 use std::time::Duration;
 
@@ -43,7 +44,7 @@ pub(super) async fn take_over(
     events: &EventSink,
     guardian: &Guardian,
 ) -> Result<TakenOver, SessionError> {
-    let takeover = Takeover {
+    let mut takeover = Takeover {
         prepared,
         guardian,
         events,
@@ -53,6 +54,7 @@ pub(super) async fn take_over(
             agent_image: super::agent_image(settings.agent_image.as_deref()),
             token_secret: prepared.secret_name.clone(),
             idle_restore_secs: idle_restore_secs(settings),
+            kept: Default::default(),
         },
     };
     let route_as: Option<String> = match &settings.isolate_as {
@@ -108,7 +110,7 @@ impl Takeover<'_> {
     /// The whole workload: its Lease taken (a stale holder restored first), the target
     /// container swapped for the agent, the in-cluster restorer started.
     async fn swap(
-        &self,
+        &mut self,
         container: Option<&str>,
         port_mappings: &[PortMapping],
     ) -> Result<Taken, SessionError> {
@@ -141,6 +143,11 @@ impl Takeover<'_> {
         }
         // Checked before anything changes: a bad mapping must not cost a rollout.
         let ports = port_map(&target, port_mappings)?;
+        let (kept, lines) = super::features::kept_handlers(self.features(), &target.container);
+        for line in lines {
+            notice(events, format!("enableFeatures {line}"));
+        }
+        self.plan.kept = kept;
         self.record(at.delete("lease", &lease)).await?;
         lease::acquire(cluster, &lease, session, &target.workload()).await?;
         self.record(ClusterStep::RestoreWorkload {
@@ -191,6 +198,13 @@ impl Takeover<'_> {
         let (cluster, at, events) = (&self.prepared.cluster, &self.prepared.at, self.events);
         let (session, target) = (&self.plan.session, &self.prepared.target);
         let ports = port_map(target, port_mappings)?;
+        if self
+            .features()
+            .iter()
+            .any(|f| matches!(f, Feature::Probes | Feature::LifecycleHooks))
+        {
+            notice(events, "enableFeatures Probes and LifecycleHooks do not apply with isolateAs: the clone takes only the requests routed to this session and is not among the Service's endpoints (the router is), so its agent keeps its own health and no hooks");
+        }
         let service = isolation::fronting_service(cluster, target).await?;
         self.record(ClusterStep::LeaveIsolation {
             at: at.clone(),
@@ -238,6 +252,15 @@ impl Takeover<'_> {
         notice(events, joined.summary());
         // Isolated sessions share the workload: no Lease to hold.
         Ok((joined.clone_target(target), ports, None))
+    }
+
+    /// `enableFeatures` of the config file, if any.
+    fn features(&self) -> &[Feature] {
+        self.prepared
+            .config_file
+            .as_ref()
+            .map(|c| c.enable_features.as_slice())
+            .unwrap_or_default()
     }
 
     /// Records the deletion of the restorer's objects, then says it starts.
