@@ -14,6 +14,7 @@
 use super::documents::{Document, DocumentKind};
 use super::tokens::{tokens, Syntax};
 use super::tree::{Node, Value};
+use crate::session::cluster::config_file;
 use kbridge_config::azds_env::parse_azds_env;
 use kbridge_config::local_process::LocalProcessConfig;
 use lsp_types::{
@@ -62,7 +63,7 @@ fn add_volume_mounts(uri: &Uri, document: &Document, range: Range<usize>) -> Vec
                 && token.closed
                 && token.known_kind(Syntax::Config) == Some("volumeMounts")
                 && !name.is_empty()
-                && !declared.iter().any(|d| wildcard(d, name))
+                && !declared.iter().any(|d| config_file::wildcard(d, name))
                 && !missing.iter().any(|m| m == name)
             {
                 missing.push(name.to_string());
@@ -156,21 +157,6 @@ fn volume_mount_edit(document: &Document, root: &Node, name: &str) -> TextEdit {
 
 fn line_start(text: &str, offset: usize) -> usize {
     text[..offset].rfind('\n').map_or(0, |i| i + 1)
-}
-
-/// `*` and `?` in a declared name match as kbridge matches volume names.
-fn wildcard(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    go(&p, &n)
 }
 
 /// "Convert to KubernetesLocalProcessConfig.yaml": a new file next to `azds-local.env`.

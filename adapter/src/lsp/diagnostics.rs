@@ -12,6 +12,7 @@ use super::schema::{closest, did_you_mean, quoted_list, Schema};
 use super::tokens::{tokens, Syntax};
 use super::tree::{self, Node, Value};
 use crate::jsonc;
+use crate::session::cluster::config_file;
 use kbridge_config::azds_env::parse_azds_env;
 use kbridge_config::local_process::{
     check_local_path, parse_value, LocalProcessConfig, SUPPORTED_VERSION,
@@ -117,7 +118,7 @@ pub fn local_process_config(document: &Document, cluster: &Snapshot) -> Vec<Find
         if let (Some(name), Some(volumes)) = (mount.get("name"), cluster.volumes.as_ref()) {
             let written = name.as_str().unwrap_or_default();
             let names = || volumes.iter().map(|v| v.name.as_str());
-            if !written.is_empty() && !names().any(|n| wildcard_match(written, n)) {
+            if !written.is_empty() && !names().any(|n| config_file::wildcard(written, n)) {
                 findings.push(Finding::warning(
                     name.span.clone(),
                     format!(
@@ -292,7 +293,7 @@ fn cluster_finding(
             let volumes = cluster.volumes.as_ref()?;
             let name = argument.split('|').next().unwrap_or_default();
             let names = || volumes.iter().map(|v| v.name.as_str());
-            let matches = names().any(|n| wildcard_match(name, n));
+            let matches = names().any(|n| config_file::wildcard(name, n));
             (!matches).then(|| {
                 Finding::warning(
                     span,
@@ -327,21 +328,6 @@ fn service_parts(argument: &str, syntax: Syntax) -> (&str, Option<&str>, Vec<u16
             None => (argument, None, Vec::new()),
         },
     }
-}
-
-/// `*` and `?` wildcards, as volume names in the config file allow.
-fn wildcard_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    go(&p, &n)
 }
 
 /// `launch.json`: the `"type": "bridge"` configurations.

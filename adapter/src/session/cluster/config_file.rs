@@ -291,18 +291,36 @@ fn external_name_service(host: &str, ports: &[u16]) -> Service {
     }
 }
 
-/// `*` and `?` wildcards, as Bridge to Kubernetes allowed in volume names.
+/// `*` and `?` wildcards, as Bridge to Kubernetes allowed in volume names. Greedy, with
+/// one step back to the last `*`: time grows with the product of the lengths at worst,
+/// never exponentially, whatever a config file (or an editor's buffer, for `kbridge lsp`)
+/// holds.
 pub(crate) fn wildcard(pattern: &str, name: &str) -> bool {
-    fn matches(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
-            (Some(b'?'), Some(_)) => matches(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
-            _ => false,
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // Where the last `*` was, and the name position it has swallowed up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((star_pi, star_ni)) => {
+                    pi = star_pi + 1;
+                    ni = star_ni + 1;
+                    star = Some((star_pi, star_ni + 1));
+                }
+                None => return false,
+            },
         }
     }
-    matches(pattern.as_bytes(), name.as_bytes())
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Moves a downloaded directory to where the user wants it.
@@ -338,5 +356,13 @@ mod tests {
         assert!(wildcard("default-token-*", "default-token-x7k2p"));
         assert!(wildcard("conf?g", "config"));
         assert!(!wildcard("config", "config-2"));
+        assert!(wildcard("*", ""));
+        assert!(wildcard("a*b*c", "aXbYbZc"));
+        assert!(!wildcard("a*b*c", "aXbYbZ"));
+        assert!(wildcard("*-token-*", "default-token-x7k2p"));
+        assert!(!wildcard("", "x"));
+        // What a naive recursive matcher takes exponential time on.
+        let hostile = "*a".repeat(40) + "b";
+        assert!(!wildcard(&hostile, &"a".repeat(200)));
     }
 }
