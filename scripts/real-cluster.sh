@@ -8,6 +8,8 @@
 #   bash scripts/real-cluster.sh kubectl-path  the kubectl built with the cluster
 #   bash scripts/real-cluster.sh api-stop      stop the API server alone (the rest keeps running)
 #   bash scripts/real-cluster.sh api-start     start it again (same state)
+#   bash scripts/real-cluster.sh diagnose      what a failed run needs to be understood: node
+#                                              conditions, every pod, recent events, log tails
 #
 # Host processes: etcd, kube-apiserver (Node,RBAC; PodSecurity admission), controller-manager,
 # scheduler, containerd + runc + bridge CNI, kubelet, kube-proxy (iptables), CoreDNS, and a
@@ -74,6 +76,7 @@ main() {
     kubectl-path) echo "$BIN/kubectl" ;;
     api-stop) stop_apiserver ;;
     api-start) start_apiserver ;;
+    diagnose) diagnose ;;
     *) usage ;;
     esac
 }
@@ -135,6 +138,33 @@ check_ports() {
             die "port $port is taken by another program ($(ss -Htlnp "( sport = :$port )" | awk '{print $NF}' | head -1)); stop it, or for the registry set KBRIDGE_REAL_CLUSTER_REGISTRY_PORT"
         fi
     done
+}
+
+# Everything `down` would remove that explains a failure, printed before it is gone: what
+# the API server says about the node, pods and events, and the last lines of each log.
+diagnose() {
+    local kubectl=(timeout 20 "$BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN")
+    say "== real-cluster diagnose: $(date -u +%FT%TZ)"
+    status >&2 || true
+    say "-- nodes"
+    "${kubectl[@]}" get nodes -o wide >&2 || true
+    "${kubectl[@]}" describe nodes 2>&1 | sed -n '/^Conditions:/,/^Addresses:/p;/^Allocated resources:/,/^Events:/p' >&2 || true
+    say "-- pods (all namespaces)"
+    "${kubectl[@]}" get pods -A -o wide >&2 || true
+    say "-- pods not Running or not ready"
+    "${kubectl[@]}" get pods -A -o \
+        jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase} {range .status.containerStatuses[*]}[{.name} ready={.ready} {.state}]{end}{"\n"}{end}' 2>&1 |
+        grep -v 'ready=true [^[]*$' | head -40 >&2 || true
+    say "-- the 60 latest events"
+    "${kubectl[@]}" get events -A --sort-by=.lastTimestamp 2>&1 | tail -60 >&2 || true
+    local log
+    for log in kubelet containerd kube-proxy kube-apiserver registry; do
+        say "-- the 40 last lines of $LOGS/$log.log"
+        tail -40 "$LOGS/$log.log" 2>&1 | cut -c1-400 >&2 || true
+    done
+    say "-- memory and disk"
+    free -m >&2 || true
+    df -h / "$STATE" 2>&1 | sort -u >&2 || true
 }
 
 main "$@"

@@ -30,5 +30,11 @@ kube_bin=$(dirname "$(bash scripts/real-cluster.sh kubectl-path)")
 targets=()
 for t in "${CLUSTER_TESTS[@]}"; do targets+=(--test "$t"); done
 cargo build --workspace --bins
+status=0
 KBRIDGE_TEST_KUBECONFIG=$kubeconfig KBRIDGE_AGENT_IMAGE=$agent_image PATH="$kube_bin:$PATH" \
-    cargo test -p kbridge-tests "${targets[@]}" "$@"
+    cargo test -p kbridge-tests "${targets[@]}" "$@" || status=$?
+# A failure is explained while the cluster that saw it still runs (`down` removes its logs).
+if [ "$status" != 0 ]; then
+    bash scripts/real-cluster.sh diagnose || true
+fi
+exit "$status"

@@ -70,14 +70,26 @@ impl TestCluster {
     /// Waits (`kubectl rollout status`, bounded) until Deployment `name` of the test's
     /// namespace has rolled out.
     pub fn rollout_status(&self, name: &str) {
-        self.kubectl(&[
+        let args = [
             "-n",
             &self.namespace,
             "rollout",
             "status",
             &format!("deployment/{name}"),
             &format!("--timeout={}", real::ROLLOUT_TIMEOUT),
-        ]);
+        ];
+        let output = self.kubectl_output(&args);
+        if !output.status.success() {
+            // What kept the rollout from finishing, while the namespace still shows it.
+            let pods = self.kubectl_output(&["-n", &self.namespace, "get", "pods", "-o", "wide"]);
+            let events = self.kubectl_output(&["-n", &self.namespace, "get", "events"]);
+            panic!(
+                "kubectl {args:?} failed: {}\npods:\n{}\nevents:\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                String::from_utf8_lossy(&pods.stdout),
+                String::from_utf8_lossy(&events.stdout),
+            );
+        }
     }
 
     /// The target flags of a session on todo-api in the test's namespace, with the test's
