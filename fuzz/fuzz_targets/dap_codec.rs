@@ -6,14 +6,17 @@
 //! - reading the input as a byte stream never panics and always ends, whatever the
 //!   chunking (one read, small reads, large reads);
 //! - the messages read do not depend on the chunking: the same bodies, in order;
+//! - taking the frames a read brought without reading again (`next_buffered`, as the
+//!   proxy's loop does before it writes) gives the same messages;
 //! - framing is lossless: the input cut into bodies (any bytes, empty ones too), written
-//!   with `FrameWriter` and read back in random chunks, gives exactly those bodies and no
-//!   framing error.
+//!   with `FrameWriter` (some with a range replaced while writing, as the proxy renumbers
+//!   `seq`, some larger than the writer's buffer) and read back in random chunks, gives
+//!   exactly those bodies and no framing error.
 
 #![no_main]
 
 use kbridge_fuzz::dap::codec::{Frame, FrameReader, FrameWriter};
-use kbridge_fuzz::proxy::reader::{check, Inbound};
+use kbridge_fuzz::proxy::reader::{check, next, next_buffered, Inbound};
 use kbridge_fuzz::{block_on, chunk_lengths, ChunkedReader, Rng};
 use libfuzzer_sys::fuzz_target;
 
@@ -38,6 +41,28 @@ fn messages(data: &[u8], pieces: Vec<usize>) -> Vec<Vec<u8>> {
     panic!("the reader did not reach the end of {} bytes", data.len());
 }
 
+/// [`messages`] the way the proxy's loop reads: one read, then every frame it brought.
+fn messages_in_bursts(data: &[u8], pieces: Vec<usize>) -> Vec<Vec<u8>> {
+    let mut reader = FrameReader::new(ChunkedReader::new(data.to_vec(), pieces));
+    let mut out = Vec::new();
+    let mut keep = |inbound: Inbound| {
+        if let Inbound::Message { body, .. } = inbound {
+            out.push(body.to_vec());
+        }
+    };
+    for _ in 0..=2 * data.len() + 1 {
+        match block_on(next(&mut reader)) {
+            Inbound::Closed(None) => return out,
+            Inbound::Closed(Some(error)) => panic!("in-memory read failed: {error}"),
+            inbound => keep(inbound),
+        }
+        while let Some(inbound) = next_buffered(&mut reader) {
+            keep(inbound);
+        }
+    }
+    panic!("the reader did not reach the end of {} bytes", data.len());
+}
+
 fn round_trip(data: &[u8], rng: &mut Rng) {
     let mut bodies: Vec<&[u8]> = Vec::new();
     let mut rest = data;
@@ -46,24 +71,45 @@ fn round_trip(data: &[u8], rng: &mut Rng) {
         bodies.push(&rest[..len]);
         rest = &rest[len..];
     }
+    // Every fourth body goes out with a range replaced; in one input of sixteen the second
+    // is larger than the writer's buffer (read back in larger pieces, to keep the target fast).
+    let large = vec![b'L'; 70 * 1024];
+    let mut wrote_large = false;
+    let mut expected: Vec<Vec<u8>> = Vec::new();
     let mut wire = Vec::new();
     {
         let mut writer = FrameWriter::new(&mut wire);
         for (i, body) in bodies.iter().enumerate() {
-            if i % 2 == 0 {
-                block_on(writer.send(body)).expect("in-memory write");
+            let body: &[u8] = if i == 1 && rng.next_u64() % 16 == 0 {
+                wrote_large = true;
+                &large
             } else {
-                block_on(writer.enqueue(body)).expect("in-memory write");
+                body
+            };
+            if i % 4 == 3 {
+                let start = (rng.next_u64() % (body.len() as u64 + 1)) as usize;
+                let end = start + (rng.next_u64() % ((body.len() - start) as u64 + 1)) as usize;
+                let with = &data[..(rng.next_u64() % 24).min(data.len() as u64) as usize];
+                block_on(writer.enqueue_replacing(body, start..end, with))
+                    .expect("in-memory write");
+                expected.push([&body[..start], with, &body[end..]].concat());
+            } else {
+                if i % 2 == 0 {
+                    block_on(writer.send(body)).expect("in-memory write");
+                } else {
+                    block_on(writer.enqueue(body)).expect("in-memory write");
+                }
+                expected.push(body.to_vec());
             }
         }
         block_on(writer.flush()).expect("in-memory write");
     }
-    let pieces = chunk_lengths(wire.len(), rng, 40);
+    let pieces = chunk_lengths(wire.len(), rng, if wrote_large { 4096 } else { 40 });
     let mut reader = FrameReader::new(ChunkedReader::new(wire, pieces));
-    for (i, body) in bodies.iter().enumerate() {
+    for (i, body) in expected.iter().enumerate() {
         match block_on(reader.next_frame()).expect("in-memory read") {
-            Some(Frame::Body(read)) => assert_eq!(&read[..], *body, "body {i}"),
-            other => panic!("body {i} of {}: read {other:?}", bodies.len()),
+            Some(Frame::Body(read)) => assert_eq!(&read[..], &body[..], "body {i}"),
+            other => panic!("body {i} of {}: read {other:?}", expected.len()),
         }
     }
     let end = block_on(reader.next_frame()).expect("in-memory read");
@@ -88,5 +134,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(small, whole, "small reads changed the messages");
     let large = messages(data, chunk_lengths(data.len(), &mut rng, 4096));
     assert_eq!(large, whole, "large reads changed the messages");
+    // Reads that bring several frames at once, for `next_buffered` to take.
+    let bursts = messages_in_bursts(data, chunk_lengths(data.len(), &mut rng, 256));
+    assert_eq!(bursts, whole, "taking buffered frames changed the messages");
     round_trip(data, &mut rng);
 });

@@ -80,9 +80,8 @@ fn azds(text: &str) {
     for (entry, (line_name, source)) in config.env.iter().zip(lines) {
         assert_eq!(entry.name, line_name.trim());
         let value = entry.value.as_deref().unwrap_or_default();
-        let parts = parse_value(value).unwrap_or_else(|e| {
-            panic!("`{source}` became `{value}`, which does not parse: {e}")
-        });
+        let parts = parse_value(value)
+            .unwrap_or_else(|e| panic!("`{source}` became `{value}`, which does not parse: {e}"));
         let tokens: Vec<&ValuePart> = parts
             .iter()
             .filter(|p| !matches!(p, ValuePart::Text(_)))
