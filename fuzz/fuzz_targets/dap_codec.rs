@@ -6,8 +6,6 @@
 //! - reading the input as a byte stream never panics and always ends, whatever the
 //!   chunking (one read, small reads, large reads);
 //! - the messages read do not depend on the chunking: the same bodies, in order;
-//! - taking the frames a read brought without reading again (`next_buffered`, as the
-//!   proxy's loop does before it writes) gives the same messages;
 //! - framing is lossless: the input cut into bodies (any bytes, empty ones too), written
 //!   with `FrameWriter` (some with a range replaced while writing, as the proxy renumbers
 //!   `seq`, some larger than the writer's buffer) and read back in random chunks, gives
@@ -16,7 +14,7 @@
 #![no_main]
 
 use kbridge_fuzz::dap::codec::{Frame, FrameReader, FrameWriter};
-use kbridge_fuzz::proxy::reader::{check, next, next_buffered, Inbound};
+use kbridge_fuzz::proxy::reader::{check, Inbound};
 use kbridge_fuzz::{block_on, chunk_lengths, ChunkedReader, Rng};
 use libfuzzer_sys::fuzz_target;
 
@@ -36,28 +34,6 @@ fn messages(data: &[u8], pieces: Vec<usize>) -> Vec<Vec<u8>> {
                 }
             }
             Some(Frame::Error(_)) => {}
-        }
-    }
-    panic!("the reader did not reach the end of {} bytes", data.len());
-}
-
-/// [`messages`] the way the proxy's loop reads: one read, then every frame it brought.
-fn messages_in_bursts(data: &[u8], pieces: Vec<usize>) -> Vec<Vec<u8>> {
-    let mut reader = FrameReader::new(ChunkedReader::new(data.to_vec(), pieces));
-    let mut out = Vec::new();
-    let mut keep = |inbound: Inbound| {
-        if let Inbound::Message { body, .. } = inbound {
-            out.push(body.to_vec());
-        }
-    };
-    for _ in 0..=2 * data.len() + 1 {
-        match block_on(next(&mut reader)) {
-            Inbound::Closed(None) => return out,
-            Inbound::Closed(Some(error)) => panic!("in-memory read failed: {error}"),
-            inbound => keep(inbound),
-        }
-        while let Some(inbound) = next_buffered(&mut reader) {
-            keep(inbound);
         }
     }
     panic!("the reader did not reach the end of {} bytes", data.len());
@@ -134,8 +110,5 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(small, whole, "small reads changed the messages");
     let large = messages(data, chunk_lengths(data.len(), &mut rng, 4096));
     assert_eq!(large, whole, "large reads changed the messages");
-    // Reads that bring several frames at once, for `next_buffered` to take.
-    let bursts = messages_in_bursts(data, chunk_lengths(data.len(), &mut rng, 256));
-    assert_eq!(bursts, whole, "taking buffered frames changed the messages");
     round_trip(data, &mut rng);
 });

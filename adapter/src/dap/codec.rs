@@ -88,13 +88,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The next frame if it is already buffered, without reading: `None` means the next
-    /// frame needs input (or the input has ended; [`FrameReader::next_frame`] says which).
-    /// Lets a caller handle a burst that arrived in one read before it writes anything.
-    pub fn next_buffered(&mut self) -> Option<Frame> {
-        self.parse_buffered()
-    }
-
     /// Tries to take one frame out of the buffer without reading more.
     fn parse_buffered(&mut self) -> Option<Frame> {
         if self.resyncing {
@@ -496,23 +489,6 @@ mod tests {
         for n in [0, 7, 10, 12345, -1, i64::MAX, i64::MIN] {
             assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
         }
-    }
-
-    #[tokio::test]
-    async fn buffered_frames_come_without_reading() {
-        let mut input = frame(r#"{"seq":1}"#);
-        input.extend(frame(r#"{"seq":2}"#));
-        input.extend(b"Content-Len");
-        let mut reader = FrameReader::new(&input[..]);
-        assert!(reader.next_buffered().is_none(), "nothing read yet");
-        let first = reader.next_frame().await.expect("read");
-        assert!(matches!(first, Some(Frame::Body(b)) if &b[..] == br#"{"seq":1}"#));
-        let second = reader.next_buffered();
-        assert!(matches!(second, Some(Frame::Body(b)) if &b[..] == br#"{"seq":2}"#));
-        assert!(
-            reader.next_buffered().is_none(),
-            "a partial header needs more input"
-        );
     }
 
     #[tokio::test]

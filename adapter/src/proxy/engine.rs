@@ -47,30 +47,30 @@ pub enum Outcome {
     TeardownFailed(Vec<String>),
 }
 
-/// A stream of DAP messages the proxy's loop reads.
-type Input = FrameReader<Box<dyn AsyncRead + Send + Unpin>>;
-
 /// The running debug adapter: its process, its input, the messages it sends and the
 /// debuggee output it relays.
 struct Debugger {
     spec: AdapterSpec,
     process: AdapterProcess,
     writer: FrameWriter<Box<dyn AsyncWrite + Send + Unpin>>,
-    messages: Input,
+    messages: mpsc::Receiver<Inbound>,
     program_output: Option<mpsc::UnboundedReceiver<ProgramOutput>>,
     /// A `disconnect` it has and has not answered yet: the request's `seq`, and when the
     /// proxy answers it instead.
     disconnect: Option<(i64, Instant)>,
+    _reader: JoinHandle<()>,
 }
 
 impl Debugger {
-    /// The adapter, its messages read by the proxy's loop from now on.
+    /// Starts reading the adapter's messages.
     fn connect(
         spec: AdapterSpec,
         mut process: AdapterProcess,
-        messages: Input,
+        reader: FrameReader<Box<dyn AsyncRead + Send + Unpin>>,
         writer: FrameWriter<Box<dyn AsyncWrite + Send + Unpin>>,
     ) -> Debugger {
+        let (tx, messages) = mpsc::channel(256);
+        let reader_task = reader::spawn(reader, tx);
         let program_output = process.program_output.take();
         tracing::info!(adapter = %spec.name, pid = ?process.pid(), "adapter connected");
         Debugger {
@@ -80,6 +80,7 @@ impl Debugger {
             messages,
             program_output,
             disconnect: None,
+            _reader: reader_task,
         }
     }
 
@@ -161,7 +162,7 @@ enum State {
 
 /// What the main loop waits on in a state, besides the client and the session's events.
 struct Sources<'a> {
-    messages: Option<&'a mut Input>,
+    messages: Option<&'a mut mpsc::Receiver<Inbound>>,
     program_output: Option<&'a mut mpsc::UnboundedReceiver<ProgramOutput>>,
     setup: Option<&'a mut JoinHandle<Result<Prepared, LaunchError>>>,
 }
@@ -311,7 +312,8 @@ pub struct Engine {
     options: ProxyOptions,
     session_id: SessionId,
     client: ClientSink,
-    client_in: Input,
+    client_rx: mpsc::Receiver<Inbound>,
+    _client_reader: JoinHandle<()>,
     state: State,
     /// The capabilities the client was told; a replacement adapter reports changes to them.
     told_capabilities: Map<String, Value>,
@@ -321,9 +323,9 @@ pub struct Engine {
     shutdown: watch::Receiver<bool>,
 }
 
-async fn next_or_pending(input: Option<&mut Input>) -> Inbound {
-    match input {
-        Some(input) => reader::next(input).await,
+async fn recv_or_pending<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -361,12 +363,15 @@ impl Engine {
         client_out: Box<dyn AsyncWrite + Send + Unpin>,
         shutdown: watch::Receiver<bool>,
     ) -> Engine {
+        let (client_tx, client_rx) = mpsc::channel(256);
+        let client_reader = reader::spawn(FrameReader::new(client_in), client_tx);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Engine {
             options,
             session_id: SessionId::generate(),
             client: ClientSink::new(client_out),
-            client_in: FrameReader::new(client_in),
+            client_rx,
+            _client_reader: client_reader,
             state: State::AwaitingInitialize { held: Held::new() },
             told_capabilities: Map::new(),
             terminated_sent: false,
@@ -388,8 +393,13 @@ impl Engine {
             let sources = self.state.sources();
             let flow = tokio::select! {
                 _ = self.shutdown.changed() => self.on_shutdown().await,
-                inbound = reader::next(&mut self.client_in) => self.on_client(inbound).await,
-                inbound = next_or_pending(sources.messages) => self.on_adapter(inbound).await,
+                inbound = self.client_rx.recv() => match inbound {
+                    Some(inbound) => self.on_client(inbound).await,
+                    None => Ok(Flow::Stop),
+                },
+                inbound = recv_or_pending(sources.messages) => {
+                    self.on_adapter(inbound.unwrap_or(Inbound::Closed(None))).await
+                }
                 output = recv_unbounded_or_pending(sources.program_output) => match output {
                     Some(line) => self.send(&outgoing::output(line.category, &line.text)).await,
                     None => {
@@ -405,13 +415,12 @@ impl Engine {
                     self.on_disconnect_timeout().await
                 }
             };
-            // What arrived in the same reads is handled before anything is written: a burst
-            // goes out in few writes, a lone message at once.
+            // Flush once no input is waiting: a burst goes out in few writes, a lone
+            // message at once.
+            let idle = self.client_rx.is_empty()
+                && self.state.debugger().is_none_or(|d| d.messages.is_empty());
             let flow = match flow {
-                Ok(Flow::Continue) => match self.drain_buffered().await {
-                    Ok(Flow::Continue) => self.flush().await.map(|()| Flow::Continue),
-                    other => other,
-                },
+                Ok(Flow::Continue) if idle => self.flush().await.map(|()| Flow::Continue),
                 other => other,
             };
             match flow {
@@ -427,26 +436,6 @@ impl Engine {
             }
         }
         self.finish().await
-    }
-
-    /// Handles the messages both inputs already hold, without reading more.
-    async fn drain_buffered(&mut self) -> std::io::Result<Flow> {
-        loop {
-            let flow = if let Some(inbound) = reader::next_buffered(&mut self.client_in) {
-                self.on_client(inbound).await?
-            } else if let Some(inbound) = self
-                .state
-                .debugger_mut()
-                .and_then(|d| reader::next_buffered(&mut d.messages))
-            {
-                self.on_adapter(inbound).await?
-            } else {
-                return Ok(Flow::Continue);
-            };
-            if let Flow::Stop = flow {
-                return Ok(Flow::Stop);
-            }
-        }
     }
 
     /// Sends everything buffered for the client and the adapter.

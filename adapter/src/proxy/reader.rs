@@ -1,11 +1,11 @@
-//! Turns a byte stream into checked messages for the proxy's loop, which reads both of its
-//! streams itself (no task and channel per direction: each message used to cost two task
-//! hand-offs). Broken input becomes [`Inbound::Malformed`] and reading goes on.
+//! A task per direction that turns a byte stream into checked messages, so the proxy's
+//! main loop only routes. Broken input becomes [`Inbound::Malformed`] and reading goes on.
 
 use crate::dap::codec::{find_embedded_header, Frame, FrameReader};
 use crate::dap::envelope::{salvage_request, Envelope};
 use bytes::Bytes;
 use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
 
 /// What a reader task delivers.
 #[derive(Debug)]
@@ -28,30 +28,31 @@ pub enum Inbound {
     Closed(Option<String>),
 }
 
-/// The next message, reading input as needed. Cancel-safe: dropped before it completes
-/// (the proxy's loop waits on several streams at once), it loses nothing.
-pub async fn next<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Inbound {
-    match reader.next_frame().await {
-        Ok(Some(frame)) => inbound(reader, frame),
-        Ok(None) => Inbound::Closed(None),
-        Err(error) => Inbound::Closed(Some(error.to_string())),
-    }
-}
-
-/// The next message if it is already buffered, without reading.
-pub fn next_buffered<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Option<Inbound> {
-    let frame = reader.next_buffered()?;
-    Some(inbound(reader, frame))
-}
-
-fn inbound<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>, frame: Frame) -> Inbound {
-    match frame {
-        Frame::Body(body) => check(reader, body),
-        Frame::Error(error) => Inbound::Malformed {
-            error: error.to_string(),
-            salvaged: None,
-        },
-    }
+/// Spawns the reader task; it ends when the stream ends or the receiver is dropped.
+pub fn spawn<R>(
+    mut reader: FrameReader<R>,
+    tx: mpsc::Sender<Inbound>,
+) -> tokio::task::JoinHandle<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let item = match reader.next_frame().await {
+                Ok(Some(Frame::Body(body))) => check(&mut reader, body),
+                Ok(Some(Frame::Error(error))) => Inbound::Malformed {
+                    error: error.to_string(),
+                    salvaged: None,
+                },
+                Ok(None) => Inbound::Closed(None),
+                Err(error) => Inbound::Closed(Some(error.to_string())),
+            };
+            let closed = matches!(item, Inbound::Closed(_));
+            if tx.send(item).await.is_err() || closed {
+                return;
+            }
+        }
+    })
 }
 
 /// Checks a body is a DAP message. A body that is not JSON but holds a `Content-Length:`
