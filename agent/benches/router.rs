@@ -264,36 +264,43 @@ async fn run() {
         Ok(n) => Some(connect(n.addr).await),
         Err(_) => None,
     };
+    let via_nginx_present = via_nginx.is_some();
     let mut via_baseline = match &baseline {
         Some((_, _, addr)) => Some(connect(*addr).await),
         None => None,
     };
-    for _ in 0..WARMUP {
-        once(&mut direct, None).await;
-        once(&mut routed, Some("alice")).await;
-        if let Some(s) = via_nginx.as_mut() {
-            once(s, Some("alice")).await;
-        }
-        if let Some(s) = via_baseline.as_mut() {
-            once(s, Some("alice")).await;
+    // Each round sends one request on every path, starting at a different path each time:
+    // which path goes right after which changes its latency by several µs on a small
+    // machine, so no path keeps one place.
+    let mut paths: Vec<(&mut Sender, Option<&str>, Vec<Duration>)> = vec![
+        (&mut direct, None, Vec::new()),
+        (&mut routed, Some("alice"), Vec::new()),
+    ];
+    if let Some(s) = via_nginx.as_mut() {
+        paths.push((s, Some("alice"), Vec::new()));
+    }
+    if let Some(s) = via_baseline.as_mut() {
+        paths.push((s, Some("alice"), Vec::new()));
+    }
+    let count = paths.len();
+    for round in 0..WARMUP + SAMPLES {
+        for k in 0..count {
+            let (sender, route, samples) = &mut paths[(round + k) % count];
+            let took = once(sender, *route).await;
+            if round >= WARMUP {
+                samples.push(took);
+            }
         }
     }
-    let (mut d, mut r, mut n, mut b) = (
-        Vec::with_capacity(SAMPLES),
-        Vec::with_capacity(SAMPLES),
-        Vec::new(),
-        Vec::new(),
-    );
-    for _ in 0..SAMPLES {
-        d.push(once(&mut direct, None).await);
-        r.push(once(&mut routed, Some("alice")).await);
-        if let Some(s) = via_nginx.as_mut() {
-            n.push(once(s, Some("alice")).await);
-        }
-        if let Some(s) = via_baseline.as_mut() {
-            b.push(once(s, Some("alice")).await);
-        }
-    }
+    let mut samples = paths.into_iter().map(|(_, _, s)| s);
+    let mut d = samples.next().expect("direct");
+    let mut r = samples.next().expect("router");
+    let mut n = if via_nginx_present {
+        samples.next().expect("nginx")
+    } else {
+        Vec::new()
+    };
+    let mut b = samples.next().unwrap_or_default();
     d.sort();
     r.sort();
     n.sort();
