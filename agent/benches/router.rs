@@ -3,6 +3,9 @@
 //! `kubernetes-route-as` header (interleaved, in one run), and each proxy's RSS idle vs with
 //! 1000 idle clients. nginx is the peer the router is held to; without `/usr/sbin/nginx` its
 //! column is skipped with the reason.
+//!
+//! `KBRIDGE_BENCH_BASELINE_AGENT=/path/to/kbridge-agent` adds another build's router to the
+//! same run (interleaved too), for before/after comparisons on a noisy machine.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -198,9 +201,10 @@ fn main() {
     rt.block_on(run());
 }
 
-async fn run() {
-    let up = upstream().await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kbridge-agent"))
+/// Starts `kbridge-agent router` from `bin`, routing `alice` to `up`; returns the child,
+/// its pid and its listening address.
+async fn start_router(bin: &str, up: SocketAddr) -> (tokio::process::Child, u32, SocketAddr) {
+    let mut child = tokio::process::Command::new(bin)
         .arg("router")
         .env("KBRIDGE_ROUTER_SERVICE", "todo-api")
         .env("KBRIDGE_ROUTER_PORTS", "0")
@@ -224,6 +228,33 @@ async fn run() {
         .and_then(|v| v.as_str())
         .and_then(|s| s.parse().ok())
         .expect("router port");
+    (child, pid, router)
+}
+
+/// RSS added per idle keep-alive client of the proxy at `addr` (process `pid`), in KiB,
+/// and the RSS with them; checks every idle connection still works.
+async fn per_idle_connection(pid: u32, addr: SocketAddr) -> (f64, u64) {
+    let before = rss_kib(pid);
+    let mut idle = idle_clients(addr).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid);
+    for s in idle.iter_mut().step_by(97) {
+        once(s, Some("alice")).await;
+    }
+    drop(idle);
+    (
+        after.saturating_sub(before) as f64 / IDLE_CLIENTS as f64,
+        after,
+    )
+}
+
+async fn run() {
+    let up = upstream().await;
+    let (mut child, pid, router) = start_router(env!("CARGO_BIN_EXE_kbridge-agent"), up).await;
+    let baseline = match std::env::var("KBRIDGE_BENCH_BASELINE_AGENT") {
+        Ok(bin) => Some(start_router(&bin, up).await),
+        Err(_) => None,
+    };
     let rss_start = rss_kib(pid);
 
     let nginx = Nginx::start(up).await;
@@ -233,53 +264,61 @@ async fn run() {
         Ok(n) => Some(connect(n.addr).await),
         Err(_) => None,
     };
-    for _ in 0..WARMUP {
-        once(&mut direct, None).await;
-        once(&mut routed, Some("alice")).await;
-        if let Some(s) = via_nginx.as_mut() {
-            once(s, Some("alice")).await;
+    let via_nginx_present = via_nginx.is_some();
+    let mut via_baseline = match &baseline {
+        Some((_, _, addr)) => Some(connect(*addr).await),
+        None => None,
+    };
+    // Each round sends one request on every path, starting at a different path each time:
+    // which path goes right after which changes its latency by several µs on a small
+    // machine, so no path keeps one place.
+    let mut paths: Vec<(&mut Sender, Option<&str>, Vec<Duration>)> = vec![
+        (&mut direct, None, Vec::new()),
+        (&mut routed, Some("alice"), Vec::new()),
+    ];
+    if let Some(s) = via_nginx.as_mut() {
+        paths.push((s, Some("alice"), Vec::new()));
+    }
+    if let Some(s) = via_baseline.as_mut() {
+        paths.push((s, Some("alice"), Vec::new()));
+    }
+    let count = paths.len();
+    for round in 0..WARMUP + SAMPLES {
+        for k in 0..count {
+            let (sender, route, samples) = &mut paths[(round + k) % count];
+            let took = once(sender, *route).await;
+            if round >= WARMUP {
+                samples.push(took);
+            }
         }
     }
-    let (mut d, mut r, mut n) = (
-        Vec::with_capacity(SAMPLES),
-        Vec::with_capacity(SAMPLES),
-        Vec::new(),
-    );
-    for _ in 0..SAMPLES {
-        d.push(once(&mut direct, None).await);
-        r.push(once(&mut routed, Some("alice")).await);
-        if let Some(s) = via_nginx.as_mut() {
-            n.push(once(s, Some("alice")).await);
-        }
-    }
+    let mut samples = paths.into_iter().map(|(_, _, s)| s);
+    let mut d = samples.next().expect("direct");
+    let mut r = samples.next().expect("router");
+    let mut n = if via_nginx_present {
+        samples.next().expect("nginx")
+    } else {
+        Vec::new()
+    };
+    let mut b = samples.next().unwrap_or_default();
     d.sort();
     r.sort();
     n.sort();
+    b.sort();
     // Less the direct client's own connection: what the proxies' pools opened.
     let pooled = UPSTREAM_CONNS.load(Ordering::Relaxed) - 1;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_idle = rss_kib(pid);
 
     // 1000 clients, each one request then idle on its keep-alive connection.
-    let idle = idle_clients(router).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_loaded = rss_kib(pid);
-    // Every idle connection still works.
-    let mut idle = idle;
-    for s in idle.iter_mut().step_by(97) {
-        once(s, Some("alice")).await;
-    }
-    drop(idle);
+    let (per_connection, rss_loaded) = per_idle_connection(pid, router).await;
+    let baseline_per_connection = match &baseline {
+        Some((_, pid, addr)) => Some(per_idle_connection(*pid, *addr).await.0),
+        None => None,
+    };
     // The same for nginx's one worker.
-    let nginx_rss = match &nginx {
-        Ok(proxy) => {
-            let before = rss_kib(proxy.pid());
-            let held = idle_clients(proxy.addr).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let after = rss_kib(proxy.pid());
-            drop(held);
-            Some((before, after))
-        }
+    let nginx_per_connection = match &nginx {
+        Ok(proxy) => Some(per_idle_connection(proxy.pid(), proxy.addr).await.0),
         Err(_) => None,
     };
 
@@ -292,6 +331,9 @@ async fn run() {
     let mut rows = vec![("direct to upstream", &d), ("through the router", &r)];
     if !n.is_empty() {
         rows.push(("through nginx (the peer)", &n));
+    }
+    if !b.is_empty() {
+        rows.push(("through the baseline router", &b));
     }
     for (name, v) in rows {
         let mean = v.iter().sum::<Duration>() / v.len() as u32;
@@ -308,6 +350,13 @@ async fn run() {
         us(pct(&r, 0.99)) - us(pct(&d, 0.99))
     );
     let nginx_added = (!n.is_empty()).then(|| us(pct(&n, 0.5)) - us(pct(&d, 0.5)));
+    if !b.is_empty() {
+        println!(
+            "| added by the baseline router | {:.1} | {:.1} | |",
+            us(pct(&b, 0.5)) - us(pct(&d, 0.5)),
+            us(pct(&b, 0.99)) - us(pct(&d, 0.99))
+        );
+    }
     if let Some(added) = nginx_added {
         println!(
             "| added by nginx | {added:.1} | {:.1} | |",
@@ -315,7 +364,7 @@ async fn run() {
         );
     }
     println!(
-        "upstream connections the router and nginx opened for {} requests each: {pooled}",
+        "upstream connections the proxies opened for {} requests each: {pooled}",
         WARMUP + SAMPLES
     );
     println!();
@@ -324,13 +373,12 @@ async fn run() {
     println!("| at start | {rss_start} |");
     println!("| idle after the latency run | {rss_idle} |");
     println!("| with {IDLE_CLIENTS} idle keep-alive clients | {rss_loaded} |");
-    let per_connection = rss_loaded.saturating_sub(rss_idle) as f64 / IDLE_CLIENTS as f64;
     println!("| per idle connection | {per_connection:.1} |");
-    if let Some((before, after)) = nginx_rss {
-        println!(
-            "| nginx, per idle connection | {:.1} |",
-            after.saturating_sub(before) as f64 / IDLE_CLIENTS as f64
-        );
+    if let Some(per) = baseline_per_connection {
+        println!("| the baseline router, per idle connection | {per:.1} |");
+    }
+    if let Some(per) = nginx_per_connection {
+        println!("| nginx, per idle connection | {per:.1} |");
     }
     println!();
     let verdict = |met: bool| if met { "met" } else { "NOT met" };
@@ -342,6 +390,13 @@ async fn run() {
         ),
         (Err(why), _) => println!("goal: router's added p50 <= nginx's: not measured: {why}"),
         (Ok(_), None) => println!("goal: router's added p50 <= nginx's: not measured"),
+    }
+    if let (Some(added), false) = (nginx_added, b.is_empty()) {
+        let baseline_added = us(pct(&b, 0.5)) - us(pct(&d, 0.5));
+        println!(
+            "the baseline router: added p50 {baseline_added:.1} µs ({:.2}x nginx's)",
+            baseline_added / added
+        );
     }
     println!(
         "goal: <= 4 KiB per idle connection: {per_connection:.1} KiB ({:.2}x), {}",

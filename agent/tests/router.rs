@@ -130,6 +130,24 @@ async fn upstream_handle(
             ];
             Response::new(StreamBody::new(futures::stream::iter(frames)).boxed())
         }
+        // Answers at once, then sends its body in four pieces 30 ms apart: a response
+        // still streaming when the router would park an idle connection.
+        "/trickle" => {
+            let (mut tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+            tokio::spawn(async move {
+                for _ in 0..4 {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    if tx
+                        .send(Ok(Frame::data(Bytes::from_static(b"t"))))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+            Response::new(StreamBody::new(rx).boxed())
+        }
         // Answers after a pause: a request in flight during shutdown.
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(400)).await;
@@ -748,4 +766,136 @@ async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
         .expect("exits after SIGTERM")
         .expect("wait");
     assert!(status.success(), "exit status {status}");
+}
+
+/// Longer than the router waits before it parks an idle keep-alive connection.
+const PAST_PARKING: Duration = Duration::from_millis(100);
+
+/// Reads one HTTP/1.1 response from `c`: its head, and its body (Content-Length or
+/// chunked). Fails on end of input: the connection must stay open.
+async fn read_response(c: &mut TcpStream) -> (String, String) {
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(T, c.read(&mut byte))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert_eq!(n, 1, "the router closed the connection; so far: {data:?}");
+        data.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&data).to_lowercase();
+    let mut body = Vec::new();
+    if let Some(length) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        body.resize(length, 0);
+        c.read_exact(&mut body).await.expect("body");
+    } else {
+        // Chunked: size line, data, CRLF; a zero size ends it (no trailers here).
+        loop {
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                c.read_exact(&mut byte).await.expect("chunk size");
+                line.push(byte[0]);
+            }
+            let text = String::from_utf8_lossy(&line);
+            let size = usize::from_str_radix(text.trim(), 16).expect("chunk size");
+            let mut chunk = vec![0u8; size + 2];
+            c.read_exact(&mut chunk).await.expect("chunk");
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn request(route_as: &str, path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: todo-api\r\nkubernetes-route-as: {route_as}\r\n\r\n")
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_serves_its_next_requests() {
+    let s = setup().await;
+    let mut c = TcpStream::connect(s.addr).await.expect("connect");
+    for route_as in ["bob", "alice", "-", "bob"] {
+        c.write_all(request(route_as, "/id").as_bytes())
+            .await
+            .expect("write");
+        let (head, body) = read_response(&mut c).await;
+        let expected = if route_as == "-" { "origin" } else { route_as };
+        assert_eq!(body, expected, "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+        // Idle long enough to be parked before the next request.
+        tokio::time::sleep(PAST_PARKING).await;
+    }
+    // One connection to each upstream was enough: the router's pool outlived the parking.
+    assert_eq!(s.bob.accepted.load(Ordering::SeqCst), 1);
+    s.router.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_request_begun_before_parking_is_completed_after_it() {
+    let s = setup().await;
+    let mut c = TcpStream::connect(s.addr).await.expect("connect");
+    c.write_all(request("bob", "/id").as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(read_response(&mut c).await.1, "bob");
+    // The next request's first bytes reach the router's HTTP parser, then nothing more
+    // until the connection has been parked: they must survive it.
+    let next = request("alice", "/id");
+    let (first, rest) = next.split_at(12);
+    c.write_all(first.as_bytes()).await.expect("write");
+    tokio::time::sleep(PAST_PARKING).await;
+    c.write_all(rest.as_bytes()).await.expect("write");
+    assert_eq!(read_response(&mut c).await.1, "alice");
+    // And a head split while parked.
+    tokio::time::sleep(PAST_PARKING).await;
+    let next = request("bob", "/id");
+    let (first, rest) = next.split_at(20);
+    c.write_all(first.as_bytes()).await.expect("write");
+    tokio::time::sleep(PAST_PARKING).await;
+    c.write_all(rest.as_bytes()).await.expect("write");
+    assert_eq!(read_response(&mut c).await.1, "bob");
+    s.router.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_response_streaming_past_the_idle_wait_keeps_its_connection() {
+    let s = setup().await;
+    let mut c = TcpStream::connect(s.addr).await.expect("connect");
+    // Its head is answered at once; its body takes 120 ms, past the idle wait.
+    c.write_all(request("alice", "/trickle").as_bytes())
+        .await
+        .expect("write");
+    let (head, body) = read_response(&mut c).await;
+    assert_eq!(body, "tttt", "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    c.write_all(request("bob", "/id").as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(read_response(&mut c).await.1, "bob");
+    s.router.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_parked_connection_closes_when_the_router_shuts_down() {
+    let s = setup().await;
+    let mut c = TcpStream::connect(s.addr).await.expect("connect");
+    c.write_all(request("bob", "/id").as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(read_response(&mut c).await.1, "bob");
+    tokio::time::sleep(PAST_PARKING).await;
+    s.router.shutdown(Duration::from_secs(1)).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(T, c.read_to_end(&mut rest))
+        .await
+        .expect("the connection is closed in time");
+    assert!(read.is_err() || rest.is_empty(), "{rest:?}");
 }

@@ -7,12 +7,15 @@
 //!   `request_seq` and `success` are what `peek` reported;
 //! - in such a body, `set_number` finds the top-level `seq` (and `request_seq` when there
 //!   is one) and replaces its value only: the result still peeks, has the new number, and
-//!   every other field is unchanged.
+//!   every other field is unchanged; and `FrameWriter::enqueue_replacing` with the range
+//!   `value_range` finds writes exactly the body `set_number` builds.
 
 #![no_main]
 
+use kbridge_fuzz::block_on;
+use kbridge_fuzz::dap::codec::{decimal, Frame, FrameReader, FrameWriter};
 use kbridge_fuzz::dap::envelope::{salvage_request, Envelope, MessageKind};
-use kbridge_fuzz::dap::splice::set_number;
+use kbridge_fuzz::dap::splice::{set_number, value_range};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
@@ -47,6 +50,18 @@ fn check_set_number(body: &[u8], field: &str, value: i64) {
     let before = object(body).expect("read before");
     let out = set_number(body, field, value)
         .unwrap_or_else(|| panic!("set_number found no top-level `{field}`"));
+    let range = value_range(body, field).expect("value_range finds what set_number does");
+    let mut wire = Vec::new();
+    let mut digits = [0u8; 20];
+    let mut writer = FrameWriter::new(&mut wire);
+    block_on(writer.enqueue_replacing(body, range, decimal(value, &mut digits)))
+        .expect("in-memory write");
+    block_on(writer.flush()).expect("in-memory write");
+    drop(writer);
+    match block_on(FrameReader::new(&wire[..]).next_frame()).expect("in-memory read") {
+        Some(Frame::Body(written)) => assert_eq!(&written[..], &out[..], "written while replacing"),
+        other => panic!("read back {other:?}"),
+    }
     let after_envelope = Envelope::peek(&out).expect("the edited body still peeks");
     let mut after = object(&out).expect("read before, so readable after");
     assert_eq!(

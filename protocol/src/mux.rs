@@ -8,7 +8,6 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -29,8 +28,6 @@ const SPLIT_SEND_SIZE: usize = 64 * 1024;
 /// Buffer on the session socket: yamux writes a frame's header and body separately and reads
 /// the 12-byte header before the body, so without it each frame costs two syscalls each way.
 const SOCKET_BUFFER: usize = 128 * 1024;
-/// How long a graceful close (yamux GoAway) may take before the driver just drops the socket.
-const CLOSE_GRACE: Duration = Duration::from_millis(300);
 
 /// yamux settings shared by both sides.
 fn yamux_config() -> yamux::Config {
@@ -187,10 +184,14 @@ async fn drive<T>(
     })
     .await;
     match outcome {
-        Ok(true) => {
-            end.set("the session was shut down");
-            let _ = tokio::time::timeout(CLOSE_GRACE, poll_fn(|cx| conn.poll_close(cx))).await;
-        }
+        // Closing means dropping the connection, not yamux's graceful close: that one sends a
+        // GoAway but never wakes a read pending on one of our own streams (only a connection
+        // dropped while active does), so a task waiting for a reply — the heartbeat, a spliced
+        // connection — slept on after the session was gone, and whoever waited for it waited
+        // out a timeout (`AgentClient::shutdown`'s second, the session's tasks' three). Dropped,
+        // every stream wakes and fails with the reason below at once, and the peer sees the
+        // socket close, which yamux reads as the session's end just like a GoAway.
+        Ok(true) => end.set("the session was shut down"),
         Ok(false) => end.set("the peer closed the session"),
         Err(e) => end.set(format!("connection error: {e}")),
     }
@@ -302,5 +303,60 @@ impl AsyncWrite for TunnelStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.wrote_fin = true;
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Found by the teardown benchmark: yamux's graceful close never woke a read pending on
+    /// one of the closing side's streams, so a heartbeat waiting for its reply kept
+    /// `AgentClient::shutdown` waiting for its one-second bound.
+    #[tokio::test(flavor = "current_thread")]
+    async fn closing_a_session_wakes_reads_pending_on_its_streams() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (cancel_a, cancel_b) = (CancellationToken::new(), CancellationToken::new());
+        let client = start(a, yamux::Mode::Client, cancel_a.clone());
+        let mut server = start(b, yamux::Mode::Server, cancel_b.clone());
+        let mut stream = client.opener.open().await.expect("open");
+        stream.write_all(b"hello").await.expect("write");
+        stream.flush().await.expect("flush");
+        let mut accepted = server.incoming.recv().await.expect("accepted");
+        let mut hello = [0u8; 5];
+        accepted.read_exact(&mut hello).await.expect("read");
+        // The client waits for a reply that never comes; then its session is closed.
+        let pending = tokio::spawn(async move {
+            let mut reply = [0u8; 1];
+            stream.read(&mut reply).await
+        });
+        tokio::task::yield_now().await;
+        cancel_a.cancel();
+        let read = tokio::time::timeout(Duration::from_secs(5), pending)
+            .await
+            .expect("the pending read ends with the session")
+            .expect("task");
+        let error = read.expect_err("no reply was sent");
+        assert!(
+            error.to_string().contains("the session was shut down"),
+            "{error}"
+        );
+        tokio::time::timeout(Duration::from_secs(5), client.driver)
+            .await
+            .expect("driver ends")
+            .expect("driver");
+        // The peer sees the session end too, as after a GoAway.
+        tokio::time::timeout(Duration::from_secs(5), &mut server.driver)
+            .await
+            .expect("the peer's driver ends")
+            .expect("driver");
+        assert_eq!(
+            server.opener.end().get(),
+            Some("the peer closed the session")
+        );
+        let mut rest = Vec::new();
+        assert!(accepted.read_to_end(&mut rest).await.is_err() || rest.is_empty());
     }
 }

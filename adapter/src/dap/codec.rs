@@ -4,7 +4,8 @@
 //! message still gets through.
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use std::ops::Range;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bodies larger than this are refused; no DAP message comes near it.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -232,42 +233,107 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Writes DAP frames; each frame goes out in one buffered write and is flushed.
+/// Frames are gathered in the writer's buffer up to this size before they are written.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Writes DAP frames. Frames are gathered in a buffer (no allocation per frame once it has
+/// grown) and written with one call when flushed; a body larger than the buffer is written
+/// from where it is, not copied.
 pub struct FrameWriter<W: AsyncWrite> {
-    inner: BufWriter<W>,
+    inner: W,
+    buf: Vec<u8>,
+}
+
+/// `value` in decimal, in `buf`; returns the digits (with a `-`).
+pub fn decimal(value: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut n = value.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Wraps a byte sink.
     pub fn new(inner: W) -> Self {
         FrameWriter {
-            inner: BufWriter::with_capacity(64 * 1024, inner),
+            inner,
+            buf: Vec::new(),
         }
     }
 
     /// Writes one message body with its header and flushes it.
     pub async fn send(&mut self, body: &[u8]) -> std::io::Result<()> {
-        let header = format!("Content-Length: {}\r\n\r\n", body.len());
-        self.inner.write_all(header.as_bytes()).await?;
-        self.inner.write_all(body).await?;
-        self.inner.flush().await
+        self.enqueue(body).await?;
+        self.flush().await
     }
 
     /// Writes one message body with its header, leaving it buffered: the proxy flushes
     /// once it has no more input waiting, so a burst of messages costs few syscalls.
     pub async fn enqueue(&mut self, body: &[u8]) -> std::io::Result<()> {
-        let header = format!("Content-Length: {}\r\n\r\n", body.len());
-        self.inner.write_all(header.as_bytes()).await?;
-        self.inner.write_all(body).await
+        self.enqueue_replacing(body, 0..0, &[]).await
+    }
+
+    /// [`FrameWriter::enqueue`] of `body` with the bytes in `range` replaced by `with` (a
+    /// renumbered `seq`), without building the new body first.
+    pub async fn enqueue_replacing(
+        &mut self,
+        body: &[u8],
+        range: Range<usize>,
+        with: &[u8],
+    ) -> std::io::Result<()> {
+        let start = range.start.min(body.len());
+        let range = start..range.end.clamp(start, body.len());
+        let length = body.len() - range.len() + with.len();
+        let mut digits = [0u8; 20];
+        let length_text = decimal(length as i64, &mut digits);
+        self.buf.extend_from_slice(b"Content-Length: ");
+        self.buf.extend_from_slice(length_text);
+        self.buf.extend_from_slice(b"\r\n\r\n");
+        if length < WRITE_BUFFER {
+            self.buf.extend_from_slice(&body[..range.start]);
+            self.buf.extend_from_slice(with);
+            self.buf.extend_from_slice(&body[range.end..]);
+            if self.buf.len() >= WRITE_BUFFER {
+                self.write_buffered().await?;
+            }
+            return Ok(());
+        }
+        // A large body: what is buffered (its header last), then the body from where it is.
+        self.buf.extend_from_slice(&body[..range.start]);
+        self.buf.extend_from_slice(with);
+        self.write_buffered().await?;
+        self.inner.write_all(&body[range.end..]).await
+    }
+
+    async fn write_buffered(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = self.inner.write_all(&self.buf).await;
+        self.buf.clear();
+        written
     }
 
     /// Sends what [`FrameWriter::enqueue`] buffered.
     pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.write_buffered().await?;
         self.inner.flush().await
     }
 
     /// Flushes and closes the write side (the peer sees end of input).
     pub async fn close(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
         self.inner.shutdown().await
     }
 }
@@ -437,6 +503,34 @@ mod tests {
             seen.push(String::from_utf8_lossy(&b).into_owned());
         }
         assert_eq!(seen, [r#"{"seq":5}"#, r#"{"seq":6}"#]);
+    }
+
+    #[tokio::test]
+    async fn writer_replaces_a_range_and_writes_large_bodies_whole() {
+        let mut out = Vec::new();
+        let mut writer = FrameWriter::new(&mut out);
+        writer
+            .enqueue_replacing(br#"{"seq":0,"a":1}"#, 7..8, b"-1234")
+            .await
+            .expect("write");
+        let large = vec![b'x'; WRITE_BUFFER + 10];
+        writer.enqueue(&large).await.expect("write");
+        writer.enqueue(b"{}").await.expect("write");
+        writer.flush().await.expect("flush");
+        drop(writer);
+        let mut expected = b"Content-Length: 19\r\n\r\n{\"seq\":-1234,\"a\":1}".to_vec();
+        expected.extend(format!("Content-Length: {}\r\n\r\n", large.len()).as_bytes());
+        expected.extend(&large);
+        expected.extend(b"Content-Length: 2\r\n\r\n{}");
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn decimals() {
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 12345, -1, i64::MAX, i64::MIN] {
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
     }
 
     #[tokio::test]

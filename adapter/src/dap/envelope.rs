@@ -64,8 +64,10 @@ impl Envelope {
         // editor will read it — invalid bytes as U+FFFD — rather than dropped: dropping a
         // response would leave the editor waiting forever. (serde_json does not check the
         // strings it skips, so the replacement is made first, for the whole body.)
-        let text = String::from_utf8_lossy(body);
-        let raw: RawEnvelope = serde_json::from_str(&text)?;
+        let raw: RawEnvelope = match std::str::from_utf8(body) {
+            Ok(text) => serde_json::from_str(text)?,
+            Err(_) => serde_json::from_str(&String::from_utf8_lossy(body))?,
+        };
         let kind = match raw.kind.as_deref() {
             Some("request") => MessageKind::Request,
             Some("response") => MessageKind::Response,

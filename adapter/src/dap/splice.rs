@@ -17,6 +17,12 @@ pub fn set_number(body: &[u8], field: &str, value: i64) -> Option<Bytes> {
     Some(out.freeze())
 }
 
+/// Byte range of the value of top-level `field`, to replace as [`set_number`] does while
+/// writing (`FrameWriter::enqueue_replacing`); the same conditions as there.
+pub fn value_range(body: &[u8], field: &str) -> Option<std::ops::Range<usize>> {
+    find_top_level_value(body, field).map(|(start, end)| start..end)
+}
+
 /// Byte range of the value of a top-level key.
 fn find_top_level_value(body: &[u8], field: &str) -> Option<(usize, usize)> {
     let mut i = skip_ws(body, 0);

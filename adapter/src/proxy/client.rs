@@ -2,6 +2,7 @@
 //! gets the next sequence number.
 
 use super::seq::SeqMap;
+use crate::dap::codec::decimal;
 use crate::dap::{outgoing, splice, FrameWriter};
 use serde_json::Value;
 use tokio::io::AsyncWrite;
@@ -22,11 +23,16 @@ impl ClientSink {
         }
     }
 
-    /// Forwards a message from the adapter with a new `seq`; returns that number.
+    /// Forwards a message from the adapter with a new `seq`; returns that number. The
+    /// number is replaced as the message is written, without a copy of it first.
     pub async fn forward(&mut self, body: &[u8]) -> std::io::Result<i64> {
         let seq = self.seq.next_to_client();
-        match splice::set_number(body, "seq", seq) {
-            Some(renumbered) => self.writer.enqueue(&renumbered).await?,
+        let mut digits = [0u8; 20];
+        match splice::value_range(body, "seq") {
+            Some(range) => {
+                let number = decimal(seq, &mut digits);
+                self.writer.enqueue_replacing(body, range, number).await?
+            }
             None => self.writer.enqueue(body).await?,
         }
         Ok(seq)

@@ -45,6 +45,7 @@
 
 pub mod config;
 mod health;
+mod parked;
 pub mod proxy;
 pub mod routes;
 pub mod sniff;

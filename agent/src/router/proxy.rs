@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::parked::{self, ParkedIo, Turn, PARK_AFTER};
 use super::routes::{Dest, RouteTable};
 use super::sniff::{sniff, Protocol};
 
@@ -104,42 +107,132 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
 }
 
-/// Serves one accepted client connection that arrived on listen port `port`.
+/// Serves one accepted connection that arrived on listen port `port`.
+///
+/// The future stays small while a connection waits (the task of every idle keep-alive
+/// connection holds one): what serving a request needs is boxed while it runs.
 pub(crate) async fn serve(sock: TcpStream, port: u16, shared: Arc<Shared>) {
     let _ = sock.set_nodelay(true);
     let proto = tokio::select! {
         _ = shared.cancel.cancelled() => return,
-        p = sniff(&sock) => p,
+        p = Box::pin(sniff(&sock)) => p,
     };
     match proto {
-        Protocol::Raw => raw(sock, port, &shared).await,
+        Protocol::Raw => Box::pin(raw(sock, port, &shared)).await,
         Protocol::Http1 => serve_h1(sock, port, shared).await,
-        Protocol::H2c => serve_h2(sock, port, shared).await,
+        Protocol::H2c => Box::pin(serve_h2(sock, port, shared)).await,
     }
 }
 
+/// Serves HTTP/1.x requests, parking the connection between them ([`parked`]).
 async fn serve_h1(sock: TcpStream, port: u16, shared: Arc<Shared>) {
-    let cancel = shared.cancel.clone();
-    let svc = service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(route_h1(req, port, &shared).await) }
-    });
-    let conn = server1::Builder::new()
-        .serve_connection(TokioIo::new(sock), svc)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "HTTP/1 client connection ended");
+    let turn = Arc::new(Turn::default());
+    let mut io = ParkedIo::new(sock, turn.clone());
+    loop {
+        if !io.has_input() {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => return,
+                readable = io.readable() => if readable.is_err() { return },
             }
         }
-        _ = cancel.cancelled() => {
-            // Finish the request in flight, then close; idle connections close at once.
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+        match Box::pin(serve_h1_until_parked(io, port, &shared, &turn)).await {
+            Some(parked) => io = parked,
+            None => return,
         }
     }
+}
+
+/// Serves `io` with one hyper connection until it can be parked after a response
+/// (`Some`: the socket, to wait on for the next request) or the connection ends.
+async fn serve_h1_until_parked(
+    io: ParkedIo,
+    port: u16,
+    shared: &Arc<Shared>,
+    turn: &Arc<Turn>,
+) -> Option<ParkedIo> {
+    turn.begin();
+    let svc = {
+        let (shared, turn) = (shared.clone(), turn.clone());
+        service_fn(move |req: Request<Incoming>| {
+            // Called as soon as hyper has the request head.
+            turn.begin();
+            let parkable = parked::reusable(&req);
+            let (shared, turn) = (shared.clone(), turn.clone());
+            async move {
+                let resp = route_h1(req, port, &shared).await;
+                if parkable {
+                    turn.done();
+                }
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let mut conn = server1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    let cancelled = shared.cancel.cancelled();
+    let mut cancelled = std::pin::pin!(cancelled);
+    // Armed when the connection turns idle, for the request count then; fires after
+    // PARK_AFTER and parks the connection if no request came since (else it is armed again
+    // for the latest). Requests themselves touch no timer.
+    let idle = tokio::time::sleep(PARK_AFTER);
+    let mut idle = std::pin::pin!(idle);
+    let mut armed: Option<u64> = None;
+    let (mut parking, mut stopping) = (false, false);
+    let result = std::future::poll_fn(|cx| {
+        if !stopping && cancelled.as_mut().poll(cx).is_ready() {
+            // Finish the request in flight, then close; an idle connection closes at once.
+            stopping = true;
+            Pin::new(&mut conn).graceful_shutdown();
+        }
+        let polled = Pin::new(&mut conn).poll(cx);
+        if polled.is_ready() || parking || stopping {
+            return polled;
+        }
+        let Some(since) = armed else {
+            if let Some(count) = turn.idle() {
+                armed = Some(count);
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + PARK_AFTER);
+                // Registers the timer's wake-up.
+                let _ = idle.as_mut().poll(cx);
+            }
+            return polled;
+        };
+        if idle.as_mut().poll(cx).is_pending() {
+            return polled;
+        }
+        match turn.idle() {
+            // Idle all along: hyper has no request (the service answered the latest and
+            // none came since), so a graceful shutdown closes the connection at once.
+            Some(count) if count == since && turn.park(count) => {
+                parking = true;
+                Pin::new(&mut conn).graceful_shutdown();
+                return Pin::new(&mut conn).poll(cx);
+            }
+            Some(count) => {
+                armed = Some(count);
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + PARK_AFTER);
+                let _ = idle.as_mut().poll(cx);
+            }
+            None => armed = None,
+        }
+        polled
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP/1 client connection ended");
+        return None;
+    }
+    if !parking || stopping {
+        return None;
+    }
+    // None: upgraded (the socket now belongs to the splice).
+    let parts = conn.into_parts()?;
+    let io = parts.io.into_inner().parked(parts.read_buf);
+    parked::return_freed_memory();
+    Some(io)
 }
 
 async fn serve_h2(sock: TcpStream, port: u16, shared: Arc<Shared>) {
