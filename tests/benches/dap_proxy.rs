@@ -8,8 +8,9 @@
 //! (`KBRIDGE_BENCH_REQUESTS` sets the request count, default 50 000; `KBRIDGE_BENCH_RUNS`
 //! the runs, default 3, whose medians are the result).
 
+use kbridge_tests::framing::{read_frame, write_frame};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,26 +44,14 @@ impl Peer {
         let text =
             json!({"seq": self.seq, "type": "request", "command": command, "arguments": arguments})
                 .to_string();
-        write!(self.input, "Content-Length: {}\r\n\r\n{text}", text.len()).expect("write");
+        write_frame(&mut self.input, text.as_bytes()).expect("write");
         self.seq
     }
 
     fn read_message(&mut self) -> Value {
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            self.output.read_line(&mut line).expect("read header");
-            assert!(!line.is_empty(), "peer closed");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("Content-Length:") {
-                length = v.trim().parse().expect("length");
-            }
-        }
-        let mut body = vec![0; length];
-        self.output.read_exact(&mut body).expect("read body");
+        let body = read_frame(&mut self.output)
+            .expect("read")
+            .expect("peer closed");
         serde_json::from_slice(&body).expect("json")
     }
 

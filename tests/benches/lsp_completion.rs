@@ -24,9 +24,10 @@
 //! 2000).
 
 use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::framing::{read_frame, write_frame};
 use kbridge_tests::{kbridge_bin, temp_dir};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -64,26 +65,14 @@ impl Server {
 
     fn send(&mut self, message: &Value) {
         let body = message.to_string();
-        write!(self.input, "Content-Length: {}\r\n\r\n{body}", body.len()).expect("write");
+        write_frame(&mut self.input, body.as_bytes()).expect("write");
         self.input.flush().expect("flush");
     }
 
     fn read(&mut self) -> Value {
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            self.output.read_line(&mut line).expect("read header");
-            assert!(!line.is_empty(), "kbridge lsp closed its output");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("Content-Length:") {
-                length = v.trim().parse().expect("length");
-            }
-        }
-        let mut body = vec![0; length];
-        self.output.read_exact(&mut body).expect("read body");
+        let body = read_frame(&mut self.output)
+            .expect("read")
+            .expect("kbridge lsp closed its output");
         serde_json::from_slice(&body).expect("JSON")
     }
 

@@ -23,9 +23,10 @@
 
 use kbridge_tests::cluster::pids_with;
 use kbridge_tests::fixture::TestCluster;
+use kbridge_tests::framing::{read_frame, write_frame};
 use kbridge_tests::{agent_image, kbridge_bin, temp_dir};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -67,25 +68,9 @@ impl Dap {
         let mut output = BufReader::new(child.stdout.take().expect("stdout"));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || loop {
-            let mut length = None;
-            loop {
-                let mut line = String::new();
-                if output.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                let line = line.trim_end();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.strip_prefix("Content-Length:") {
-                    length = v.trim().parse::<usize>().ok();
-                }
-            }
-            let Some(length) = length else { return };
-            let mut body = vec![0; length];
-            if output.read_exact(&mut body).is_err() {
+            let Ok(Some(body)) = read_frame(&mut output) else {
                 return;
-            }
+            };
             let value: Value = serde_json::from_slice(&body).unwrap_or_else(|e| {
                 panic!(
                     "kbridge sent invalid JSON: {e}: {}",
@@ -112,7 +97,7 @@ impl Dap {
             json!({"seq": self.seq, "type": "request", "command": command, "arguments": arguments})
                 .to_string();
         let sent = Instant::now();
-        write!(self.input, "Content-Length: {}\r\n\r\n{text}", text.len())
+        write_frame(&mut self.input, text.as_bytes())
             .and_then(|()| self.input.flush())
             .unwrap_or_else(|e| panic!("write {command} to kbridge: {e}"));
         (self.seq, sent)

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod connect;
 pub mod dap_client;
 pub mod fixture;
+pub mod framing;
 pub mod programs;
 pub mod real;
 

@@ -2,8 +2,9 @@
 //! once (`initialize` with a few capabilities, `launch` followed by `initialized`), so
 //! what the benchmark measures is the transport, not a debugger.
 
+use kbridge_tests::framing::{read_frame, write_frame};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 
 fn main() {
     let stdin = std::io::stdin();
@@ -11,26 +12,9 @@ fn main() {
     let mut output = std::io::BufWriter::new(std::io::stdout().lock());
     let mut seq = 0;
     loop {
-        let mut length = None;
-        loop {
-            let mut line = String::new();
-            match input.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("Content-Length:") {
-                length = v.trim().parse::<usize>().ok();
-            }
-        }
-        let Some(length) = length else { return };
-        let mut body = vec![0; length];
-        if input.read_exact(&mut body).is_err() {
+        let Ok(Some(body)) = read_frame(&mut input) else {
             return;
-        }
+        };
         let Ok(request) = serde_json::from_slice::<Value>(&body) else {
             continue;
         };
@@ -49,7 +33,7 @@ fn main() {
             let mut message = message;
             message["seq"] = json!(seq);
             let text = message.to_string();
-            let _ = write!(output, "Content-Length: {}\r\n\r\n{text}", text.len());
+            let _ = write_frame(&mut output, text.as_bytes());
         };
         send(
             json!({"type": "response", "request_seq": request["seq"], "success": true,
