@@ -145,7 +145,14 @@ echo "CREDS=$(curl -s --max-time 20 -H "Authorization: $(cat "$AWS_CONTAINER_AUT
 echo "WRONG=$(curl -s --max-time 20 -o /dev/null -w '%{http_code}' -H 'Authorization: not-the-token' "$AWS_CONTAINER_CREDENTIALS_FULL_URI")"
 echo "GKE=$(curl -s --max-time 20 -H 'Metadata-Flavor: Google' "http://$GCE_METADATA_HOST/computeMetadata/v1/instance/service-accounts/default/token")"
 echo "TOKEN=$(cat "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")""#;
-    let (stdout, stderr, ok) = run(&fixture, &tmp, "deployment/identity-app", None, script);
+    // `kbridge diagnostics` of the live session, as a user would read it.
+    let diagnostics = tmp.join("diagnostics.txt");
+    let script = format!(
+        "{script}\n\"{}\" diagnostics > \"{}\"",
+        kbridge_tests::kbridge_bin().display(),
+        diagnostics.display()
+    );
+    let (stdout, stderr, ok) = run(&fixture, &tmp, "deployment/identity-app", None, &script);
     assert!(ok, "kbridge run failed:\n{stdout}\n{stderr}");
 
     // The variables SDKs read point at local addresses.
@@ -179,9 +186,21 @@ echo "TOKEN=$(cat "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")""#;
             && stderr.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI → http://127.1."),
         "{stderr}"
     );
+    let described = std::fs::read_to_string(&diagnostics).expect("diagnostics output");
+    assert!(
+        described.lines().any(
+            |l| l.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.1.")
+                && l.contains("→ 127.0.0.1:8099")
+        ),
+        "kbridge diagnostics lists the identity endpoints:\n{described}"
+    );
     let token = field(&stdout, "TOKEN").expect("TOKEN");
     assert!(token.len() > 20, "{stdout}");
     assert!(!stderr.contains(token), "the token is in kbridge's output");
+    assert!(
+        !described.contains(token),
+        "the token is in kbridge diagnostics"
+    );
 
     // Teardown leaves no token file behind.
     assert!(!Path::new(token_file).exists(), "{token_file} left behind");

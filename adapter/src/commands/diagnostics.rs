@@ -71,6 +71,28 @@ fn print_env_paths(d: &Value) {
     }
 }
 
+/// Variables that now point at a local address carried to an identity endpoint.
+fn print_identity_endpoints(d: &Value) {
+    let Some(endpoints) = d["identityEndpoints"].as_array().filter(|e| !e.is_empty()) else {
+        return;
+    };
+    println!(
+        "\nIdentity endpoints reached through the agent (variable: local → in the pod's network):"
+    );
+    for e in endpoints {
+        let pod = match &e["podValue"] {
+            Value::Null => " (added by ManagedIdentity)".to_string(),
+            value => format!(" (pod's value {})", text(value)),
+        };
+        println!(
+            "  {}={} → {}{pod}",
+            text(&e["name"]),
+            text(&e["localValue"]),
+            text(&e["endpoint"]),
+        );
+    }
+}
+
 fn print_text(d: &Value) {
     let s = &d["session"];
     println!(
@@ -93,6 +115,7 @@ fn print_text(d: &Value) {
         }
     }
     print_env_paths(d);
+    print_identity_endpoints(d);
     println!(
         "\nNames resolve through hosts mode `{}`{}:",
         text(&d["hostsMode"]),
