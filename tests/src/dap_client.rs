@@ -185,6 +185,22 @@ impl DapClient {
         }
     }
 
+    /// Waits until the `output` events' text, joined, contains `needle` (a debugger may split
+    /// one printed line over several events); returns the text joined so far.
+    pub async fn wait_for_output(&mut self, needle: &str) -> String {
+        let mut text = String::new();
+        while !text.contains(needle) {
+            let what = format!("output containing {needle:?} (so far {text:?})");
+            let event = self
+                .wait_for(&what, |m| {
+                    m["event"] == "output" && m["body"]["category"] != "telemetry"
+                })
+                .await;
+            text.push_str(event["body"]["output"].as_str().unwrap_or_default());
+        }
+        text
+    }
+
     /// Answers the adapter's `runInTerminal` reverse request the way an editor does:
     /// runs the command with the given cwd and env and replies with its process id.
     /// Returns the request as received.
