@@ -52,6 +52,14 @@ say() { printf '%s\n' "$*" >&2; }
 step() { say "[real-cluster +$(($(date +%s) - T0))s] $*"; }
 die() {
     say "real-cluster: error: $*"
+    # The log a message names is removed with the rest of the state by `down` (which a
+    # caller's cleanup may run next): its end is printed here.
+    local log
+    log=$(printf '%s\n' "$*" | grep -o "$LOGS/[A-Za-z0-9._-]*\.log" | head -1 || true)
+    if [ -n "$log" ] && [ -f "$log" ]; then
+        say "-- the last 40 lines of $log:"
+        tail -40 "$log" | cut -c1-400 >&2
+    fi
     exit 1
 }
 
@@ -96,6 +104,7 @@ up() {
         down
     fi
     check_ports
+    check_disk
     mkdir -p "$STATE" "$RUN" "$LOGS"
     build_kube
     build_coredns
@@ -127,6 +136,18 @@ check_prerequisites() {
         die "missing: ${missing[*]}. Install them with:
     apt-get install -y containerd runc containernetworking-plugins etcd-server iptables conntrack buildah docker-registry gcc curl iproute2
 and Go 1.24 or newer at /usr/local/go, and Rust (cargo)."
+    fi
+}
+
+# Images are unpacked and logs written under /var/lib: with the disk nearly full, containerd
+# cannot unpack an image and pods wait in ContainerCreating with no error a test would see,
+# and the kubelet evicts at 1 % free. Refuse to start instead.
+NEED_FREE_MIB=4096
+check_disk() {
+    local free
+    free=$(df -Pm "$(dirname "$STATE")" | awk 'NR == 2 {print $4}')
+    if [ -n "$free" ] && [ "$free" -lt "$NEED_FREE_MIB" ]; then
+        die "only ${free} MiB free on $(dirname "$STATE"); the cluster needs ${NEED_FREE_MIB} MiB (images, logs, pods). Free space (e.g. cargo clean, old target directories) and retry"
     fi
 }
 
