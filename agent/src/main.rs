@@ -81,7 +81,14 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The router runs on one thread: every request is a read, a lookup and a write, and
+    // handing them between worker threads cost it ~10 µs per request in the router
+    // benchmark (docs/performance.md). nginx, its peer there, runs one worker too.
+    let mut rt = match cli.command {
+        Some(Command::Router(_)) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = rt
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;

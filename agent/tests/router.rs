@@ -814,6 +814,14 @@ async fn read_response(c: &mut TcpStream) -> (String, String) {
     (head, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Sends one request on `c` and reads its response.
+async fn ask(c: &mut TcpStream, route_as: &str, path: &str) -> (String, String) {
+    c.write_all(request(route_as, path).as_bytes())
+        .await
+        .expect("write");
+    read_response(c).await
+}
+
 fn request(route_as: &str, path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: todo-api\r\nkubernetes-route-as: {route_as}\r\n\r\n")
 }
@@ -823,10 +831,7 @@ async fn an_idle_keep_alive_connection_serves_its_next_requests() {
     let s = setup().await;
     let mut c = TcpStream::connect(s.addr).await.expect("connect");
     for route_as in ["bob", "alice", "-", "bob"] {
-        c.write_all(request(route_as, "/id").as_bytes())
-            .await
-            .expect("write");
-        let (head, body) = read_response(&mut c).await;
+        let (head, body) = ask(&mut c, route_as, "/id").await;
         let expected = if route_as == "-" { "origin" } else { route_as };
         assert_eq!(body, expected, "{head}");
         assert!(!head.contains("connection: close"), "{head}");
@@ -842,10 +847,7 @@ async fn an_idle_keep_alive_connection_serves_its_next_requests() {
 async fn a_request_begun_before_parking_is_completed_after_it() {
     let s = setup().await;
     let mut c = TcpStream::connect(s.addr).await.expect("connect");
-    c.write_all(request("bob", "/id").as_bytes())
-        .await
-        .expect("write");
-    assert_eq!(read_response(&mut c).await.1, "bob");
+    assert_eq!(ask(&mut c, "bob", "/id").await.1, "bob");
     // The next request's first bytes reach the router's HTTP parser, then nothing more
     // until the connection has been parked: they must survive it.
     let next = request("alice", "/id");
@@ -870,16 +872,10 @@ async fn a_response_streaming_past_the_idle_wait_keeps_its_connection() {
     let s = setup().await;
     let mut c = TcpStream::connect(s.addr).await.expect("connect");
     // Its head is answered at once; its body takes 120 ms, past the idle wait.
-    c.write_all(request("alice", "/trickle").as_bytes())
-        .await
-        .expect("write");
-    let (head, body) = read_response(&mut c).await;
+    let (head, body) = ask(&mut c, "alice", "/trickle").await;
     assert_eq!(body, "tttt", "{head}");
     assert!(!head.contains("connection: close"), "{head}");
-    c.write_all(request("bob", "/id").as_bytes())
-        .await
-        .expect("write");
-    assert_eq!(read_response(&mut c).await.1, "bob");
+    assert_eq!(ask(&mut c, "bob", "/id").await.1, "bob");
     s.router.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -887,10 +883,7 @@ async fn a_response_streaming_past_the_idle_wait_keeps_its_connection() {
 async fn a_parked_connection_closes_when_the_router_shuts_down() {
     let s = setup().await;
     let mut c = TcpStream::connect(s.addr).await.expect("connect");
-    c.write_all(request("bob", "/id").as_bytes())
-        .await
-        .expect("write");
-    assert_eq!(read_response(&mut c).await.1, "bob");
+    assert_eq!(ask(&mut c, "bob", "/id").await.1, "bob");
     tokio::time::sleep(PAST_PARKING).await;
     s.router.shutdown(Duration::from_secs(1)).await;
     let mut rest = Vec::new();

@@ -356,7 +356,7 @@ fn floor(fixture: &TestCluster) -> (Duration, Duration) {
         "image": agent_image(),
         "env": [{"name": "KBRIDGE_SESSION_TOKEN", "value": "floor-benchmark"},
                 {"name": "KBRIDGE_AGENT_PORTS", "value": "8080"}],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 7312}, "periodSeconds": 2}
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 7312}, "periodSeconds": 1}
     }]}}}});
     let back = json!({"spec": {"template": {"spec": {"containers": [{
         "name": "api",

@@ -194,7 +194,7 @@ fn router_container(
             port: IntOrString::Int(i32::from(health)),
             ..Default::default()
         }),
-        period_seconds: Some(2),
+        period_seconds: Some(crate::session::cluster::workload::AGENT_PROBE_PERIOD_SECONDS),
         ..Default::default()
     };
     let mut container_ports: Vec<ContainerPort> = ports
