@@ -33,17 +33,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // As a spawned task rather than the future `block_on` polls: a task the proxy's
-    // readers wake then waits in the run queue, instead of making the runtime poll its
-    // I/O driver once more per message first (docs/performance.md).
-    let code = match runtime.block_on(async { tokio::spawn(run(cli)).await }) {
-        Ok(Ok(code)) => code,
-        Ok(Err(error)) => {
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
             eprintln!("kbridge: error: {error:#}");
             ExitCode::FAILURE
         }
-        // A panic has been reported by the panic hook already.
-        Err(_) => ExitCode::FAILURE,
     };
     // tokio reads stdin on a blocking thread that cannot be interrupted; do not wait
     // for it (or the process would linger until the editor closes our stdin).
