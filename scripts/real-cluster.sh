@@ -56,11 +56,14 @@ die() {
     # caller's cleanup may run next): its end is printed here.
     local log
     log=$(printf '%s\n' "$*" | grep -o "$LOGS/[A-Za-z0-9._-]*\.log" | head -1 || true)
-    if [ -n "$log" ] && [ -f "$log" ]; then
-        say "-- the last 40 lines of $log:"
-        tail -40 "$log" | cut -c1-400 >&2
-    fi
+    [ -n "$log" ] && log_tail "$log"
     exit 1
+}
+# log_tail FILE: its last 40 lines (each cut at 400 characters) on stderr, if it exists.
+log_tail() {
+    [ -f "$1" ] || return 0
+    say "-- the last 40 lines of $1:"
+    tail -40 "$1" | cut -c1-400 >&2
 }
 
 # shellcheck source=real-cluster/build.sh
@@ -172,16 +175,11 @@ diagnose() {
     "${kubectl[@]}" describe nodes 2>&1 | sed -n '/^Conditions:/,/^Addresses:/p;/^Allocated resources:/,/^Events:/p' >&2 || true
     say "-- pods (all namespaces)"
     "${kubectl[@]}" get pods -A -o wide >&2 || true
-    say "-- pods not Running or not ready"
-    "${kubectl[@]}" get pods -A -o \
-        jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase} {range .status.containerStatuses[*]}[{.name} ready={.ready} {.state}]{end}{"\n"}{end}' 2>&1 |
-        grep -v 'ready=true [^[]*$' | head -40 >&2 || true
     say "-- the 60 latest events"
     "${kubectl[@]}" get events -A --sort-by=.lastTimestamp 2>&1 | tail -60 >&2 || true
     local log
     for log in kubelet containerd kube-proxy kube-apiserver registry; do
-        say "-- the 40 last lines of $LOGS/$log.log"
-        tail -40 "$LOGS/$log.log" 2>&1 | cut -c1-400 >&2 || true
+        log_tail "$LOGS/$log.log"
     done
     say "-- memory and disk"
     free -m >&2 || true

@@ -134,9 +134,7 @@ fn throughput(peer: &mut Peer, count: usize, window: usize) -> f64 {
 /// without looking at them, on the I/O kbridge uses (one tokio thread, pipes polled with
 /// epoll): what any process in the middle costs, before it does any DAP work.
 fn relay(adapter: &str) {
-    use std::os::fd::AsFd;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::unix::pipe;
     async fn copy(
         mut from: impl tokio::io::AsyncRead + Unpin,
         mut to: impl tokio::io::AsyncWrite + Unpin,
@@ -165,20 +163,11 @@ fn relay(adapter: &str) {
             .expect("start the adapter");
         let to_adapter = child.stdin.take().expect("stdin");
         let from_adapter = child.stdout.take().expect("stdout");
-        let input = pipe::Receiver::from_owned_fd(
-            std::io::stdin()
-                .as_fd()
-                .try_clone_to_owned()
-                .expect("stdin fd"),
-        )
-        .expect("stdin is a pipe");
-        let output = pipe::Sender::from_owned_fd(
-            std::io::stdout()
-                .as_fd()
-                .try_clone_to_owned()
-                .expect("stdout fd"),
-        )
-        .expect("stdout is a pipe");
+        // The editor side exactly as `kbridge dap` opens it.
+        let (input, output) = (
+            kbridge::proxy::stdio::input(),
+            kbridge::proxy::stdio::output(),
+        );
         tokio::join!(copy(input, to_adapter), copy(from_adapter, output));
         let _ = child.wait().await;
     });

@@ -653,11 +653,7 @@ fn main() {
         relaunches.len(),
         secs(*relaunches.iter().min().expect("samples")),
         secs(*relaunches.iter().max().expect("samples")),
-        if relaunch < Duration::from_millis(100) {
-            "met"
-        } else {
-            "NOT met"
-        }
+        verdict(relaunch < Duration::from_millis(100))
     );
     if let Some(keep) = std::env::var_os("KBRIDGE_BENCH_LOGS") {
         let keep = PathBuf::from(keep);

@@ -31,14 +31,13 @@ use std::time::Duration;
 pub const AGENT_HEALTH_PORT: i32 = agent_pod::HEALTH_PORT as i32;
 /// The agent's control port, which kbridge port-forwards to.
 pub const AGENT_CONTROL_PORT: u16 = agent_pod::CONTROL_PORT;
-/// How often a write that met a 409 Conflict is read and tried again.
 /// How often the kubelet probes an agent's (and the isolation router's) `/healthz`. A pod
 /// is Ready at the first successful probe, and the first probe races the agent's start:
 /// when it comes before the agent listens, the pod turns Ready one period later, which
 /// the whole setup waits for. One second, the least Kubernetes allows, bounds that loss;
 /// a probe per second of a local HTTP handler costs nothing worth saving.
 pub const AGENT_PROBE_PERIOD_SECONDS: i32 = 1;
-
+/// How often a write that met a 409 Conflict is read and tried again.
 const CONFLICT_RETRIES: usize = 5;
 /// How long a deleted Pod may take to terminate before a swap or restore gives up.
 const POD_GONE_TIMEOUT: Duration = Duration::from_secs(90);
